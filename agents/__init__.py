@@ -1,0 +1,1 @@
+"""The conversation brain, Ray-free: agent config, turn-taking, replies."""

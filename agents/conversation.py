@@ -1,0 +1,321 @@
+"""One conversation: the state and turn-taking of a session, independent of Ray and of the websocket.
+
+A Conversation gets typed client messages in order through ``handle`` and sends server messages through
+the injected ``emit``; it reaches the models only through the injected ``Services`` callables, so the same
+class runs in unit tests, in a benchmark's in-process baseline and inside the SessionActor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from agents.config import AgentConfig, GreetingFile, VoiceSpec
+from agents.segmenter import split_sentences
+from agents.speech_timeline import SpeechTimeline, truncated
+from protocol import messages as m
+from speech.audio import OUTPUT_RATE, pcm16_seconds, silence_pcm16, split_pcm
+from speech.stt import Transcript
+
+log = logging.getLogger("voi.conversation")
+
+Emit = Callable[[m.ServerMessage], Awaitable[None]]
+
+
+@dataclass
+class Services:
+    """The model calls a conversation makes; each is an async callable so backends and transports swap."""
+
+    transcribe: Callable[[bytes, str | None], Awaitable[Transcript]]  # 16 kHz PCM16 -> transcript
+    synthesize: Callable[[str, VoiceSpec], AsyncIterator[bytes]]  # sentence -> 24 kHz PCM16 chunks
+    load_greeting_audio: Callable[[Path], Awaitable[bytes]] | None = None  # server file -> 24 kHz PCM16
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_turn_seconds: float = 120.0  # audio kept per user turn; the rest is refused with an error
+    audio_frame_bytes: int = 24_000  # 0.5 s of 24 kHz PCM per outgoing audio frame
+
+
+@dataclass
+class StoredMessage:
+    id: int
+    role: str
+    content: list[dict[str, Any]]
+
+    @property
+    def text(self) -> str:
+        return " ".join(p["text"] for p in self.content if p.get("type") == "text")
+
+
+@dataclass
+class _TurnRequest:
+    audio: bytes
+    typed_ids: list[int]
+    requested_at: float
+
+
+@dataclass
+class _Speech:
+    speech_id: str
+    message_id: int
+    timeline: SpeechTimeline = field(default_factory=SpeechTimeline)
+    task: asyncio.Task[None] | None = None
+    interrupted: bool = False
+
+
+class Conversation:
+    def __init__(
+        self,
+        *,
+        agent_name: str,
+        agent: AgentConfig,
+        options: m.Init,
+        services: Services,
+        emit: Emit,
+        limits: Limits = Limits(),
+        greeting_dir: Path | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.agent_name = agent_name
+        self.agent = agent
+        self.options = options
+        self.services = services
+        self.limits = limits
+        self.messages: list[StoredMessage] = []
+        self._emit = emit
+        self._greeting_dir = greeting_dir
+        self._rng = rng or random.Random()
+        self._audio = bytearray()
+        self._audio_overflow_reported = False
+        self._typed_ids: list[int] = []
+        self._turns: asyncio.Queue[_TurnRequest] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._speeches: dict[str, _Speech] = {}
+        self._speech_lock = asyncio.Lock()
+        self._closed = False
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Send ``init_done`` and the greeting; from then on ``handle`` takes client messages."""
+        self._worker = asyncio.create_task(self._turn_worker(), name=f"turns:{self.agent_name}")
+        await self._emit(m.status("init_done", agent_name=self.agent_name))
+        if self.options.init_greeting:
+            await self._greet()
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [s.task for s in self._speeches.values() if s.task and not s.task.done()]
+        if self._worker:
+            tasks.append(self._worker)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        """Wait until queued turns are answered and all speech is sent (tests and benchmarks use this)."""
+        await self._turns.join()
+        for speech in list(self._speeches.values()):
+            if speech.task:
+                await asyncio.gather(speech.task, return_exceptions=True)
+
+    # ---- client messages ---------------------------------------------------------------------------------
+
+    async def handle(self, msg: m.ClientMessage) -> None:
+        if isinstance(msg, m.Audio):
+            await self._on_audio(msg.pcm)
+        elif isinstance(msg, m.Text):
+            await self._on_text(msg.content)
+        elif isinstance(msg, m.ImageUrl):
+            await self._add_typed([m.image_part(msg.url)])
+        elif isinstance(msg, m.CreateResponse):
+            self._end_turn()
+        elif isinstance(msg, m.Interrupt):
+            await self._on_interrupt(msg)
+        elif isinstance(msg, m.InvokeLlm):
+            await self._emit(m.error(f"agent '{self.agent_name}' has no LLM to invoke", "unsupported"))
+        elif isinstance(msg, m.Init):
+            await self._emit(m.error("'init' was already received; ignoring the second one", "duplicate_init"))
+
+    async def _on_audio(self, pcm: bytes) -> None:
+        limit = int(self.limits.max_turn_seconds * 16_000) * 2
+        room = limit - len(self._audio)
+        if len(pcm) > room:
+            if not self._audio_overflow_reported:
+                self._audio_overflow_reported = True
+                await self._emit(
+                    m.error(
+                        f"this turn's audio passed {self.limits.max_turn_seconds:.0f} s; the rest of it is ignored "
+                        "(end the turn with create_response)",
+                        "audio_too_long",
+                    )
+                )
+            pcm = pcm[: max(room, 0)]
+        self._audio += pcm
+
+    async def _on_text(self, content: str) -> None:
+        if not content.strip():
+            await self._emit(m.error("'text' message has empty 'content'", "bad_field"))
+            return
+        await self._add_typed([m.text_part(content)])
+
+    async def _add_typed(self, content: list[dict[str, Any]]) -> None:
+        stored = self._add_message("user", content)
+        self._typed_ids.append(stored.id)
+        await self._emit(m.message("user", stored.id, stored.content))
+
+    def _end_turn(self) -> None:
+        request = _TurnRequest(bytes(self._audio), self._typed_ids, time.monotonic())
+        self._audio = bytearray()
+        self._audio_overflow_reported = False
+        self._typed_ids = []
+        self._turns.put_nowait(request)
+
+    # ---- turns -------------------------------------------------------------------------------------------
+
+    async def _turn_worker(self) -> None:
+        while True:
+            request = await self._turns.get()
+            try:
+                await self._run_turn(request)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not end the session: the turn is already closed by _run_turn
+                log.exception("turn of agent '%s' failed", self.agent_name)
+            finally:
+                self._turns.task_done()
+
+    async def _run_turn(self, request: _TurnRequest) -> None:
+        timings: dict[str, float] = {"audio_s": pcm16_seconds(request.audio, 16_000)}
+        transcript = ""
+        if request.audio:
+            started = time.monotonic()
+            try:
+                transcript = (await self.services.transcribe(request.audio, None)).text.strip()
+            except Exception as exc:
+                log.warning("transcription failed for agent '%s': %s", self.agent_name, exc)
+                await self._emit(m.error("speech recognition failed for this turn; please try again", "stt_failed"))
+            timings["stt_ms"] = (time.monotonic() - started) * 1000
+            if transcript:
+                stored = self._add_message("user", [m.text_part(transcript)])
+                await self._emit(m.message("user", stored.id, stored.content, final=True))
+        inputs = [self.messages[i].text for i in request.typed_ids] + ([transcript] if transcript else [])
+        if not any(t.strip() for t in inputs) and not request.typed_ids:
+            await self._emit(m.status("response_cancelled", reason="no_input"))
+            log.info("turn agent=%s no speech or text: response_cancelled %s", self.agent_name, _fmt(timings))
+            return
+        await self._emit(m.status("response_created"))
+        try:
+            reply = self._echo_reply(inputs)
+            stored = self._add_message("assistant", [m.text_part(reply)])
+            await self._emit(m.message("assistant", stored.id, stored.content))
+        except Exception as exc:
+            log.exception("reply of agent '%s' failed", self.agent_name)
+            await self._emit(m.error(f"the reply failed: {type(exc).__name__}", "reply_failed"))
+            await self._emit(m.status("response_cancelled", reason="error"))
+            return
+        await self._emit(m.status("response_done"))
+        timings["text_ms"] = (time.monotonic() - request.requested_at) * 1000
+        self._start_speech(stored, reply, request.requested_at, timings)
+
+    def _echo_reply(self, inputs: list[str]) -> str:
+        said = " ".join(t.strip() for t in inputs if t.strip())
+        return said or "I received an image."
+
+    # ---- greeting and speech -----------------------------------------------------------------------------
+
+    async def _greet(self) -> None:
+        greetings = self.agent.greetings
+        if greetings is None or not greetings.choices:
+            return
+        choice = self._rng.choice(greetings.choices)
+        text = choice.content if isinstance(choice, GreetingFile) else choice
+        stored = self._add_message("assistant", [m.text_part(text)])
+        await self._emit(m.message("assistant", stored.id, stored.content))
+        file = None
+        if isinstance(choice, GreetingFile) and choice.file and self._greeting_dir is not None:
+            file = (self._greeting_dir / choice.file).resolve()
+        self._start_speech(stored, text, time.monotonic(), {}, file=file)
+
+    def _start_speech(
+        self, stored: StoredMessage, text: str, started: float, timings: dict[str, float], file: Path | None = None
+    ) -> None:
+        speech = _Speech(speech_id=str(stored.id), message_id=stored.id)
+        self._speeches[speech.speech_id] = speech
+        speech.task = asyncio.create_task(self._play(speech, text, started, timings, file), name=f"speech:{stored.id}")
+
+    async def _play(self, speech: _Speech, text: str, started: float, timings: dict[str, float], file: Path | None) -> None:
+        voice = self.agent.voices.character
+        async with self._speech_lock:  # one speech at a time: frames of two replies must never interleave
+            if speech.interrupted:
+                return
+            first_audio: list[float] = []
+
+            async def send(pcm: bytes) -> None:
+                for frame in split_pcm(pcm, self.limits.audio_frame_bytes):
+                    await self._emit(m.audio(speech.speech_id, frame))
+                    speech.timeline.extend_last(pcm16_seconds(frame, OUTPUT_RATE))
+                    if not first_audio:
+                        first_audio.append(time.monotonic())
+
+            try:
+                if voice and voice.leading_silence:
+                    speech.timeline.add("", 0.0)
+                    await send(silence_pcm16(voice.leading_silence))
+                if file is not None and self.services.load_greeting_audio is not None:
+                    speech.timeline.add(text, 0.0)
+                    await send(await self.services.load_greeting_audio(file))
+                elif voice is not None:
+                    for sentence in split_sentences(text):
+                        speech.timeline.add(sentence, 0.0)
+                        async for chunk in self.services.synthesize(sentence, voice):
+                            await send(chunk)
+                if voice and voice.trailing_silence:
+                    speech.timeline.add("", 0.0)
+                    await send(silence_pcm16(voice.trailing_silence))
+                speech.timeline.complete = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("speech %s of agent '%s' failed: %s", speech.speech_id, self.agent_name, exc)
+                await self._emit(m.error(f"speech synthesis failed for message {speech.message_id}", "tts_failed"))
+            finally:
+                if first_audio:
+                    timings["voice_to_voice_ms"] = (first_audio[0] - started) * 1000
+                timings["speech_s"] = round(speech.timeline.seconds, 2)
+                log.info("turn agent=%s speech=%s %s", self.agent_name, speech.speech_id, _fmt(timings))
+
+    async def _on_interrupt(self, msg: m.Interrupt) -> None:
+        speech_id = msg.speech_id
+        if speech_id is None:
+            speech_id = next(reversed(self._speeches), None) if self._speeches else None
+        speech = self._speeches.get(speech_id) if speech_id is not None else None
+        if speech is None:
+            await self._emit(m.error(f"interrupt names no speech of this session ({str(speech_id)[:20]!r})", "unknown_speech"))
+            return
+        if speech.interrupted:
+            return
+        heard, all_heard = speech.timeline.heard_text(msg.interrupted_at or 0.0)
+        if all_heard:
+            return  # the whole reply was played: nothing to cut
+        speech.interrupted = True
+        if speech.task and not speech.task.done():
+            speech.task.cancel()
+        stored = self.messages[speech.message_id]
+        stored.content = [m.text_part(truncated(heard))] + [p for p in stored.content if p.get("type") != "text"]
+        await self._emit(m.message(stored.role, stored.id, stored.content))
+
+    def _add_message(self, role: str, content: list[dict[str, Any]]) -> StoredMessage:
+        stored = StoredMessage(id=len(self.messages), role=role, content=content)
+        self.messages.append(stored)
+        return stored
+
+
+def _fmt(timings: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.0f}" if k.endswith("_ms") else f"{k}={v}" for k, v in timings.items())

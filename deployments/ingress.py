@@ -1,0 +1,240 @@
+"""Ingress deployment: HTTP routes, token checks and the wire format. One SessionActor per websocket.
+
+It never transcribes, calls an LLM or synthesizes: it decodes frames into typed messages, hands them to the
+session's actor in order, and encodes what the actor emits. Ray Serve counts an open socket as one ongoing
+request, so ``max_ongoing_requests`` is the per-replica session cap.
+"""
+
+
+import asyncio
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from fastapi import FastAPI, Header, HTTPException, WebSocket
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from agents.config import AgentRefused, load_agents_config, resolve_agent
+from agents.conversation import Limits
+from deployments.session import SessionActor
+from protocol import messages as m
+from protocol.framing import FrameError, decode_frame, encode_frame
+from protocol.settings import Secrets
+from protocol.tokens import TokenError, issue_token, verify_token
+from speech.models_config import load_models_config
+
+log = logging.getLogger("ray.serve")
+
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
+
+# Serve's class-based ingress copies the route methods when the class is decorated: everything they use
+# must be defined above the Ingress class.
+api = FastAPI(title="Voi on Ray Serve", docs_url=None, redoc_url=None)
+
+
+@dataclass(frozen=True)
+class IngressOptions:
+    agents_path: str
+    models_path: str
+    session_pool_size: int = 1  # warm SessionActors kept ready, so a connection does not wait for a process
+    init_timeout_s: float = 30.0
+    limits: Limits = Limits()
+
+
+class _SessionClosed(Exception):
+    pass
+
+
+class ActorPool:
+    """Keeps ``size`` started SessionActors ready; a connection takes one and a new one is started behind it."""
+
+    def __init__(self, size: int, transcriber: DeploymentHandle, synthesizer: DeploymentHandle) -> None:
+        self._size = size
+        self._args = (transcriber, synthesizer)
+        self._ready: asyncio.Queue[Any] = asyncio.Queue()
+        self._starting = 0
+
+    async def _start_one(self) -> Any:
+        actor = SessionActor.remote(*self._args)
+        await actor.ready.remote()
+        return actor
+
+    async def _refill(self) -> None:
+        self._starting += 1
+        try:
+            self._ready.put_nowait(await self._start_one())
+        except Exception:
+            log.exception("could not start a warm SessionActor")
+        finally:
+            self._starting -= 1
+
+    def fill(self) -> None:
+        for _ in range(self._size - self._ready.qsize() - self._starting):
+            asyncio.create_task(self._refill())
+
+    async def take(self) -> Any:
+        actor = self._ready.get_nowait() if not self._ready.empty() else None
+        self.fill()
+        return actor if actor is not None else await self._start_one()
+
+
+class _Connection:
+    """One websocket: the init handshake, then two pumps (client -> actor, actor -> client)."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, msg: m.ServerMessage) -> None:
+        async with self._send_lock:
+            if self.ws.client_state == WebSocketState.CONNECTED:
+                await self.ws.send_bytes(encode_frame(msg.header, msg.payload))
+
+    async def refuse(self, text: str, code: str, close_code: int) -> None:
+        try:
+            await self.send(m.error(text, code))
+            await self.ws.close(close_code)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+
+    async def _receive(self, timeout: float | None = None) -> m.ClientMessage:
+        """The next typed message; FrameError for a malformed one, _SessionClosed when the client left."""
+        raw = await asyncio.wait_for(self.ws.receive(), timeout) if timeout else await self.ws.receive()
+        if raw["type"] == "websocket.disconnect":
+            raise _SessionClosed()
+        data = raw.get("bytes")
+        if data is None:
+            raise FrameError("text frames are not part of the protocol: send binary frames", "text_frame")
+        return m.parse_client_message(decode_frame(data))
+
+    async def _handshake(self, ingress: "Ingress") -> tuple[m.Init, list[m.Audio]]:
+        early_audio: list[m.Audio] = []
+        deadline = time.monotonic() + ingress.options.init_timeout_s
+        while True:
+            msg = await self._receive(max(deadline - time.monotonic(), 0.001))
+            if isinstance(msg, m.Init):
+                return msg, early_audio
+            if isinstance(msg, m.Audio):  # call-mode clients stream audio before init: keep it
+                if sum(len(a.pcm) for a in early_audio) < 32_000 * ingress.options.limits.max_turn_seconds:
+                    early_audio.append(msg)
+                continue
+            raise FrameError(f"the first message must be 'init', got '{type(msg).__name__}'", "init_expected")
+
+    async def run(self, ingress: "Ingress", app_name: str) -> None:
+        try:
+            init, early_audio = await self._handshake(ingress)
+        except asyncio.TimeoutError:
+            await self.refuse("no 'init' message arrived in time", "init_timeout", CLOSE_POLICY_VIOLATION)
+            return
+        except FrameError as exc:
+            await self.refuse(str(exc), exc.code, CLOSE_PROTOCOL_ERROR)
+            return
+        except (_SessionClosed, WebSocketDisconnect):
+            return
+        try:
+            agent = resolve_agent(ingress.agents, ingress.models, init.agent_name, init.agent_config)
+        except AgentRefused as exc:
+            await self.refuse(str(exc), exc.code, CLOSE_POLICY_VIOLATION)
+            return
+        started = time.monotonic()
+        actor = await ingress.pool.take()
+        log.info("session app=%s agent=%s mode=%s actor_wait_ms=%.0f", app_name, init.agent_name, init.mode,
+                 (time.monotonic() - started) * 1000)
+        events = actor.events.options(num_returns="streaming").remote()
+        sender = asyncio.create_task(self._pump_events(events))
+        try:
+            server_dir = None if init.agent_name not in ingress.agents.agents else ingress.agents.base_dir
+            await actor.start.remote(init.agent_name, agent, init, server_dir, ingress.options.limits)
+            for audio in early_audio:
+                await actor.push.remote(audio)
+            await self._pump_client(actor, sender)
+        except ray.exceptions.RayActorError:
+            log.warning("session actor of agent %s died", init.agent_name)
+            await self.refuse("the session ended unexpectedly on the server; please reconnect", "session_lost",
+                              CLOSE_INTERNAL_ERROR)
+        finally:
+            if not sender.done():
+                try:
+                    await asyncio.wait_for(actor.close.remote(), 2.0)
+                except Exception:
+                    pass
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            ray.kill(actor)
+            if self.ws.client_state == WebSocketState.CONNECTED:
+                try:
+                    await self.ws.close(CLOSE_NORMAL)
+                except RuntimeError:
+                    pass
+
+    async def _pump_client(self, actor: Any, sender: asyncio.Task[None]) -> None:
+        while not sender.done():
+            try:
+                msg = await self._receive()
+            except FrameError as exc:
+                await self.send(m.error(str(exc), exc.code))
+                continue
+            except (_SessionClosed, WebSocketDisconnect):
+                return
+            await actor.push.remote(msg)
+
+    async def _pump_events(self, events: Any) -> None:
+        try:
+            async for ref in events:
+                await self.send(await ref)
+        except ray.exceptions.RayActorError:
+            await self.refuse("the session ended unexpectedly on the server; please reconnect", "session_lost",
+                              CLOSE_INTERNAL_ERROR)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+
+
+@serve.deployment(name="Ingress", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
+@serve.ingress(api)
+class Ingress:
+    def __init__(
+        self, transcriber: DeploymentHandle, synthesizer: DeploymentHandle, secrets: Secrets, options: IngressOptions
+    ) -> None:
+        self.options = options
+        self.secrets = secrets
+        self.models = load_models_config(options.models_path)
+        self.agents = load_agents_config(options.agents_path, self.models)
+        self.pool = ActorPool(options.session_pool_size, transcriber, synthesizer)
+        try:
+            asyncio.get_running_loop()
+            self.pool.fill()
+        except RuntimeError:  # no loop in this constructor: the first connection fills the pool
+            pass
+
+    @api.get("/")
+    async def root(self) -> dict[str, str]:
+        return {"status": "running"}
+
+    @api.post("/integrations/{app_name}")
+    async def integration_token(self, app_name: str, api_key: str | None = Header(default=None, alias="API-Key")) -> dict[str, str]:
+        if not api_key:
+            raise HTTPException(status_code=401, detail="missing API-Key header")
+        if not hmac.compare_digest(api_key.encode(), self.secrets.api_key.encode()):
+            raise HTTPException(status_code=403, detail="invalid API-Key")
+        if not app_name.strip() or len(app_name) > 200:
+            raise HTTPException(status_code=400, detail="app name must be 1 to 200 characters")
+        return {"token": issue_token(self.secrets.token_secret_key, app_name, days=1)}
+
+    @api.websocket("/ws")
+    async def websocket(self, ws: WebSocket) -> None:
+        await ws.accept()
+        connection = _Connection(ws)
+        try:
+            claims = verify_token(ws.query_params.get("token"), self.secrets.token_secret_key)
+        except TokenError as exc:
+            await connection.refuse(str(exc), "bad_token", CLOSE_POLICY_VIOLATION)
+            return
+        await connection.run(self, claims.app)

@@ -1,0 +1,103 @@
+"""SessionActor: one Ray actor per websocket connection, running one Conversation.
+
+The ingress pushes typed client messages in order (``push`` only enqueues) and drains server messages from
+the ``events`` streaming generator. The actor reaches the models through the Transcriber and Synthesizer
+deployment handles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import AsyncGenerator, AsyncIterator
+
+import ray
+from ray.serve.handle import DeploymentHandle
+
+from agents.config import AgentConfig, VoiceSpec
+from agents.conversation import Conversation, Limits, Services
+from protocol import messages as m
+from speech.audio import OUTPUT_RATE, float_to_pcm16, read_wav, resample
+from speech.stt import Transcript
+
+log = logging.getLogger("voi.session")
+_CLOSED = None
+
+
+def handle_services(transcriber: DeploymentHandle, synthesizer: DeploymentHandle) -> Services:
+    """Services backed by deployment handles: the only place where a Conversation meets Ray."""
+
+    async def transcribe(pcm16: bytes, prompt: str | None) -> Transcript:
+        return await transcriber.transcribe.remote(pcm16, prompt)
+
+    async def synthesize(text: str, voice: VoiceSpec) -> AsyncIterator[bytes]:
+        stream = synthesizer.options(stream=True).synthesize.remote(text, voice.model, voice.voice, voice.speed)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            stream.cancel()  # a barge-in or a closed socket stops synthesis on the replica too
+
+    async def load_greeting_audio(path: Path) -> bytes:
+        def load() -> bytes:
+            audio, rate = read_wav(path)
+            return float_to_pcm16(resample(audio, rate, OUTPUT_RATE))
+
+        return await asyncio.to_thread(load)
+
+    return Services(transcribe=transcribe, synthesize=synthesize, load_greeting_audio=load_greeting_audio)
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
+class SessionActor:
+    def __init__(self, transcriber: DeploymentHandle, synthesizer: DeploymentHandle) -> None:
+        # One line per turn with its latencies goes to this worker's log (and the driver's console).
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(asctime)s %(name)s -- %(message)s")
+        self._services = handle_services(transcriber, synthesizer)
+        self._outbox: asyncio.Queue[m.ServerMessage | None] = asyncio.Queue()
+        self._inbox: asyncio.Queue[m.ClientMessage | None] = asyncio.Queue()
+        self._conversation: Conversation | None = None
+        self._consumer: asyncio.Task[None] | None = None
+
+    def ready(self) -> int:
+        return os.getpid()
+
+    async def start(self, agent_name: str, agent: AgentConfig, init: m.Init, greeting_dir: str | None, limits: Limits) -> None:
+        self._conversation = Conversation(
+            agent_name=agent_name,
+            agent=agent,
+            options=init,
+            services=self._services,
+            emit=self._outbox.put,
+            limits=limits,
+            greeting_dir=Path(greeting_dir) if greeting_dir else None,
+        )
+        await self._conversation.start()
+        self._consumer = asyncio.create_task(self._consume())
+
+    async def push(self, msg: m.ClientMessage) -> None:
+        """Enqueue one client message; the ingress awaits each push, so messages keep their order."""
+        self._inbox.put_nowait(msg)
+
+    async def _consume(self) -> None:
+        assert self._conversation is not None
+        while (msg := await self._inbox.get()) is not _CLOSED:
+            try:
+                await self._conversation.handle(msg)
+            except Exception:
+                log.exception("handling %s failed", type(msg).__name__)
+                await self._outbox.put(m.error("the server failed to handle that message", "internal"))
+
+    async def events(self) -> AsyncGenerator[m.ServerMessage, None]:
+        while (msg := await self._outbox.get()) is not _CLOSED:
+            yield msg
+
+    async def close(self) -> None:
+        self._inbox.put_nowait(_CLOSED)
+        if self._consumer:
+            await asyncio.gather(self._consumer, return_exceptions=True)
+        if self._conversation:
+            await self._conversation.close()
+        self._outbox.put_nowait(_CLOSED)

@@ -1,0 +1,1 @@
+"""The Voi wire protocol: framing, message types and access tokens (Ray-free)."""

@@ -1,0 +1,220 @@
+"""Typed client messages (parsed from frames) and builders for server messages.
+
+Parsing is strict about the fields a message needs and tolerant of everything else: unknown fields are
+ignored and the junk payload the JS client appends to control messages is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from protocol.framing import Frame, FrameError
+
+Mode = Literal["chat", "call"]
+MAX_AUDIO_FRAME_BYTES = 1 << 20  # 32 s of 16 kHz PCM in one frame is far past anything a client sends
+
+
+@dataclass(frozen=True)
+class Init:
+    agent_name: str
+    agent_config: dict[str, Any] | None = None
+    mode: Mode = "chat"
+    stream_user_stt: bool = True
+    final_stt_correction: bool = True
+    stream_output_audio: bool = True
+    init_greeting: bool = True
+    input_audio_format: str = "pcm16"
+
+
+@dataclass(frozen=True)
+class Audio:
+    pcm: bytes = field(repr=False)  # signed 16-bit little-endian mono 16 kHz
+
+
+@dataclass(frozen=True)
+class Text:
+    content: str
+
+
+@dataclass(frozen=True)
+class ImageUrl:
+    url: str
+
+
+@dataclass(frozen=True)
+class CreateResponse:
+    pass
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    speech_id: str | None
+    interrupted_at: float | None
+
+
+@dataclass(frozen=True)
+class InvokeLlm:
+    model: str | None
+    prompt: str | None
+    messages: list[dict[str, Any]]
+
+
+ClientMessage = Union[Init, Audio, Text, ImageUrl, CreateResponse, Interrupt, InvokeLlm]
+
+
+def _bool(header: dict[str, Any], name: str, default: bool) -> bool:
+    value = header.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise FrameError(f"'{header['type']}' field '{name}' must be true or false", "bad_field")
+    return value
+
+
+def _str(header: dict[str, Any], name: str, *, required: bool) -> str | None:
+    value = header.get(name)
+    if value is None:
+        if required:
+            raise FrameError(f"'{header['type']}' message needs a string field '{name}'", "bad_field")
+        return None
+    if not isinstance(value, str):
+        raise FrameError(f"'{header['type']}' field '{name}' must be a string", "bad_field")
+    return value
+
+
+def _parse_init(header: dict[str, Any]) -> Init:
+    agent_name = _str(header, "agent_name", required=True)
+    assert agent_name is not None
+    if not agent_name.strip():
+        raise FrameError("'init' field 'agent_name' is empty", "bad_field")
+    raw_config = header.get("agent_config")
+    agent_config: dict[str, Any] | None
+    if raw_config is None or raw_config == "":
+        agent_config = None
+    elif isinstance(raw_config, dict):
+        agent_config = raw_config
+    elif isinstance(raw_config, str):
+        try:
+            agent_config = json.loads(raw_config)
+        except json.JSONDecodeError:
+            raise FrameError("'init' field 'agent_config' is not a valid JSON string", "bad_field") from None
+        if agent_config is not None and not isinstance(agent_config, dict):
+            raise FrameError("'init' field 'agent_config' must encode a JSON object", "bad_field")
+    else:
+        raise FrameError("'init' field 'agent_config' must be a JSON string, an object or null", "bad_field")
+    mode = header.get("mode") or "chat"
+    if mode not in ("chat", "call"):
+        raise FrameError(f"'init' field 'mode' must be 'chat' or 'call', got {str(mode)[:20]!r}", "bad_field")
+    audio_format = header.get("input_audio_format") or "pcm16"
+    if audio_format != "pcm16":
+        raise FrameError("'init' field 'input_audio_format' must be 'pcm16'", "bad_field")
+    return Init(
+        agent_name=agent_name,
+        agent_config=agent_config,
+        mode=mode,
+        stream_user_stt=_bool(header, "stream_user_stt", True),
+        final_stt_correction=_bool(header, "final_stt_correction", True),
+        stream_output_audio=_bool(header, "stream_output_audio", True),
+        init_greeting=_bool(header, "init_greeting", True),
+        input_audio_format=audio_format,
+    )
+
+
+def _parse_audio(frame: Frame) -> Audio:
+    pcm = frame.payload
+    if len(pcm) > MAX_AUDIO_FRAME_BYTES:
+        raise FrameError(f"audio frame of {len(pcm)} bytes exceeds the {MAX_AUDIO_FRAME_BYTES}-byte limit", "audio_too_large")
+    if len(pcm) % 2:
+        raise FrameError("audio payload must be 16-bit samples (an even number of bytes)", "bad_audio")
+    return Audio(pcm=pcm)
+
+
+def _parse_interrupt(header: dict[str, Any]) -> Interrupt:
+    speech_id = header.get("speech_id")
+    if speech_id is not None and not isinstance(speech_id, (str, int)):
+        raise FrameError("'interrupt' field 'speech_id' must be a string or null", "bad_field")
+    at = header.get("interrupted_at")
+    if at is not None and (isinstance(at, bool) or not isinstance(at, (int, float)) or at < 0):
+        raise FrameError("'interrupt' field 'interrupted_at' must be a non-negative number", "bad_field")
+    return Interrupt(speech_id=None if speech_id is None else str(speech_id), interrupted_at=None if at is None else float(at))
+
+
+def _parse_invoke_llm(header: dict[str, Any]) -> InvokeLlm:
+    messages = header.get("messages") or []
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise FrameError("'invoke_llm' field 'messages' must be a list of {role, content} objects", "bad_field")
+    return InvokeLlm(model=_str(header, "model", required=False), prompt=_str(header, "prompt", required=False), messages=messages)
+
+
+def parse_client_message(frame: Frame) -> ClientMessage:
+    """Turn a decoded frame into a typed message; FrameError names the message and field at fault."""
+    header = frame.header
+    kind = frame.type
+    if kind == "audio":
+        return _parse_audio(frame)
+    if kind == "init":
+        return _parse_init(header)
+    if kind == "text":
+        content = _str(header, "content", required=True)
+        assert content is not None
+        return Text(content=content)
+    if kind == "image_url":
+        url = _str(header, "image_url", required=True)
+        assert url is not None
+        if not (url.startswith(("http://", "https://")) or url.startswith("data:image/")):
+            raise FrameError("'image_url' must be an http(s) URL or a data:image/... URL", "bad_field")
+        return ImageUrl(url=url)
+    if kind == "create_response":
+        return CreateResponse()
+    if kind == "interrupt":
+        return _parse_interrupt(header)
+    if kind == "invoke_llm":
+        return _parse_invoke_llm(header)
+    raise FrameError(f"unknown message type {kind[:40]!r}", "unknown_type")
+
+
+# ---- server -> client ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerMessage:
+    """One message to the client: a JSON header and an optional binary payload (only ``audio`` has one)."""
+
+    header: dict[str, Any]
+    payload: bytes = field(default=b"", repr=False)
+
+    @property
+    def type(self) -> str:
+        return self.header["type"]
+
+
+def status(value: str, **extra: Any) -> ServerMessage:
+    return ServerMessage({"type": "status", "status": value, **extra})
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def image_part(url: str) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def message(role: str, message_id: int, content: list[dict[str, Any]], *, final: bool = True) -> ServerMessage:
+    return ServerMessage({"type": "message", "role": role, "content": content, "id": message_id, "final": final})
+
+
+def audio(speech_id: str, pcm24k: bytes) -> ServerMessage:
+    if len(pcm24k) % 2:
+        raise ValueError("audio payload must hold whole 16-bit samples")
+    return ServerMessage({"type": "audio", "speech_id": speech_id}, pcm24k)
+
+
+def error(text: str, code: str) -> ServerMessage:
+    return ServerMessage({"type": "error", "error": text, "code": code})
+
+
+def llm_response(content: str) -> ServerMessage:
+    return ServerMessage({"type": "llm_response", "content": content})

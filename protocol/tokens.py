@@ -1,0 +1,90 @@
+"""Access tokens: HS256 JWTs carrying the app name.
+
+New tokens carry the standard ``exp`` and ``iat`` claims. Tokens minted by the old Voi generator carry a
+custom ``expire`` claim (a naive local-time ISO string) instead; they keep working until that time passes.
+The algorithm is pinned to HS256, so ``alg: none`` and algorithm-confusion tokens are refused.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import jwt
+
+ALGORITHM = "HS256"
+SECONDS_PER_DAY = 86_400
+
+
+class TokenError(Exception):
+    """A token that must be refused; the message is safe to show to the client (no token, no secret)."""
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    app: str
+    expires_at: float  # unix seconds
+
+
+def issue_token(secret: str, app: str, *, days: float = 1.0, now: float | None = None) -> str:
+    if not secret:
+        raise ValueError("TOKEN_SECRET_KEY is empty")
+    if not app:
+        raise ValueError("app name is empty")
+    if days <= 0:
+        raise ValueError("a token must be valid for a positive number of days")
+    issued = int(now if now is not None else time.time())
+    claims = {"app": app, "iat": issued, "exp": issued + int(days * SECONDS_PER_DAY)}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def _legacy_expiry(value: object) -> float:
+    if not isinstance(value, str):
+        raise TokenError("token 'expire' claim is not a date")
+    try:
+        expire = datetime.fromisoformat(value)
+    except ValueError:
+        raise TokenError("token 'expire' claim is not an ISO date") from None
+    if expire.tzinfo is None:  # the old generator wrote naive local time
+        return expire.timestamp()
+    return expire.astimezone(timezone.utc).timestamp()
+
+
+def verify_token(token: str | None, secret: str, *, now: float | None = None) -> TokenClaims:
+    """Return the claims of a valid token or raise TokenError saying why it was refused."""
+    if not token:
+        raise TokenError("missing access token: connect to /ws?token=<token>")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise TokenError("malformed access token") from None
+    if header.get("alg") != ALGORITHM:
+        raise TokenError(f"access token algorithm must be {ALGORITHM}")
+    current = now if now is not None else time.time()
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False},
+        )
+    except jwt.InvalidSignatureError:
+        raise TokenError("access token signature is invalid") from None
+    except jwt.PyJWTError:
+        raise TokenError("malformed access token") from None
+    app = claims.get("app")
+    if not isinstance(app, str) or not app:
+        raise TokenError("access token has no 'app' claim")
+    if "exp" in claims:
+        exp = claims["exp"]
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+            raise TokenError("access token 'exp' claim is not a number")
+        expires_at = float(exp)
+    elif "expire" in claims:
+        expires_at = _legacy_expiry(claims["expire"])
+    else:
+        raise TokenError("access token has no expiry ('exp' claim)")
+    if expires_at <= current:
+        raise TokenError("access token has expired")
+    return TokenClaims(app=app, expires_at=expires_at)

@@ -1,0 +1,118 @@
+"""Builds the Voi application graph from config.
+
+    serve run serve_app:app                      # 127.0.0.1:8000, agents.yaml + models.yaml
+    serve run serve_app:app agents=my_agents.yaml models=my_models.yaml session_pool_size=2
+    python serve_app.py --port 8443 --ssl-certfile cert.pem --ssl-keyfile key.pem   # also TLS (wss://)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from ray import serve  # noqa: E402
+from ray.serve import Application  # noqa: E402
+
+from agents.config import load_agents_config  # noqa: E402
+from agents.conversation import Limits  # noqa: E402
+from deployments.ingress import Ingress, IngressOptions  # noqa: E402
+from deployments.synthesizer import Synthesizer  # noqa: E402
+from deployments.transcriber import Transcriber  # noqa: E402
+from protocol.config_errors import ConfigError  # noqa: E402
+from protocol.settings import MissingSecretError, load_secrets  # noqa: E402
+from speech.models_config import load_models_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+log = logging.getLogger("voi")
+
+
+class AppArgs(BaseModel):
+    """Arguments of the application builder (``serve run serve_app:app key=value ...``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agents: str = str(ROOT / "agents.yaml")
+    models: str = str(ROOT / "models.yaml")
+    session_pool_size: int = Field(default=1, ge=0, le=32)
+    max_sessions_per_ingress: int = Field(default=64, ge=1)
+    max_turn_seconds: float = Field(default=120.0, gt=0)
+    env_file: str = str(ROOT / ".env")
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def app(args: dict[str, Any] | None = None) -> Application:
+    """The application builder: validates secrets and config here, so bad config fails before any replica."""
+    parsed = AppArgs.model_validate(args or {})
+    secrets = load_secrets(dotenv_path=Path(parsed.env_file))
+    models_path, agents_path = _absolute(parsed.models), _absolute(parsed.agents)
+    models = load_models_config(models_path)
+    load_agents_config(agents_path, models)
+    options = IngressOptions(
+        agents_path=agents_path,
+        models_path=models_path,
+        session_pool_size=parsed.session_pool_size,
+        limits=Limits(max_turn_seconds=parsed.max_turn_seconds),
+    )
+    ingress = Ingress.options(max_ongoing_requests=parsed.max_sessions_per_ingress)
+    return ingress.bind(Transcriber.bind(models_path), Synthesizer.bind(models_path), secrets, options)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start Ray and Serve with explicit HTTP options (host, port, TLS), deploy the app, and block."""
+    import ray
+
+    parser = argparse.ArgumentParser(description="Run the Voi graph on a local Ray instance.")
+    parser.add_argument("--host", default=os.environ.get("VOI_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("VOI_PORT", "8000")))
+    parser.add_argument("--ssl-certfile", default=os.environ.get("VOI_SSL_CERTFILE"))
+    parser.add_argument("--ssl-keyfile", default=os.environ.get("VOI_SSL_KEYFILE"))
+    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="join an existing Ray cluster")
+    parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard (slower start-up)")
+    parser.add_argument("builder_args", nargs="*", help="key=value arguments of the application builder")
+    ns = parser.parse_args(argv)
+    if bool(ns.ssl_certfile) != bool(ns.ssl_keyfile):
+        parser.error("TLS needs both --ssl-certfile and --ssl-keyfile")
+    builder_args = dict(a.split("=", 1) for a in ns.builder_args)
+    started = time.monotonic()
+    try:
+        application = app(builder_args)  # fails fast on missing secrets or bad config, before Ray starts
+    except (ConfigError, MissingSecretError, ValueError) as exc:
+        print(f"voi: cannot start: {exc}", file=sys.stderr)
+        sys.exit(2)
+    ray.init(address=ns.address, include_dashboard=ns.dashboard, namespace="serve",
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    http_options: dict[str, Any] = {"host": ns.host, "port": ns.port}
+    if ns.ssl_certfile:
+        http_options.update(ssl_certfile=_absolute(ns.ssl_certfile), ssl_keyfile=_absolute(ns.ssl_keyfile))
+    serve.start(http_options=http_options)
+    serve.run(application, name="voi", route_prefix="/")
+    scheme = "https" if ns.ssl_certfile else "http"
+    print(f"Voi is ready on {scheme}://{ns.host}:{ns.port} (websocket {'wss' if ns.ssl_certfile else 'ws'}://"
+          f"{ns.host}:{ns.port}/ws) after {time.monotonic() - started:.1f} s", flush=True)
+
+    def stop(*_: Any) -> None:
+        serve.shutdown()
+        ray.shutdown()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()

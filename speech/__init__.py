@@ -1,0 +1,1 @@
+"""Audio and model code, Ray-free: PCM conversion, resampling, STT and TTS backends."""
