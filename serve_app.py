@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, MissingSecretError, ValueError) as exc:
         print(f"voi: cannot start: {exc}", file=sys.stderr)
         sys.exit(2)
-    ray.init(address=ns.address, include_dashboard=ns.dashboard, namespace="serve",
+    ray.init(address=ns.address or "local", include_dashboard=ns.dashboard, namespace="serve",
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     http_options: dict[str, Any] = {"host": ns.host, "port": ns.port}
     if ns.ssl_certfile:
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{ns.host}:{ns.port}/ws) after {time.monotonic() - started:.1f} s", flush=True)
 
     def stop(*_: Any) -> None:
-        serve.shutdown()
+        if ns.address:  # on a shared cluster take the app down; a local Ray instance goes away whole
+            serve.shutdown()
         ray.shutdown()
         sys.exit(0)
 

@@ -30,6 +30,8 @@ class SpeechTimeline:
         heard: list[str] = []
         remaining = max(played_seconds, 0.0)
         for text, seconds in self.pieces:
+            if text and seconds == 0:
+                break  # not synthesized yet, so not heard
             if remaining >= seconds:
                 if text:
                     heard.append(text)
@@ -40,7 +42,9 @@ class SpeechTimeline:
                 if partial:
                     heard.append(partial)
             return " ".join(heard), False
-        return " ".join(heard), self.complete
+        else:
+            return " ".join(heard), self.complete
+        return " ".join(heard), False
 
 
 def _cut_at_word(text: str, fraction: float) -> str:

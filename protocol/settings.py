@@ -27,14 +27,16 @@ class Secrets:
         return "Secrets(token_secret_key=***, api_key=***)"
 
 
-def load_secrets(env: Mapping[str, str] | None = None, dotenv_path: Path | None = None) -> Secrets:
+def load_secrets(
+    env: Mapping[str, str] | None = None, dotenv_path: Path | None = None, required: tuple[str, ...] = REQUIRED
+) -> Secrets:
     """Environment variables win over ``.env``; raise MissingSecretError naming every missing or weak one."""
     values: dict[str, str | None] = {}
     if dotenv_path is not None and dotenv_path.is_file():
         values.update(dotenv_values(dotenv_path))
     source = os.environ if env is None else env
     values.update({k: source[k] for k in REQUIRED if source.get(k)})
-    missing = [k for k in REQUIRED if not values.get(k)]
+    missing = [k for k in required if not values.get(k)]
     if missing:
         where = f"the environment or {dotenv_path}" if dotenv_path else "the environment"
         raise MissingSecretError(

