@@ -145,7 +145,7 @@ def load_agents_config(path: str | Path, models: ModelsConfig) -> AgentsConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: must be a mapping of agents (or have a top-level 'agents:' mapping)")
         if isinstance(data.get("agents"), dict):
-            extra = {k: v for k, v in data.items() if k != "agents"}
+            extra = {k: v for k, v in data.items() if k != "agents" and v is not None}
             data = data["agents"]
         sourced = {name: (path, entry) for name, entry in data.items()}
         base_dir = path.parent
