@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from agents.config import AgentConfig, GreetingFile, VoiceSpec
+from agents.listener import Listener, ListenerEvents, UserTurn
 from agents.segmenter import split_sentences
 from agents.speech_timeline import SpeechTimeline, truncated
 from protocol import messages as m
 from speech.audio import OUTPUT_RATE, pcm16_seconds, silence_pcm16, split_pcm
 from speech.stt import Transcript
+from agents.turns import TurnConfig
 
 log = logging.getLogger("voi.conversation")
 
@@ -38,8 +40,9 @@ class Services:
 
 @dataclass(frozen=True)
 class Limits:
-    max_turn_seconds: float = 120.0  # audio kept per user turn; the rest is refused with an error
+    max_turn_seconds: float = 120.0  # audio taken per user turn; the rest is refused with an error
     audio_frame_bytes: int = 24_000  # 0.5 s of 24 kHz PCM per outgoing audio frame
+    turn: TurnConfig = field(default_factory=TurnConfig)  # listening: voice activity, partials, end of turn
 
 
 @dataclass
@@ -55,7 +58,7 @@ class StoredMessage:
 
 @dataclass
 class _TurnRequest:
-    audio: bytes
+    turn: UserTurn
     typed_ids: list[int]
     requested_at: float
 
@@ -91,8 +94,20 @@ class Conversation:
         self._emit = emit
         self._greeting_dir = greeting_dir
         self._rng = rng or random.Random()
-        self._audio = bytearray()
-        self._audio_overflow_reported = False
+        self._listener = Listener(
+            transcribe=services.transcribe,
+            events=ListenerEvents(
+                partial=lambda turn, text: self._publish_transcript(turn, text, final=False),
+                settled=lambda turn, text: self._publish_transcript(turn, text, final=True),
+                speech_started=self._user_started_speaking,
+                turn_ended=self._queue_turn,
+                overflow=self._audio_overflow,
+            ),
+            call_mode=options.mode == "call",
+            config=limits.turn,
+            max_turn_s=limits.max_turn_seconds,
+            stream_partials=options.stream_user_stt,
+        )
         self._typed_ids: list[int] = []
         self._turns: asyncio.Queue[_TurnRequest] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -114,6 +129,7 @@ class Conversation:
         tasks = [s.task for s in self._speeches.values() if s.task and not s.task.done()]
         if self._worker:
             tasks.append(self._worker)
+        await self._listener.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -135,7 +151,7 @@ class Conversation:
         elif isinstance(msg, m.ImageUrl):
             await self._add_typed([m.image_part(msg.url)])
         elif isinstance(msg, m.CreateResponse):
-            self._end_turn()
+            await self._queue_turn(self._listener.take_turn())
         elif isinstance(msg, m.Interrupt):
             await self._on_interrupt(msg)
         elif isinstance(msg, m.InvokeLlm):
@@ -144,20 +160,37 @@ class Conversation:
             await self._emit(m.error("'init' was already received; ignoring the second one", "duplicate_init"))
 
     async def _on_audio(self, pcm: bytes) -> None:
-        limit = int(self.limits.max_turn_seconds * 16_000) * 2
-        room = limit - len(self._audio)
-        if len(pcm) > room:
-            if not self._audio_overflow_reported:
-                self._audio_overflow_reported = True
-                await self._emit(
-                    m.error(
-                        f"this turn's audio passed {self.limits.max_turn_seconds:.0f} s; the rest of it is ignored "
-                        "(end the turn with create_response)",
-                        "audio_too_long",
-                    )
-                )
-            pcm = pcm[: max(room, 0)]
-        self._audio += pcm
+        await self._listener.feed(pcm)
+
+    async def _audio_overflow(self, turn: UserTurn) -> None:
+        await self._emit(
+            m.error(
+                f"this turn's audio passed {self.limits.max_turn_seconds:.0f} s; the rest of it is ignored "
+                "(end the turn with create_response)",
+                "audio_too_long",
+            )
+        )
+
+    async def _user_started_speaking(self) -> None:
+        """The user really started to speak (voice activity, not one noisy window): barge-in starts here."""
+        log.debug("agent=%s user started speaking", self.agent_name)
+
+    async def _publish_transcript(self, turn: UserTurn, text: str, *, final: bool) -> None:
+        """Send the user's growing transcript as one message with a stable id (``final`` once settled)."""
+        text = text.strip()
+        if not text:
+            if final and turn.message_id is not None and not turn.sent_final:
+                text = turn.sent_text  # the final pass heard nothing new: keep what was shown
+            else:
+                return
+        if text == turn.sent_text and (turn.sent_final or not final):
+            return
+        if turn.message_id is None:
+            turn.message_id = self._add_message("user", [m.text_part(text)]).id
+        else:
+            self.messages[turn.message_id].content = [m.text_part(text)]
+        turn.sent_text, turn.sent_final = text, final
+        await self._emit(m.message("user", turn.message_id, self.messages[turn.message_id].content, final=final))
 
     async def _on_text(self, content: str) -> None:
         if not content.strip():
@@ -170,12 +203,9 @@ class Conversation:
         self._typed_ids.append(stored.id)
         await self._emit(m.message("user", stored.id, stored.content))
 
-    def _end_turn(self) -> None:
-        request = _TurnRequest(bytes(self._audio), self._typed_ids, time.monotonic())
-        self._audio = bytearray()
-        self._audio_overflow_reported = False
+    async def _queue_turn(self, turn: UserTurn) -> None:
+        self._turns.put_nowait(_TurnRequest(turn, self._typed_ids, turn.ended_at or time.monotonic()))
         self._typed_ids = []
-        self._turns.put_nowait(request)
 
     # ---- turns -------------------------------------------------------------------------------------------
 
@@ -192,19 +222,19 @@ class Conversation:
                 self._turns.task_done()
 
     async def _run_turn(self, request: _TurnRequest) -> None:
-        timings: dict[str, float] = {"audio_s": pcm16_seconds(request.audio, 16_000)}
+        turn = request.turn
+        timings: dict[str, float] = {"audio_s": round(turn.streamer.received_s, 2)}
         transcript = ""
-        if request.audio:
-            started = time.monotonic()
+        if turn.streamer.received_s:
             try:
-                transcript = (await self.services.transcribe(request.audio, None)).text.strip()
+                transcript = (await turn.settle()).strip()
             except Exception as exc:
                 log.warning("transcription failed for agent '%s': %s", self.agent_name, exc)
                 await self._emit(m.error("speech recognition failed for this turn; please try again", "stt_failed"))
-            timings["stt_ms"] = (time.monotonic() - started) * 1000
-            if transcript:
-                stored = self._add_message("user", [m.text_part(transcript)])
-                await self._emit(m.message("user", stored.id, stored.content, final=True))
+            await self._publish_transcript(turn, transcript, final=True)
+            transcript = turn.sent_text
+            timings["stt_final_ms"] = (time.monotonic() - request.requested_at) * 1000
+            timings["stt_passes"] = turn.streamer.updates
         inputs = [self.messages[i].text for i in request.typed_ids] + ([transcript] if transcript else [])
         if not any(t.strip() for t in inputs) and not request.typed_ids:
             await self._emit(m.status("response_cancelled", reason="no_input"))

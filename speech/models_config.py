@@ -42,6 +42,9 @@ class SttModel(ModelFiles):
     language: str | None = "en"
     beam_size: int = Field(default=1, ge=1, le=10)
     cpu_threads: int = Field(default=0, ge=0)
+    min_window_seconds: float = Field(default=10.0, ge=1.0, le=30.0)  # shortest encoder window (30 = full)
+    batch_max_size: int = Field(default=4, ge=1, le=64)  # streams transcribed in one pass (@serve.batch)
+    batch_wait_s: float = Field(default=0.01, ge=0.0, le=1.0)  # how long a pass waits to fill a batch
 
 
 class SttSection(_Strict):

@@ -27,8 +27,21 @@ class Transcript:
     audio_seconds: float = 0.0
 
 
+MAX_WINDOW_SECONDS = 30.0  # one Whisper window: longer audio goes through the long-form path
+
+
 class SpeechToText(Protocol):
     def transcribe(self, audio: np.ndarray, prompt: str | None = None) -> Transcript: ...
+
+    def transcribe_batch(self, items: list[tuple[np.ndarray, str | None]]) -> list[Transcript]: ...
+
+
+def contains_speech(audio: np.ndarray, threshold: float = 0.5, min_windows: int = 3) -> bool:
+    """Whether Silero VAD hears at least ``min_windows`` 32 ms windows of speech in the audio."""
+    from speech.vad import StreamingVad
+
+    probs = StreamingVad().process(audio)
+    return sum(p >= threshold for p in probs) >= min_windows
 
 
 def cuda_available() -> bool:
@@ -53,7 +66,75 @@ class FasterWhisperBackend:
         self.spec = spec
         self.model = WhisperModel(str(model_dir), device=device, compute_type=compute_type, cpu_threads=threads)
 
+    def transcribe_batch(self, items: list[tuple[np.ndarray, str | None]]) -> list[Transcript]:
+        """Transcribe windows of up to 30 s from different streams in one encoder and one decoder pass.
+
+        The same path serves a batch of one, so batching changes throughput, never the words.
+        """
+        if not items:
+            return []
+        # Noise and music make Whisper invent words: windows where Silero hears no speech skip Whisper.
+        speaking = [i for i, (audio, _) in enumerate(items) if contains_speech(np.asarray(audio, dtype=np.float32))]
+        transcripts = [Transcript(text="", audio_seconds=len(a) / 16_000) for a, _ in items]
+        if speaking:
+            for index, transcript in zip(speaking, self._whisper_batch([items[i] for i in speaking])):
+                transcripts[index] = transcript
+        return transcripts
+
+    def _whisper_batch(self, items: list[tuple[np.ndarray, str | None]]) -> list[Transcript]:
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self.model
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                              language=self.spec.language or "en")
+        extractor = model.feature_extractor
+        audios = [np.asarray(a, dtype=np.float32)[: int(MAX_WINDOW_SECONDS * 16_000)] for a, _ in items]
+        # Whisper was trained on 30 s windows, but CTranslate2 encodes shorter ones and the encoder's cost
+        # grows with the window: pad to the longest audio of the batch plus a margin, at least
+        # ``min_window_seconds`` (30 = always a full window, as openai-whisper does).
+        frames_per_second = 16_000 // extractor.hop_length
+        longest_s = max(len(a) for a in audios) / 16_000
+        window_s = min(MAX_WINDOW_SECONDS, max(self.spec.min_window_seconds, 5.0 * np.ceil((longest_s + 1.0) / 5.0)))
+        window_frames = int(window_s * frames_per_second)
+        features = np.stack([pad_or_trim(extractor(a)[:, :window_frames], window_frames) for a in audios])
+        num_frames = [max(1, min(len(a) // extractor.hop_length, extractor.nb_max_frames)) for a in audios]
+        previous = [tokenizer.encode(" " + p.strip())[-(model.max_length // 2 - 1):] if p and p.strip() else [] for _, p in items]
+        # CTranslate2 needs <|startoftranscript|> at the same position in every prompt of a batch: left-pad
+        # shorter prompts with a neutral filler (" ...") so every stream keeps its own previous text.
+        longest = max(len(p) for p in previous)
+        filler = tokenizer.encode(" ...")[-1:]
+        previous = [filler * (longest - len(p)) + p if longest else p for p in previous]
+        prompts = [model.get_prompt(tokenizer, p, without_timestamps=True) for p in previous]
+        encoder_output = model.encode(features)
+        results = model.model.generate(
+            encoder_output,
+            prompts,
+            beam_size=self.spec.beam_size,
+            max_length=model.max_length,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            return_no_speech_prob=True,
+            return_scores=True,
+        )
+        tokens = [[t for t in r.sequences_ids[0] if t < tokenizer.eot] for r in results]
+        alignments = model.find_alignment(tokenizer, tokens, encoder_output, num_frames)
+        transcripts = []
+        for audio, result, token_ids, aligned in zip(audios, results, tokens, alignments):
+            seconds = len(audio) / 16_000
+            if result.no_speech_prob > 0.6 and (result.scores[0] / max(1, len(token_ids))) < -1.0:
+                transcripts.append(Transcript(text="", audio_seconds=seconds))  # Whisper's own no-speech rule
+                continue
+            words = [
+                Word(text=w["word"], start=float(w["start"]), end=min(float(w["end"]), seconds), probability=float(w["probability"]))
+                for w in aligned
+            ]
+            transcripts.append(Transcript(text=tokenizer.decode(token_ids).strip(), words=words, audio_seconds=seconds))
+        return transcripts
+
     def transcribe(self, audio: np.ndarray, prompt: str | None = None) -> Transcript:
+        """Long-form transcription of any length (faster-whisper's own windowing and VAD filter)."""
         segments, _info = self.model.transcribe(
             np.asarray(audio, dtype=np.float32),
             language=self.spec.language,

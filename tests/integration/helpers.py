@@ -37,3 +37,14 @@ async def expect_refused(client: VoiClient, code: str, close_code: int) -> Recei
 
 def text_of(item: Received) -> str:
     return " ".join(p["text"] for p in item.header["content"] if p.get("type") == "text")
+
+
+def user_messages(items: list[Received], *, final: bool | None = None) -> list[Received]:
+    return [i for i in items if i.type == "message" and i.header["role"] == "user"
+            and (final is None or i.header.get("final") is final)]
+
+
+def final_user_text(items: list[Received]) -> str:
+    finals = user_messages(items, final=True)
+    assert finals, [i.header for i in items if i.type != "audio"]
+    return text_of(finals[-1])

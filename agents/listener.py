@@ -1,0 +1,156 @@
+"""Listening: voice activity, streaming transcription and (in call mode) the end of the user's turn.
+
+The Listener gets the session's audio frames and reports through async callbacks: a partial transcript,
+the settled transcript of an utterance, the user starting to speak (what barge-in needs), and in call mode
+the end of the user's turn. Whisper runs through the injected ``transcribe`` callable, never on the caller's
+event loop; updates of one turn never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from agents.turns import TurnConfig, VoiceActivity, end_of_turn
+from speech.audio import pcm16_to_float
+from speech.streaming import BYTES_PER_SECOND, StreamingConfig, StreamingTranscriber, Transcribe
+from speech.vad import StreamingVad
+
+log = logging.getLogger("voi.listener")
+
+
+@dataclass
+class UserTurn:
+    """What the user said in one turn: its streaming transcript and the message that shows it."""
+
+    streamer: StreamingTranscriber
+    message_id: int | None = None
+    sent_text: str = ""
+    sent_final: bool = False
+    speech_end_s: float | None = None  # turn audio time where the last utterance ended
+    speaking: bool = False
+    overflow_reported: bool = False
+    ended_at: float = 0.0  # time.monotonic() when the turn was ended
+    settled_at: float = 0.0  # time.monotonic() when the final transcript was known
+    speech_ended_at: float = 0.0  # time.monotonic() when voice activity last ended
+
+    async def settle(self) -> str:
+        text = await self.streamer.finish(None if self.speaking else self.speech_end_s)
+        self.settled_at = time.monotonic()
+        return text
+
+
+@dataclass
+class ListenerEvents:
+    partial: Callable[[UserTurn, str], Awaitable[None]]
+    settled: Callable[[UserTurn, str], Awaitable[None]]
+    speech_started: Callable[[], Awaitable[None]]
+    turn_ended: Callable[[UserTurn], Awaitable[None]]  # call mode only
+    overflow: Callable[[UserTurn], Awaitable[None]]
+
+
+@dataclass
+class Listener:
+    transcribe: Transcribe
+    events: ListenerEvents
+    call_mode: bool
+    config: TurnConfig = field(default_factory=TurnConfig)
+    max_turn_s: float = 120.0
+    stream_partials: bool = True
+
+    def __post_init__(self) -> None:
+        self._vad = StreamingVad()
+        self.activity = VoiceActivity(self.config)
+        self._preroll = bytearray()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.turn = self._new_turn()
+
+    def _new_turn(self) -> UserTurn:
+        streaming = StreamingConfig(update_interval_s=self.config.update_interval_s, max_window_s=self.config.max_window_s)
+        return UserTurn(StreamingTranscriber(self.transcribe, streaming))
+
+    def take_turn(self) -> UserTurn:
+        """End the current turn (``create_response``, or the end of turn in call mode) and start a new one."""
+        turn, self.turn = self.turn, self._new_turn()
+        turn.ended_at = time.monotonic()
+        self.activity.reset()
+        self._preroll.clear()
+        return turn
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def feed(self, pcm: bytes) -> None:
+        turn = self.turn
+        if turn.streamer.received_s + len(pcm) / BYTES_PER_SECOND > self.max_turn_s:
+            if not turn.overflow_reported:
+                turn.overflow_reported = True
+                await self.events.overflow(turn)
+            return
+        started = ended = False
+        for probability in self._vad.process(pcm16_to_float(pcm)):
+            event = self.activity.update(probability)
+            started |= event == "start"
+            ended |= event == "end"
+        if self.call_mode and turn.streamer.received_s == 0:
+            # Between turns only the last moments are kept, so an utterance's first syllable is not lost.
+            self._preroll += pcm
+            keep = int(self.config.pre_roll_s * BYTES_PER_SECOND) // 2 * 2 + len(pcm)
+            del self._preroll[: max(0, len(self._preroll) - keep)]
+            if not self.activity.heard_speech:
+                return
+            turn.streamer.add(bytes(self._preroll))
+            self._preroll.clear()
+        else:
+            turn.streamer.add(pcm)
+        turn.speaking = self.activity.speaking
+        if started:
+            await self.events.speech_started()
+        if ended:
+            turn.speech_end_s = turn.streamer.received_s - self.activity.silence_s
+            turn.speech_ended_at = time.monotonic()
+            self._spawn(self._settle(turn))
+        elif self._update_wanted(turn):
+            self._spawn(self._update(turn))
+        elif not self.activity.speaking and not turn.sent_text and self.activity.silence_s > 2 * self.config.pre_roll_s:
+            turn.streamer.drop_silence()  # chat mode between utterances: do not hoard silence
+        if self.call_mode and end_of_turn(self.activity, turn.sent_text, self.config):
+            await self.events.turn_ended(self.take_turn())
+
+    def _update_wanted(self, turn: UserTurn) -> bool:
+        if not self.activity.speaking:
+            return False
+        if turn.streamer.due():
+            return True
+        # Silence has begun: transcribe now, so the utterance's transcript is ready when the silence is long
+        # enough to call it ended.
+        silence_began = turn.streamer.received_s - self.activity.silence_s
+        return self.activity.silence_s > 0 and not turn.streamer.busy and turn.streamer.last_update_s < silence_began
+
+    async def _update(self, turn: UserTurn) -> None:
+        try:
+            hypothesis = await turn.streamer.update()
+        except Exception as exc:  # a failed partial is not fatal: the final pass tries again
+            log.warning("partial transcription failed: %s", exc)
+            return
+        if self.stream_partials and hypothesis.text and turn is self.turn:
+            await self.events.partial(turn, hypothesis.text)
+
+    async def _settle(self, turn: UserTurn) -> None:
+        try:
+            text = await turn.settle()
+        except Exception as exc:
+            log.warning("transcription failed: %s", exc)
+            return
+        if turn is self.turn:
+            await self.events.settled(turn, text)

@@ -1,0 +1,79 @@
+"""Voice activity with hysteresis, and the end-of-turn rule of call mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from speech.vad import WINDOW_SECONDS
+
+VadEvent = Literal["start", "end"]
+
+
+class TurnConfig(BaseModel):
+    """Tunables of listening (all in seconds of audio); the server's defaults suit 16 kHz speech."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    speech_threshold: float = Field(default=0.5, gt=0, lt=1)  # Silero probability that counts as speech
+    silence_threshold: float = Field(default=0.35, gt=0, lt=1)  # ... and as silence again (hysteresis)
+    min_speech_s: float = Field(default=0.1, ge=0)  # speech needed to start an utterance (one noisy window does not)
+    utterance_end_s: float = Field(default=0.2, gt=0)  # silence that ends an utterance: its transcript settles
+    end_of_turn_s: float = Field(default=0.7, gt=0)  # call mode: trailing silence that ends the user's turn
+    quick_end_of_turn_s: float = Field(default=0.3, gt=0)  # ... when the transcript already ends a sentence
+    pre_roll_s: float = Field(default=0.3, ge=0)  # audio kept from before an utterance starts (call mode)
+    update_interval_s: float = Field(default=0.5, gt=0)  # partial transcript cadence while speaking
+    max_window_s: float = Field(default=12.0, ge=2, le=25)  # streaming window before it is trimmed
+
+
+@dataclass
+class VoiceActivity:
+    """Turns per-window speech probabilities into utterance start and end events."""
+
+    config: TurnConfig
+    speaking: bool = False
+    speech_run_s: float = 0.0  # consecutive speech while not yet speaking
+    silence_s: float = 0.0  # consecutive silence while speaking, or since the last utterance ended
+    heard_speech: bool = False  # any utterance since reset()
+
+    def reset(self) -> None:
+        self.speaking = False
+        self.speech_run_s = 0.0
+        self.silence_s = 0.0
+        self.heard_speech = False
+
+    def update(self, probability: float) -> VadEvent | None:
+        cfg = self.config
+        if not self.speaking:
+            self.silence_s += WINDOW_SECONDS
+            if probability >= cfg.speech_threshold:
+                self.speech_run_s += WINDOW_SECONDS
+                if self.speech_run_s >= cfg.min_speech_s:
+                    self.speaking, self.heard_speech, self.silence_s = True, True, 0.0
+                    return "start"
+            else:
+                self.speech_run_s = 0.0
+            return None
+        if probability < cfg.silence_threshold:
+            self.silence_s += WINDOW_SECONDS
+            if self.silence_s >= cfg.utterance_end_s:
+                self.speaking, self.speech_run_s = False, 0.0
+                return "end"
+        else:
+            self.silence_s = 0.0
+        return None
+
+
+def ends_sentence(text: str) -> bool:
+    return text.rstrip().endswith((".", "?", "!"))
+
+
+def end_of_turn(activity: VoiceActivity, transcript: str, config: TurnConfig) -> bool:
+    """Call mode: the user is done after enough trailing silence, sooner when the sentence is complete."""
+    if activity.speaking or not activity.heard_speech:
+        return False
+    if activity.silence_s >= config.end_of_turn_s:
+        return True
+    return activity.silence_s >= config.quick_end_of_turn_s and ends_sentence(transcript)
