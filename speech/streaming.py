@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from difflib import SequenceMatcher
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -26,7 +27,6 @@ class StreamingConfig:
     max_window_s: float = 12.0  # trim the window after the last confirmed word beyond this
     idle_keep_s: float = 1.0  # with nothing pending, older audio than this is dropped
     prompt_chars: int = 200  # confirmed text given to Whisper as the previous text
-    edge_tolerance_s: float = 0.25  # a word starting this much before the last confirmed end is a repeat
 
 
 def _norm(text: str) -> str:
@@ -35,40 +35,61 @@ def _norm(text: str) -> str:
 
 @dataclass
 class LocalAgreement:
-    """The confirmed-prefix bookkeeping, with word times absolute from the start of the turn."""
+    """The confirmed-prefix bookkeeping, with word times absolute from the start of the turn.
+
+    Every hypothesis covers the whole current window, so it is lined up with the words already confirmed
+    inside that window by their text (a sequence match), not by Whisper's word times, which stretch at
+    window edges. Words confirmed before the window are only guarded against being heard twice.
+    """
 
     confirmed: list[Word] = field(default_factory=list)
     pending: list[Word] = field(default_factory=list)  # the last hypothesis beyond the confirmed words
+    in_window: int = 0  # how many of the last confirmed words lie inside the current window
 
     @property
     def confirmed_end(self) -> float:
         return self.confirmed[-1].end if self.confirmed else 0.0
 
-    def _new_words(self, words: list[Word], tolerance: float) -> list[Word]:
-        fresh = [w for w in words if w.start >= self.confirmed_end - tolerance and _norm(w.text)]
-        # Whisper may repeat the last confirmed words at the start of the window: drop the longest such overlap.
+    def _new_words(self, words: list[Word]) -> list[Word]:
+        words = [w for w in words if _norm(w.text)]
+        heard = [_norm(w.text) for w in words]
+        if self.in_window:
+            known = [_norm(w.text) for w in self.confirmed[-self.in_window :]]
+            blocks = [b for b in SequenceMatcher(a=known, b=heard, autojunk=False).get_matching_blocks() if b.size]
+            if blocks:
+                return words[blocks[-1].b + blocks[-1].size :]
+            return words[len(known) :] if len(words) > len(known) else []
+        # A fresh window starts right after confirmed words: Whisper may still repeat the last few.
         tail = [_norm(w.text) for w in self.confirmed[-5:]]
-        for n in range(min(len(tail), len(fresh)), 0, -1):
-            if [_norm(w.text) for w in fresh[:n]] == tail[-n:]:
-                return fresh[n:]
-        return fresh
+        for n in range(min(len(tail), len(words)), 0, -1):
+            if heard[:n] == tail[-n:]:
+                return words[n:]
+        return words
 
-    def insert(self, words: list[Word], tolerance: float) -> list[Word]:
+    def _confirm(self, words: list[Word]) -> None:
+        self.confirmed.extend(words)
+        self.in_window += len(words)
+
+    def insert(self, words: list[Word]) -> list[Word]:
         """Take a new hypothesis; confirm (and return) the words it shares with the previous one."""
-        fresh = self._new_words(words, tolerance)
+        fresh = self._new_words(words)
         agreed = 0
         for new, old in zip(fresh, self.pending):
             if _norm(new.text) != _norm(old.text):
                 break
             agreed += 1
         newly = fresh[:agreed]
-        self.confirmed.extend(newly)
+        self._confirm(newly)
         self.pending = fresh[agreed:]
         return newly
 
-    def confirm_all(self, words: list[Word], tolerance: float) -> None:
-        self.confirmed.extend(self._new_words(words, tolerance))
+    def confirm_all(self, words: list[Word] | None = None) -> None:
+        self._confirm(self._new_words(words) if words is not None else self.pending)
         self.pending = []
+
+    def window_moved(self) -> None:
+        """The window now starts after every confirmed word."""
+        self.in_window = 0
 
     @staticmethod
     def text(words: list[Word]) -> str:
@@ -127,7 +148,10 @@ class StreamingTranscriber:
         return Hypothesis(LocalAgreement.text(self.agreement.confirmed), LocalAgreement.text(self.agreement.pending))
 
     def _prompt(self) -> str | None:
-        text = LocalAgreement.text(self.agreement.confirmed)
+        """The confirmed text before the window. Never words inside it: Whisper would skip them in the audio."""
+        agreement = self.agreement
+        before = agreement.confirmed[: len(agreement.confirmed) - agreement.in_window]
+        text = LocalAgreement.text(before)
         return text[-self.config.prompt_chars :] if text else None
 
     async def _run(self) -> tuple[Transcript, float, float]:
@@ -147,7 +171,7 @@ class StreamingTranscriber:
                 return self.hypothesis()
             transcript, start, _ = await self._run()
             self.updates += 1
-            self.agreement.insert(self._absolute(transcript, start), self.config.edge_tolerance_s)
+            self.agreement.insert(self._absolute(transcript, start))
             self._trim(nothing_heard=not transcript.words)
             return self.hypothesis()
 
@@ -162,16 +186,15 @@ class StreamingTranscriber:
             if self._window and self._received_s > self._last_update_s and not covered:
                 transcript, start, _ = await self._run()
                 self.updates += 1
-                self.agreement.confirm_all(self._absolute(transcript, start), self.config.edge_tolerance_s)
+                self.agreement.confirm_all(self._absolute(transcript, start))
             else:
-                self.agreement.confirmed.extend(self.agreement.pending)
-                self.agreement.pending = []
+                self.agreement.confirm_all()
             self._trim(nothing_heard=False)
             return LocalAgreement.text(self.agreement.confirmed)
 
     def drop_silence(self) -> None:
         """Voice activity says nothing is being said: keep only the last ``idle_keep_s`` of the window."""
-        if not self._lock.locked() and not self.agreement.pending:
+        if not self._lock.locked() and not self.agreement.pending and not self.agreement.in_window:
             self._cut(self._window_start_s + self.window_s - self.config.idle_keep_s)
 
     def _cut(self, at_s: float) -> None:
@@ -181,12 +204,16 @@ class StreamingTranscriber:
         self._window_start_s += drop / BYTES_PER_SECOND
 
     def _trim(self, nothing_heard: bool) -> None:
-        if nothing_heard and not self.agreement.pending:
+        agreement = self.agreement
+        if nothing_heard and not agreement.pending and not agreement.in_window:
             # Silence or noise so far: keep only the recent audio (a word may be starting in it).
             self._cut(self._window_start_s + self.window_s - self.config.idle_keep_s)
-        elif self.window_s > self.config.max_window_s and self.agreement.confirmed:
-            self._cut(self.agreement.confirmed_end)
-        if self.window_s > HARD_WINDOW_S:  # nothing confirmed in a very long window: settle it, never exceed Whisper's 30 s
-            self.agreement.confirmed.extend(self.agreement.pending)
-            self.agreement.pending = []
-            self._cut(max(self.agreement.confirmed_end, self._window_start_s + self.window_s - self.config.idle_keep_s))
+        elif self.window_s > self.config.max_window_s and agreement.in_window and agreement.pending:
+            # Cut between the last confirmed word and the first pending one: a word followed by another has
+            # a trustworthy end, unlike the last word of a window.
+            self._cut(min(agreement.confirmed_end, agreement.pending[0].start))
+            agreement.window_moved()
+        elif self.window_s > HARD_WINDOW_S:  # nothing to cut at in a very long window: settle it
+            agreement.confirm_all()
+            self._cut(self._window_start_s + self.window_s - self.config.idle_keep_s)
+            agreement.window_moved()

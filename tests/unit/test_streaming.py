@@ -1,0 +1,80 @@
+"""LocalAgreement and the streaming window, driven by a scripted transcriber (Whisper's role)."""
+
+from speech.stt import Transcript, Word
+from speech.streaming import LocalAgreement, StreamingConfig, StreamingTranscriber
+
+
+def words(text: str, start: float = 0.0, step: float = 0.4) -> list[Word]:
+    return [Word(" " + w, start + i * step, start + i * step + 0.3, 0.9) for i, w in enumerate(text.split())]
+
+
+def test_agreement_confirms_the_common_prefix():
+    agreement = LocalAgreement()
+    assert agreement.insert(words("on")) == []
+    assert LocalAgreement.text(agreement.insert(words("on saturday morning"))) == "on"
+    assert LocalAgreement.text(agreement.insert(words("on saturday morning we"))) == "saturday morning"
+    assert LocalAgreement.text(agreement.pending) == "we"
+
+
+def test_agreement_ignores_stretched_word_times():
+    """The last word of a window often gets an end at the window's end: text alignment does not care."""
+    agreement = LocalAgreement()
+    first = words("hello there")
+    first[-1] = Word(" there", 0.4, 5.0, 0.9)  # stretched
+    agreement.insert(first)
+    agreement.insert(words("hello there my friend"))
+    agreement.insert(words("hello there my friend how"))
+    assert LocalAgreement.text(agreement.confirmed) == "hello there my friend"
+
+
+def test_repeated_words_after_a_new_window_are_dropped():
+    agreement = LocalAgreement()
+    agreement.insert(words("the red car"))
+    agreement.confirm_all(words("the red car"))
+    agreement.window_moved()
+    agreement.insert(words("red car is fast"))  # Whisper repeats the last confirmed words
+    agreement.confirm_all(words("red car is fast"))
+    assert LocalAgreement.text(agreement.confirmed) == "the red car is fast"
+
+
+async def test_transcriber_trims_the_window_and_keeps_every_word():
+    script = "one two three four five six seven eight nine ten eleven twelve".split()
+    seen_windows = []
+
+    async def transcribe(pcm: bytes, prompt):
+        start = round(transcriber._window_start_s, 3)
+        seconds = len(pcm) / 32_000
+        seen_windows.append((start, seconds, prompt))
+        # one word per second of audio, timed absolutely then made window-relative
+        heard = [Word(" " + w, i - start, i + 0.8 - start, 0.9) for i, w in enumerate(script)
+                 if i >= start - 0.01 and i + 0.8 <= start + seconds]
+        return Transcript(" ".join(w.text for w in heard), heard, seconds)
+
+    transcriber = StreamingTranscriber(transcribe, StreamingConfig(update_interval_s=1.0, max_window_s=4.0))
+    for _ in range(12):
+        transcriber.add(b"\x00\x00" * 16_000)
+        await transcriber.update()
+    text = await transcriber.finish()
+    assert text == " ".join(script)
+    assert max(s for _, s, _ in seen_windows) <= 6.0  # bounded work per update
+    # conditioned on the confirmed text before the window, never on words inside it
+    prompted = [(start, p) for start, _, p in seen_windows if p]
+    assert prompted and all(p.split()[-1] == script[int(round(start)) - 1] for start, p in prompted)
+
+
+async def test_finish_without_new_speech_needs_no_extra_pass():
+    calls = []
+
+    async def transcribe(pcm, prompt):
+        calls.append(len(pcm))
+        return Transcript("a b", words("a b"), len(pcm) / 32_000)
+
+    transcriber = StreamingTranscriber(transcribe)
+    transcriber.add(b"\x00\x00" * 16_000)
+    await transcriber.update()
+    transcriber.add(b"\x00\x00" * 3_200)  # only silence after the update
+    assert await transcriber.finish(speech_end_s=0.9) == "a b"
+    assert len(calls) == 1
+    transcriber.add(b"\x00\x00" * 3_200)
+    await transcriber.finish(speech_end_s=None)
+    assert len(calls) == 2
