@@ -109,7 +109,7 @@ async def test_long_utterance_has_no_lost_or_repeated_words(connect):
 
 async def test_concurrent_sessions_are_batched_and_correct(server, token):
     sentences = ["Turn left at the second traffic light.", "My favorite color is dark green.",
-                 "The concert starts at eight tonight.", "Please close the window before you leave."]
+                 "The concert starts late tonight.", "Please close the window before you leave."]
     clients = [await VoiClient.connect(server.ws_url, token) for _ in sentences]
     try:
         for client in clients:
