@@ -25,6 +25,7 @@ from ray.serve import Application  # noqa: E402
 
 from agents.config import load_agents_config  # noqa: E402
 from agents.conversation import Limits  # noqa: E402
+from agents.turns import TurnConfig  # noqa: E402
 from deployments.ingress import Ingress, IngressOptions  # noqa: E402
 from deployments.synthesizer import Synthesizer  # noqa: E402
 from deployments.transcriber import Transcriber  # noqa: E402
@@ -47,6 +48,9 @@ class AppArgs(BaseModel):
     max_sessions_per_ingress: int = Field(default=64, ge=1)
     max_turn_seconds: float = Field(default=120.0, gt=0)
     env_file: str = str(ROOT / ".env")
+    end_of_turn_s: float = Field(default=0.7, gt=0)  # call mode: trailing silence that ends the user's turn
+    quick_end_of_turn_s: float = Field(default=0.3, gt=0)  # ... when the transcript already ends a sentence
+    stt_batch_max_size: int | None = Field(default=None, ge=1)  # override models.yaml (1 = batching off)
 
 
 def _absolute(path: str) -> str:
@@ -64,10 +68,16 @@ def app(args: dict[str, Any] | None = None) -> Application:
         agents_path=agents_path,
         models_path=models_path,
         session_pool_size=parsed.session_pool_size,
-        limits=Limits(max_turn_seconds=parsed.max_turn_seconds),
+        limits=Limits(
+            max_turn_seconds=parsed.max_turn_seconds,
+            turn=TurnConfig(end_of_turn_s=parsed.end_of_turn_s, quick_end_of_turn_s=parsed.quick_end_of_turn_s),
+        ),
+    )
+    transcriber = Transcriber.options(
+        user_config={"batch_max_size": parsed.stt_batch_max_size} if parsed.stt_batch_max_size else None
     )
     ingress = Ingress.options(max_ongoing_requests=parsed.max_sessions_per_ingress)
-    return ingress.bind(Transcriber.bind(models_path), Synthesizer.bind(models_path), secrets, options)
+    return ingress.bind(transcriber.bind(models_path), Synthesizer.bind(models_path), secrets, options)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ssl-keyfile", default=os.environ.get("VOI_SSL_KEYFILE"))
     parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="join an existing Ray cluster")
     parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard (slower start-up)")
+    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("VOI_METRICS_PORT", "0")) or None,
+                        help="Prometheus metrics port of this Ray node (default: Ray picks one)")
     parser.add_argument("builder_args", nargs="*", help="key=value arguments of the application builder")
     ns = parser.parse_args(argv)
     if bool(ns.ssl_certfile) != bool(ns.ssl_keyfile):
@@ -92,8 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, MissingSecretError, ValueError) as exc:
         print(f"voi: cannot start: {exc}", file=sys.stderr)
         sys.exit(2)
+    init_args: dict[str, Any] = {}
+    if ns.metrics_port and not ns.address:
+        init_args["_metrics_export_port"] = ns.metrics_port
     ray.init(address=ns.address or "local", include_dashboard=ns.dashboard, namespace="serve",
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, **init_args)
     http_options: dict[str, Any] = {"host": ns.host, "port": ns.port}
     if ns.ssl_certfile:
         http_options.update(ssl_certfile=_absolute(ns.ssl_certfile), ssl_keyfile=_absolute(ns.ssl_keyfile))

@@ -22,6 +22,7 @@ from agents.speech_timeline import SpeechTimeline, truncated
 from protocol import messages as m
 from speech.audio import OUTPUT_RATE, pcm16_seconds, silence_pcm16, split_pcm
 from speech.stt import Transcript
+from agents.timeline import INTERNAL_METRICS_TYPE, TurnTimeline
 from agents.turns import TurnConfig
 
 log = logging.getLogger("voi.conversation")
@@ -223,7 +224,9 @@ class Conversation:
 
     async def _run_turn(self, request: _TurnRequest) -> None:
         turn = request.turn
-        timings: dict[str, float] = {"audio_s": round(turn.streamer.received_s, 2)}
+        timeline = TurnTimeline(self.agent_name, self.options.mode)
+        call_speech_end = turn.speech_ended_at if self.options.mode == "call" and turn.speech_ended_at else None
+        timeline.mark("speech_end", call_speech_end or request.requested_at)
         transcript = ""
         if turn.streamer.received_s:
             try:
@@ -233,16 +236,16 @@ class Conversation:
                 await self._emit(m.error("speech recognition failed for this turn; please try again", "stt_failed"))
             await self._publish_transcript(turn, transcript, final=True)
             transcript = turn.sent_text
-            timings["stt_final_ms"] = (time.monotonic() - request.requested_at) * 1000
-            timings["stt_passes"] = turn.streamer.updates
+        timeline.mark("transcript_final")
         inputs = [self.messages[i].text for i in request.typed_ids] + ([transcript] if transcript else [])
         if not any(t.strip() for t in inputs) and not request.typed_ids:
             await self._emit(m.status("response_cancelled", reason="no_input"))
-            log.info("turn agent=%s no speech or text: response_cancelled %s", self.agent_name, _fmt(timings))
+            log.info("turn %s audio_s=%.1f: no speech or text, response_cancelled", timeline.log_line(), turn.streamer.received_s)
             return
         await self._emit(m.status("response_created"))
         try:
             reply = self._echo_reply(inputs)
+            timeline.mark("llm_first_token")
             stored = self._add_message("assistant", [m.text_part(reply)])
             await self._emit(m.message("assistant", stored.id, stored.content))
         except Exception as exc:
@@ -251,8 +254,8 @@ class Conversation:
             await self._emit(m.status("response_cancelled", reason="error"))
             return
         await self._emit(m.status("response_done"))
-        timings["text_ms"] = (time.monotonic() - request.requested_at) * 1000
-        self._start_speech(stored, reply, request.requested_at, timings)
+        timeline.mark("response_done")
+        self._start_speech(stored, reply, timeline)
 
     def _echo_reply(self, inputs: list[str]) -> str:
         said = " ".join(t.strip() for t in inputs if t.strip())
@@ -271,28 +274,26 @@ class Conversation:
         file = None
         if isinstance(choice, GreetingFile) and choice.file and self._greeting_dir is not None:
             file = (self._greeting_dir / choice.file).resolve()
-        self._start_speech(stored, text, time.monotonic(), {}, file=file)
+        self._start_speech(stored, text, None, file=file)
 
-    def _start_speech(
-        self, stored: StoredMessage, text: str, started: float, timings: dict[str, float], file: Path | None = None
-    ) -> None:
+    def _start_speech(self, stored: StoredMessage, text: str, timeline: TurnTimeline | None, file: Path | None = None) -> None:
         speech = _Speech(speech_id=str(stored.id), message_id=stored.id)
         self._speeches[speech.speech_id] = speech
-        speech.task = asyncio.create_task(self._play(speech, text, started, timings, file), name=f"speech:{stored.id}")
+        speech.task = asyncio.create_task(self._play(speech, text, timeline, file), name=f"speech:{stored.id}")
 
-    async def _play(self, speech: _Speech, text: str, started: float, timings: dict[str, float], file: Path | None) -> None:
+    async def _play(self, speech: _Speech, text: str, timeline: TurnTimeline | None, file: Path | None) -> None:
+        """Speak ``text`` as ``speech``; a reply's ``timeline`` gets its TTS and first-audio marks."""
+        timeline = timeline or TurnTimeline(self.agent_name, self.options.mode)
         voice = self.agent.voices.character
         async with self._speech_lock:  # one speech at a time: frames of two replies must never interleave
             if speech.interrupted:
                 return
-            first_audio: list[float] = []
 
             async def send(pcm: bytes) -> None:
                 for frame in split_pcm(pcm, self.limits.audio_frame_bytes):
                     await self._emit(m.audio(speech.speech_id, frame))
                     speech.timeline.extend_last(pcm16_seconds(frame, OUTPUT_RATE))
-                    if not first_audio:
-                        first_audio.append(time.monotonic())
+                    timeline.mark("first_audio_sent")
 
             try:
                 if voice and voice.leading_silence:
@@ -304,7 +305,9 @@ class Conversation:
                 elif voice is not None:
                     for sentence in split_sentences(text):
                         speech.timeline.add(sentence, 0.0)
+                        timeline.mark("first_text_to_tts")
                         async for chunk in self.services.synthesize(sentence, voice):
+                            timeline.mark("first_tts_chunk")
                             await send(chunk)
                 if voice and voice.trailing_silence:
                     speech.timeline.add("", 0.0)
@@ -316,10 +319,11 @@ class Conversation:
                 log.warning("speech %s of agent '%s' failed: %s", speech.speech_id, self.agent_name, exc)
                 await self._emit(m.error(f"speech synthesis failed for message {speech.message_id}", "tts_failed"))
             finally:
-                if first_audio:
-                    timings["voice_to_voice_ms"] = (first_audio[0] - started) * 1000
-                timings["speech_s"] = round(speech.timeline.seconds, 2)
-                log.info("turn agent=%s speech=%s %s", self.agent_name, speech.speech_id, _fmt(timings))
+                if "speech_end" in timeline.marks:  # a reply, not the greeting
+                    log.info("turn speech=%s %s speech_s=%.2f", speech.speech_id, timeline.log_line(), speech.timeline.seconds)
+                    await self._emit(m.ServerMessage({"type": INTERNAL_METRICS_TYPE, "agent": self.agent_name,
+                                                      "mode": self.options.mode, "stages_ms": timeline.ms(),
+                                                      **timeline.durations()}))
 
     async def _on_interrupt(self, msg: m.Interrupt) -> None:
         speech_id = msg.speech_id
@@ -345,7 +349,3 @@ class Conversation:
         stored = StoredMessage(id=len(self.messages), role=role, content=content)
         self.messages.append(stored)
         return stored
-
-
-def _fmt(timings: dict[str, float]) -> str:
-    return " ".join(f"{k}={v:.0f}" if k.endswith("_ms") else f"{k}={v}" for k, v in timings.items())

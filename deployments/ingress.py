@@ -21,6 +21,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from agents.config import AgentRefused, load_agents_config, resolve_agent
 from agents.conversation import Limits
+from deployments.metrics import VoiMetrics
 from deployments.session import SessionActor
 from protocol import messages as m
 from protocol.framing import FrameError, decode_frame, encode_frame
@@ -89,11 +90,17 @@ class ActorPool:
 class _Connection:
     """One websocket: the init handshake, then two pumps (client -> actor, actor -> client)."""
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket, metrics: VoiMetrics) -> None:
         self.ws = ws
+        self.metrics = metrics
         self._send_lock = asyncio.Lock()
 
     async def send(self, msg: m.ServerMessage) -> None:
+        if msg.type.startswith("_"):  # internal: a turn's timeline goes to the metrics, never to the client
+            self.metrics.record_turn(msg.header)
+            return
+        if msg.type == "error":
+            self.metrics.record_error(str(msg.header.get("code", "")))
         async with self._send_lock:
             if self.ws.client_state == WebSocketState.CONNECTED:
                 await self.ws.send_bytes(encode_frame(msg.header, msg.payload))
@@ -145,6 +152,14 @@ class _Connection:
             await self.refuse(str(exc), exc.code, CLOSE_POLICY_VIOLATION)
             return
         started = time.monotonic()
+        self.metrics.session_opened()
+        try:
+            await self._converse(ingress, init, early_audio, agent, app_name, started)
+        finally:
+            self.metrics.session_closed()
+
+    async def _converse(self, ingress: "Ingress", init: m.Init, early_audio: list[m.Audio], agent: Any, app_name: str,
+                        started: float) -> None:
         actor = await ingress.pool.take()
         log.info("session app=%s agent=%s mode=%s actor_wait_ms=%.0f", app_name, init.agent_name, init.mode,
                  (time.monotonic() - started) * 1000)
@@ -208,6 +223,7 @@ class Ingress:
         self.models = load_models_config(options.models_path)
         self.agents = load_agents_config(options.agents_path, self.models)
         self.pool = ActorPool(options.session_pool_size, transcriber, synthesizer)
+        self.metrics = VoiMetrics()
         try:
             asyncio.get_running_loop()
             self.pool.fill()
@@ -231,7 +247,7 @@ class Ingress:
     @api.websocket("/ws")
     async def websocket(self, ws: WebSocket) -> None:
         await ws.accept()
-        connection = _Connection(ws)
+        connection = _Connection(ws, self.metrics)
         try:
             claims = verify_token(ws.query_params.get("token"), self.secrets.token_secret_key)
         except TokenError as exc:

@@ -1,7 +1,8 @@
 """Transcriber deployment: Whisper behind a stateless call (16 kHz PCM16 + prompt in, words out).
 
-Windows of up to 30 s from every session are batched with ``@serve.batch`` into one Whisper pass; longer
-audio takes faster-whisper's long-form path. Batch size and wait come from models.yaml and can be changed
+Windows of up to 30 s from every session are batched with ``@serve.batch`` into one Whisper pass (with the
+faster-whisper backend; openai-whisper decodes a batch window by window); longer audio takes the long-form
+path. Batch size and wait come from models.yaml and can be changed
 live through ``user_config`` (``batch_max_size``, ``batch_wait_s``).
 """
 
@@ -17,7 +18,7 @@ from ray import serve
 
 from speech.audio import pcm16_to_float
 from speech.models_config import load_models_config, resolve_files
-from speech.stt import MAX_WINDOW_SECONDS, FasterWhisperBackend, Transcript
+from speech.stt import MAX_WINDOW_SECONDS, Transcript, load_stt_backend
 
 log = logging.getLogger("ray.serve")
 
@@ -28,12 +29,9 @@ class Transcriber:
         models = load_models_config(models_path)
         spec = models.stt.models[models.stt.default]
         model_dir = resolve_files(spec, base_dir=Path(models_path).parent)
-        self.backend = FasterWhisperBackend(model_dir, spec)
+        self.backend = load_stt_backend(spec, model_dir, cache_dir=Path(models_path).parent / ".cache" / "stt")
         self.reconfigure({"batch_max_size": spec.batch_max_size, "batch_wait_s": spec.batch_wait_s})
-        # One pass warms CTranslate2 up, so the first user does not pay for it.
-        tone = 0.1 * np.sin(np.linspace(0, 2 * np.pi * 220, 16_000)).astype(np.float32)
-        self.backend.transcribe(tone)
-        self.backend._whisper_batch([(tone, None)])
+        self.backend.warm_up()  # so the first user does not pay for it
         log.info("Transcriber ready: %s on %s", models.stt.default, self.backend.device)
 
     def reconfigure(self, config: dict[str, Any]) -> None:

@@ -36,7 +36,7 @@ class ModelFiles(_Strict):
 
 
 class SttModel(ModelFiles):
-    backend: Literal["faster-whisper"] = "faster-whisper"
+    backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     device: Device = "auto"
     compute_type: str = "auto"  # int8 on CPU, float16 on CUDA
     language: str | None = "en"

@@ -45,6 +45,7 @@ class LocalAgreement:
     confirmed: list[Word] = field(default_factory=list)
     pending: list[Word] = field(default_factory=list)  # the last hypothesis beyond the confirmed words
     in_window: int = 0  # how many of the last confirmed words lie inside the current window
+    window_hypothesis: list[Word] = field(default_factory=list)  # the latest hypothesis of the whole window
 
     @property
     def confirmed_end(self) -> float:
@@ -59,8 +60,13 @@ class LocalAgreement:
             if blocks:
                 return words[blocks[-1].b + blocks[-1].size :]
             return words[len(known) :] if len(words) > len(known) else []
-        # A fresh window starts right after confirmed words: Whisper may still repeat the last few.
-        tail = [_norm(w.text) for w in self.confirmed[-5:]]
+        return self._without_repeat(words)
+
+    def _without_repeat(self, words: list[Word]) -> list[Word]:
+        """A window starts right after confirmed words: Whisper may still repeat the last few of them."""
+        words = [w for w in words if _norm(w.text)]
+        heard = [_norm(w.text) for w in words]
+        tail = [_norm(w.text) for w in self.confirmed[len(self.confirmed) - self.in_window - 5 : len(self.confirmed) - self.in_window]]
         for n in range(min(len(tail), len(words)), 0, -1):
             if heard[:n] == tail[-n:]:
                 return words[n:]
@@ -72,6 +78,7 @@ class LocalAgreement:
 
     def insert(self, words: list[Word]) -> list[Word]:
         """Take a new hypothesis; confirm (and return) the words it shares with the previous one."""
+        self.window_hypothesis = list(words)
         fresh = self._new_words(words)
         agreed = 0
         for new, old in zip(fresh, self.pending):
@@ -87,9 +94,25 @@ class LocalAgreement:
         self._confirm(self._new_words(words) if words is not None else self.pending)
         self.pending = []
 
+    def settle(self, window_words: list[Word] | None = None) -> None:
+        """End of an utterance: the full-window hypothesis (the final pass, or else the latest one) replaces
+        the window's words, so the early guesses made on a second of audio are corrected with the full
+        context. A final pass that lost many words is not trusted over what was already confirmed."""
+        words = self.window_hypothesis if window_words is None else window_words
+        window = self._without_repeat(words)
+        known = self.in_window + len(self.pending)
+        if window and len(window) >= 0.7 * known:
+            self.confirmed = self.confirmed[: len(self.confirmed) - self.in_window] + window
+            self.in_window = len(window)
+            self.pending = []
+        else:
+            self.confirm_all(window_words)
+        self.window_hypothesis = []
+
     def window_moved(self) -> None:
         """The window now starts after every confirmed word."""
         self.in_window = 0
+        self.window_hypothesis = []
 
     @staticmethod
     def text(words: list[Word]) -> str:
@@ -186,9 +209,9 @@ class StreamingTranscriber:
             if self._window and self._received_s > self._last_update_s and not covered:
                 transcript, start, _ = await self._run()
                 self.updates += 1
-                self.agreement.confirm_all(self._absolute(transcript, start))
+                self.agreement.settle(self._absolute(transcript, start))
             else:
-                self.agreement.confirm_all()
+                self.agreement.settle()
             self._trim(nothing_heard=False)
             return LocalAgreement.text(self.agreement.confirmed)
 

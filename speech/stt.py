@@ -35,6 +35,8 @@ class SpeechToText(Protocol):
 
     def transcribe_batch(self, items: list[tuple[np.ndarray, str | None]]) -> list[Transcript]: ...
 
+    def warm_up(self) -> None: ...
+
 
 def contains_speech(audio: np.ndarray, threshold: float = 0.5, min_windows: int = 3) -> bool:
     """Whether Silero VAD hears at least ``min_windows`` 32 ms windows of speech in the audio."""
@@ -133,6 +135,11 @@ class FasterWhisperBackend:
             transcripts.append(Transcript(text=tokenizer.decode(token_ids).strip(), words=words, audio_seconds=seconds))
         return transcripts
 
+    def warm_up(self) -> None:
+        tone = 0.1 * np.sin(np.linspace(0, 2 * np.pi * 220, 16_000)).astype(np.float32)
+        self.transcribe(tone)
+        self._whisper_batch([(tone, None)])
+
     def transcribe(self, audio: np.ndarray, prompt: str | None = None) -> Transcript:
         """Long-form transcription of any length (faster-whisper's own windowing and VAD filter)."""
         segments, _info = self.model.transcribe(
@@ -151,3 +158,83 @@ class FasterWhisperBackend:
             for w in segment.words or []:
                 words.append(Word(text=w.word, start=float(w.start), end=float(w.end), probability=float(w.probability)))
         return Transcript(text=" ".join(t for t in texts if t), words=words, audio_seconds=len(audio) / 16_000)
+
+
+class OpenAIWhisperBackend:
+    """openai-whisper (PyTorch) on a checkpoint file, e.g. one made by scripts/convert_ct2_whisper.py.
+
+    openai-whisper has no batched decoding: a batch is transcribed window by window. fp16 on CUDA.
+    """
+
+    def __init__(self, checkpoint: Path, spec: SttModel) -> None:
+        import torch
+        import whisper
+
+        device = spec.device if spec.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "cpu" and spec.cpu_threads:
+            torch.set_num_threads(spec.cpu_threads)
+        self.device = device
+        self.spec = spec
+        self.model = whisper.load_model(str(checkpoint), device=device)
+        heads = torch.load(str(checkpoint), map_location="cpu", weights_only=True).get("alignment_heads")
+        if heads is not None:
+            self.model.set_alignment_heads(heads)
+
+    def warm_up(self) -> None:
+        tone = 0.1 * np.sin(np.linspace(0, 2 * np.pi * 220, 16_000)).astype(np.float32)
+        self.transcribe(tone)
+
+    def transcribe(self, audio: np.ndarray, prompt: str | None = None) -> Transcript:
+        result = self.model.transcribe(
+            np.asarray(audio, dtype=np.float32),
+            language=self.spec.language,
+            initial_prompt=prompt or None,
+            condition_on_previous_text=False,
+            word_timestamps=True,
+            temperature=0.0,
+            beam_size=None if self.spec.beam_size == 1 else self.spec.beam_size,
+            fp16=self.device == "cuda",
+            verbose=None,
+        )
+        words = [
+            Word(text=w["word"], start=float(w["start"]), end=float(w["end"]), probability=float(w["probability"]))
+            for segment in result["segments"]
+            for w in segment.get("words", [])
+        ]
+        return Transcript(text=str(result["text"]).strip(), words=words, audio_seconds=len(audio) / 16_000)
+
+    def transcribe_batch(self, items: list[tuple[np.ndarray, str | None]]) -> list[Transcript]:
+        return [
+            self.transcribe(audio, prompt) if contains_speech(np.asarray(audio, dtype=np.float32))
+            else Transcript(text="", audio_seconds=len(audio) / 16_000)
+            for audio, prompt in items
+        ]
+
+
+def openai_checkpoint(spec: SttModel, files: Path, cache_dir: Path) -> Path:
+    """The .pt checkpoint for the openai-whisper backend: ``path`` as given, or the bundled CTranslate2 model
+    converted once into ``cache_dir`` (a local conversion, nothing is downloaded)."""
+    if files.is_file():
+        return files
+    from speech.ct2_whisper import alignment_heads_dump, read_ct2_model, to_openai_state_dict
+
+    target = cache_dir / f"{files.parent.name}-{files.name}-openai.pt"
+    if not target.exists():
+        import torch
+
+        dims, state = to_openai_state_dict(read_ct2_model(files / "model.bin"))
+        checkpoint = {"dims": dims, "model_state_dict": {k: torch.from_numpy(v) for k, v in state.items()}}
+        heads = alignment_heads_dump(files / "config.json", dims)
+        if heads is not None:
+            checkpoint["alignment_heads"] = heads
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".tmp")
+        torch.save(checkpoint, partial)
+        partial.rename(target)
+    return target
+
+
+def load_stt_backend(spec: SttModel, files: Path, cache_dir: Path) -> "FasterWhisperBackend | OpenAIWhisperBackend":
+    if spec.backend == "openai-whisper":
+        return OpenAIWhisperBackend(openai_checkpoint(spec, files, cache_dir), spec)
+    return FasterWhisperBackend(files, spec)

@@ -31,6 +31,7 @@ class Server:
     ws_url: str
     log_path: Path
     started_s: float
+    metrics_url: str = ""
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -49,18 +50,20 @@ class Server:
 
 
 def start_server(log_path: Path, *extra_args: str, tls: tuple[Path, Path] | None = None, timeout: float = 240) -> Server:
-    port = free_port()
-    args = [sys.executable, str(ROOT / "serve_app.py"), "--port", str(port), *extra_args]
+    port, metrics_port = free_port(), free_port()
+    args = [sys.executable, str(ROOT / "serve_app.py"), "--port", str(port), "--metrics-port", str(metrics_port), *extra_args]
     scheme = "http"
     if tls:
         args += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
         scheme = "https"
-    env = {**os.environ, "TOKEN_SECRET_KEY": TEST_SECRET, "API_KEY": TEST_API_KEY, "RAY_ADDRESS": ""}
+    env = {**os.environ, "TOKEN_SECRET_KEY": TEST_SECRET, "API_KEY": TEST_API_KEY, "RAY_ADDRESS": "",
+           "RAY_metrics_report_interval_ms": "1000"}  # metrics show up within seconds, not the default 10 s
     env.pop("RAY_ADDRESS")
     log = open(log_path, "wb")
     started = time.monotonic()
     process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(process, f"{scheme}://127.0.0.1:{port}", f"{'wss' if tls else 'ws'}://127.0.0.1:{port}", log_path, 0.0)
+    server = Server(process, f"{scheme}://127.0.0.1:{port}", f"{'wss' if tls else 'ws'}://127.0.0.1:{port}", log_path, 0.0,
+                    f"http://127.0.0.1:{metrics_port}/metrics")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -42,6 +42,7 @@ def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, limits=Li
 
 
 def kinds(out):
+    out = [o for o in out if not o.type.startswith("_")]
     return [o.header.get("status") or (o.type + ":" + o.header.get("role", "")) if o.type != "audio" else "audio" for o in out]
 
 
@@ -56,6 +57,13 @@ async def test_spoken_turn_order_and_speech():
     assert kinds(out).index("response_done") < kinds(out).index("audio")
     audio = b"".join(o.payload for o in out if o.type == "audio")
     assert len(audio) == 2 * (2400 + 2 * 2400 + 4800)  # leading silence, two words, trailing silence
+    timeline = [o.header for o in out if o.type == "_turn_timeline"]
+    assert len(timeline) == 1 and timeline[0]["agent"] == "echo" and timeline[0]["mode"] == "chat"
+    stages = timeline[0]["stages_ms"]
+    assert list(stages) == ["transcript_final", "llm_first_token", "first_text_to_tts", "first_tts_chunk",
+                            "first_audio_sent", "response_done"] or set(stages) >= {"transcript_final", "first_audio_sent"}
+    assert stages["transcript_final"] <= stages["llm_first_token"] <= stages["first_audio_sent"]
+    assert timeline[0]["voice_to_voice_ms"] == stages["first_audio_sent"] >= 0
     assert {o.header["speech_id"] for o in out if o.type == "audio"} == {"1"}
     await conv.close()
 
@@ -95,7 +103,8 @@ async def test_tts_failure_keeps_the_text_and_says_so():
     await conv.wait_idle()
     assert [k for k in kinds(out) if k != "audio"] == [
         "init_done", "message:user", "response_created", "message:assistant", "response_done", "error:"]
-    assert out[-1].header["code"] == "tts_failed" and conv.messages[1].text == "hi there"
+    assert "first_tts_chunk" not in [o.header for o in out if o.type == "_turn_timeline"][0]["stages_ms"]
+    assert [o for o in out if o.type == "error"][-1].header["code"] == "tts_failed" and conv.messages[1].text == "hi there"
 
 
 async def test_interrupt_truncates_to_what_was_heard():

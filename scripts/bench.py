@@ -1,0 +1,303 @@
+"""Load benchmark: N concurrent simulated callers over real websockets, against an in-process baseline.
+
+    .venv/bin/python scripts/bench.py                    # N = 1, 2, 4; chat and call mode; 4 turns each
+    .venv/bin/python scripts/bench.py --levels 1 --turns 2 --modes chat   # a quick look
+
+Every caller streams real (Piper) speech at real-time pace in 8192-byte frames, for several turns. Chat
+callers end a turn with create_response; call callers keep streaming silence like an open microphone and
+let the server find the end of the turn. Measured at the client: voice-to-voice (the last frame with speech
+-> the first reply audio frame), time to the final transcript, failed turns and dropped sessions.
+
+The baseline runs the same Conversation class with the same models called directly in this process (no
+Ray, no websocket) on the same audio at the same pace, so the report gives the graph's overhead ratio
+(graph voice-to-voice / in-process voice-to-voice) from one run. Writes JSON and a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from protocol.client import AUDIO_FRAME_BYTES, VoiClient  # noqa: E402
+from protocol.tokens import issue_token  # noqa: E402
+from tests.integration.server import TEST_SECRET, start_server  # noqa: E402
+from tests.speech_fixtures import speech_pcm16k, trim_trailing_silence  # noqa: E402
+
+QUESTIONS = [
+    "What time does the museum open on Sunday?",
+    "Can you recommend a good book for a long train ride?",
+    "How far is it from the station to the old harbor?",
+    "Please tell me the weather forecast for tomorrow morning.",
+]
+SILENCE_FRAME = b"\x00\x00" * (AUDIO_FRAME_BYTES // 2)
+TURN_TIMEOUT_S = 30.0
+
+
+@dataclass
+class TurnResult:
+    voice_to_voice_s: float | None
+    transcript_s: float | None
+    ok: bool
+
+
+@dataclass
+class CallerResult:
+    turns: list[TurnResult] = field(default_factory=list)
+    dropped: bool = False
+    error: str = ""
+
+
+def turn_audio() -> list[bytes]:
+    """Each question without its trailing silence (the caller's own silence follows it)."""
+    return [trim_trailing_silence(speech_pcm16k(q)) for q in QUESTIONS]
+
+
+async def stream(send, pcm: bytes, pace_from: float) -> float:
+    """Send PCM in 8192-byte frames at real-time pace; returns when the last frame went out."""
+    last = pace_from
+    for i, offset in enumerate(range(0, len(pcm), AUDIO_FRAME_BYTES)):
+        await asyncio.sleep(max(0.0, pace_from + i * AUDIO_FRAME_BYTES / 32_000 - time.monotonic()))
+        await send(pcm[offset : offset + AUDIO_FRAME_BYTES])
+        last = time.monotonic()
+    return last
+
+
+# ---- through the graph ------------------------------------------------------------------------------------
+
+
+async def graph_caller(url: str, mode: str, clips: list[bytes], turns: int, seed: int) -> CallerResult:
+    result = CallerResult()
+    try:
+        client = await VoiClient.connect(url, issue_token(TEST_SECRET, "bench"))
+        await client.init("stt_test", mode=mode, init_greeting=False)
+        await client.until(lambda r: r.is_status("init_done"), 60)
+    except Exception as exc:  # noqa: BLE001 - a benchmark reports, it does not crash
+        result.dropped, result.error = True, f"connect: {exc}"
+        return result
+
+    async def send(frame: bytes) -> None:
+        await client.send({"type": "audio"}, frame)
+
+    try:
+        for t in range(turns):
+            pcm = clips[(seed + t) % len(clips)]
+            last_speech = await stream(send, pcm, time.monotonic())
+            if mode == "chat":
+                await client.send({"type": "create_response"})
+            first_audio = transcript = None
+            silence_sender = asyncio.create_task(keep_silent(send)) if mode == "call" else None
+            deadline = time.monotonic() + TURN_TIMEOUT_S
+            try:
+                while first_audio is None and time.monotonic() < deadline:
+                    item = await client.recv(max(0.01, deadline - time.monotonic()))
+                    if item.type == "message" and item.header["role"] == "user" and item.header.get("final"):
+                        transcript = transcript or item.at
+                    elif item.type == "audio":
+                        first_audio = item.at
+                    elif item.is_status("response_cancelled"):
+                        break
+                await client.drain(0.6)  # the rest of the reply audio (a caller listens to it)
+            finally:
+                if silence_sender:
+                    silence_sender.cancel()
+            result.turns.append(TurnResult(
+                voice_to_voice_s=(first_audio - last_speech) if first_audio else None,
+                transcript_s=(transcript - last_speech) if transcript else None,
+                ok=first_audio is not None,
+            ))
+        await client.close()
+    except Exception as exc:  # noqa: BLE001
+        result.dropped, result.error = True, f"{type(exc).__name__}: {exc}"
+    return result
+
+
+async def keep_silent(send) -> None:
+    """An open call-mode microphone: silence frames at real-time pace."""
+    started = time.monotonic()
+    i = 0
+    while True:
+        await asyncio.sleep(max(0.0, started + i * AUDIO_FRAME_BYTES / 32_000 - time.monotonic()))
+        await send(SILENCE_FRAME)
+        i += 1
+
+
+# ---- in process ---------------------------------------------------------------------------------------------
+
+
+async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerResult:
+    """The same Conversation and models, called directly: no Ray, no websocket, no framing."""
+    from agents.config import load_agents_config
+    from agents.conversation import Conversation, Services
+    from protocol import messages as m
+    from speech.audio import float_to_pcm16, pcm16_to_float
+    from speech.models_config import load_models_config, resolve_files
+    from speech.stt import load_stt_backend
+    from speech.tts import PiperBackend
+
+    models = load_models_config(ROOT / "models.yaml")
+    agents = load_agents_config(ROOT / "agents.yaml", models)
+    spec = models.stt.models[models.stt.default]
+    stt = load_stt_backend(spec, resolve_files(spec, base_dir=ROOT), ROOT / ".cache" / "stt")
+    stt.warm_up()
+    tts_spec = models.tts["piper-joe"]
+    tts = PiperBackend({v: resolve_files(f, base_dir=ROOT) for v, f in tts_spec.voices.items()}, tts_spec.default_voice or "joe")
+
+    async def transcribe(pcm: bytes, prompt):
+        return (await asyncio.to_thread(stt.transcribe_batch, [(pcm16_to_float(pcm), prompt)]))[0]
+
+    async def synthesize(text, voice):
+        chunks = iter(tts.synthesize(text, voice.voice, voice.speed))
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            yield float_to_pcm16(chunk)
+
+    events: asyncio.Queue = asyncio.Queue()
+
+    async def emit(msg) -> None:
+        events.put_nowait((time.monotonic(), msg))
+
+    conv = Conversation(agent_name="stt_test", agent=agents.agents["stt_test"],
+                        options=m.Init(agent_name="stt_test", mode=mode, init_greeting=False),
+                        services=Services(transcribe, synthesize), emit=emit)
+    await conv.start()
+    result = CallerResult()
+
+    async def send(frame: bytes) -> None:
+        await conv.handle(m.Audio(frame))
+
+    for t in range(turns):
+        last_speech = await stream(send, clips[t % len(clips)], time.monotonic())
+        if mode == "chat":
+            await conv.handle(m.CreateResponse())
+        silence_sender = asyncio.create_task(keep_silent(send)) if mode == "call" else None
+        first_audio = transcript = None
+        deadline = time.monotonic() + TURN_TIMEOUT_S
+        while first_audio is None and time.monotonic() < deadline:
+            try:
+                at, msg = await asyncio.wait_for(events.get(), max(0.01, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            if msg.type == "message" and msg.header["role"] == "user" and msg.header.get("final"):
+                transcript = transcript or at
+            elif msg.type == "audio":
+                first_audio = at
+        await asyncio.sleep(0.6)
+        if silence_sender:
+            silence_sender.cancel()
+        while not events.empty():
+            events.get_nowait()
+        result.turns.append(TurnResult((first_audio - last_speech) if first_audio else None,
+                                       (transcript - last_speech) if transcript else None, first_audio is not None))
+    await conv.close()
+    return result
+
+
+# ---- report ---------------------------------------------------------------------------------------------------
+
+
+def summarize(results: list[CallerResult]) -> dict:
+    v2v = [t.voice_to_voice_s * 1000 for r in results for t in r.turns if t.voice_to_voice_s is not None]
+    stt = [t.transcript_s * 1000 for r in results for t in r.turns if t.transcript_s is not None]
+
+    def pct(values: list[float], q: float) -> float | None:
+        return round(float(np.percentile(values, q)), 1) if values else None
+
+    return {
+        "turns": sum(len(r.turns) for r in results),
+        "failed_turns": sum(not t.ok for r in results for t in r.turns),
+        "dropped_sessions": sum(r.dropped for r in results),
+        "errors": [r.error for r in results if r.error],
+        "v2v_ms": {"p50": pct(v2v, 50), "p95": pct(v2v, 95), "p99": pct(v2v, 99)},
+        "transcript_ms": {"p50": pct(stt, 50), "p95": pct(stt, 95)},
+        "v2v_samples_ms": [round(v, 1) for v in v2v],
+    }
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = sorted({r["mode"] for r in report["graph"]})
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        runs = [r for r in report["graph"] if r["mode"] == mode]
+        data = [r["v2v_samples_ms"] or [np.nan] for r in runs]
+        ax.boxplot(data, showfliers=True)
+        ax.set_xticks(range(1, len(runs) + 1), [f"N={r['sessions']}" for r in runs])
+        base = report["inprocess"].get(mode, {}).get("v2v_ms", {}).get("p50")
+        if base:
+            ax.axhline(base, color="tab:green", linestyle="--", label=f"in-process p50 {base:.0f} ms")
+            ax.legend(loc="upper left")
+        ax.set_title(f"{mode} mode: voice-to-voice through the graph")
+        ax.set_ylabel("ms (last speech frame -> first reply audio)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", default="1,2,4")
+    parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--modes", default="chat,call")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "bench.json")
+    args = parser.parse_args(argv)
+    levels = [int(x) for x in args.levels.split(",")]
+    modes = args.modes.split(",")
+    clips = turn_audio()
+    report: dict = {"machine": f"{platform.machine()} cpus={os.cpu_count()}", "date": time.strftime("%Y-%m-%d %H:%M"),
+                    "turns_per_caller": args.turns, "inprocess": {}, "graph": []}
+    for mode in modes:  # the baseline first, alone on the machine
+        print(f"in-process baseline, {mode} mode ...", flush=True)
+        report["inprocess"][mode] = summarize([asyncio.run(inprocess_caller(mode, clips, args.turns))])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    server = start_server(args.out.parent / "bench_server.log")
+    try:
+        for mode in modes:
+            for n in levels:
+                print(f"graph, {mode} mode, N={n} ...", flush=True)
+
+                async def level() -> list[CallerResult]:
+                    return await asyncio.gather(*(graph_caller(server.ws_url, mode, clips, args.turns, i) for i in range(n)))
+
+                summary = summarize(asyncio.run(level()))
+                report["graph"].append({"mode": mode, "sessions": n, **summary})
+    finally:
+        server.stop()
+    for mode in modes:
+        base = report["inprocess"][mode]["v2v_ms"]["p50"]
+        one = next((r for r in report["graph"] if r["mode"] == mode and r["sessions"] == 1), None)
+        if base and one and one["v2v_ms"]["p50"]:
+            report.setdefault("overhead_ratio_n1", {})[mode] = round(one["v2v_ms"]["p50"] / base, 3)
+    print(f"\n{'mode':>5} {'N':>3} {'turns':>5} {'fail':>4} {'drop':>4} {'v2v p50':>8} {'p95':>7} {'p99':>7} {'stt p50':>8}")
+    for mode in modes:
+        b = report["inprocess"][mode]
+        print(f"{mode:>5} {'in':>3} {b['turns']:>5} {b['failed_turns']:>4} {'-':>4} {b['v2v_ms']['p50'] or 0:>6.0f}ms "
+              f"{b['v2v_ms']['p95'] or 0:>5.0f}ms {b['v2v_ms']['p99'] or 0:>5.0f}ms {b['transcript_ms']['p50'] or 0:>6.0f}ms")
+        for r in (r for r in report["graph"] if r["mode"] == mode):
+            print(f"{mode:>5} {r['sessions']:>3} {r['turns']:>5} {r['failed_turns']:>4} {r['dropped_sessions']:>4} "
+                  f"{r['v2v_ms']['p50'] or 0:>6.0f}ms {r['v2v_ms']['p95'] or 0:>5.0f}ms {r['v2v_ms']['p99'] or 0:>5.0f}ms "
+                  f"{r['transcript_ms']['p50'] or 0:>6.0f}ms")
+    print(f"overhead ratio at N=1 (graph p50 / in-process p50): {report.get('overhead_ratio_n1')}")
+    args.out.write_text(json.dumps(report, indent=2))
+    png = args.out.with_suffix(".png")
+    plot(report, png)
+    print(f"written to {args.out} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

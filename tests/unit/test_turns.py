@@ -1,0 +1,49 @@
+from agents.turns import TurnConfig, VoiceActivity, end_of_turn, ends_sentence
+from speech.vad import WINDOW_SECONDS
+
+CFG = TurnConfig()
+
+
+def feed(activity: VoiceActivity, probability: float, seconds: float) -> list[str]:
+    events = []
+    for _ in range(round(seconds / WINDOW_SECONDS)):
+        event = activity.update(probability)
+        if event:
+            events.append(event)
+    return events
+
+
+def test_one_noisy_window_does_not_start_an_utterance():
+    activity = VoiceActivity(CFG)
+    assert feed(activity, 0.9, WINDOW_SECONDS) == []
+    assert feed(activity, 0.1, 0.5) == []
+    assert not activity.heard_speech
+
+
+def test_utterance_start_and_end_with_hysteresis():
+    activity = VoiceActivity(CFG)
+    assert feed(activity, 0.9, 0.5) == ["start"]
+    assert feed(activity, 0.4, 1.0) == []  # between the thresholds: still speaking
+    assert feed(activity, 0.1, 0.1) == []
+    assert feed(activity, 0.1, 0.15) == ["end"]
+    assert activity.heard_speech and not activity.speaking
+
+
+def test_end_of_turn_waits_longer_without_a_complete_sentence():
+    activity = VoiceActivity(CFG)
+    feed(activity, 0.9, 1.0)
+    feed(activity, 0.0, 0.35)
+    assert not end_of_turn(activity, "I would like to", CFG)
+    assert end_of_turn(activity, "I would like a coffee.", CFG)
+    feed(activity, 0.0, 0.4)
+    assert end_of_turn(activity, "I would like to", CFG)
+
+
+def test_no_turn_without_speech():
+    activity = VoiceActivity(CFG)
+    feed(activity, 0.0, 5.0)
+    assert not end_of_turn(activity, "", CFG)
+
+
+def test_ends_sentence():
+    assert ends_sentence("Really?") and ends_sentence("Yes. ") and not ends_sentence("well,")
