@@ -73,11 +73,16 @@ def app(args: dict[str, Any] | None = None) -> Application:
             turn=TurnConfig(end_of_turn_s=parsed.end_of_turn_s, quick_end_of_turn_s=parsed.quick_end_of_turn_s),
         ),
     )
+    stt = models.stt.models[models.stt.default]
     transcriber = Transcriber.options(
-        user_config={"batch_max_size": parsed.stt_batch_max_size} if parsed.stt_batch_max_size else None
+        ray_actor_options={"num_cpus": stt.num_cpus, "num_gpus": stt.num_gpus},
+        user_config={"batch_max_size": parsed.stt_batch_max_size} if parsed.stt_batch_max_size else None,
+    )
+    synthesizer = Synthesizer.options(
+        ray_actor_options={"num_cpus": models.synthesizer.num_cpus, "num_gpus": models.synthesizer.num_gpus}
     )
     ingress = Ingress.options(max_ongoing_requests=parsed.max_sessions_per_ingress)
-    return ingress.bind(transcriber.bind(models_path), Synthesizer.bind(models_path), secrets, options)
+    return ingress.bind(transcriber.bind(models_path), synthesizer.bind(models_path), secrets, options)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -46,6 +46,6 @@ class Transcriber:
             return await asyncio.to_thread(self.backend.transcribe, audio, prompt)
         return await self._window_batch((audio, prompt))
 
-    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.002)
     async def _window_batch(self, items: list[tuple[np.ndarray, str | None]]) -> list[Transcript]:
         return await asyncio.to_thread(self.backend.transcribe_batch, items)

@@ -178,16 +178,7 @@ def parse_client_message(frame: Frame) -> ClientMessage:
 # ---- server -> client ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ServerMessage:
-    """One message to the client: a JSON header and an optional binary payload (only ``audio`` has one)."""
-
-    header: dict[str, Any]
-    payload: bytes = field(default=b"", repr=False)
-
-    @property
-    def type(self) -> str:
-        return self.header["type"]
+ServerMessage = Frame  # one message to the client: a JSON header and an optional payload (only ``audio``)
 
 
 def status(value: str, **extra: Any) -> ServerMessage:

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from speech.ct2_whisper import alignment_heads_dump, read_ct2_model, to_openai_state_dict  # noqa: E402
+from speech.ct2_whisper import write_openai_checkpoint  # noqa: E402
 
 
 def resolve(source: str) -> Path:
@@ -27,25 +27,12 @@ def resolve(source: str) -> Path:
     return Path(source)
 
 
-def convert(source: Path, output: Path) -> dict[str, int]:
-    import torch
-
-    dims, state = to_openai_state_dict(read_ct2_model(source / "model.bin"))
-    checkpoint = {"dims": dims, "model_state_dict": {k: torch.from_numpy(v) for k, v in state.items()}}
-    heads = alignment_heads_dump(source / "config.json", dims)
-    if heads is not None:
-        checkpoint["alignment_heads"] = heads
-    output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, output)
-    return dims
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="CTranslate2 Whisper model directory, or bundle:PACKAGE")
     parser.add_argument("output", type=Path, help="the .pt checkpoint to write")
     args = parser.parse_args(argv)
-    dims = convert(resolve(args.source), args.output)
+    dims = write_openai_checkpoint(resolve(args.source), args.output)
     print(f"wrote {args.output}: {dims}")
     return 0
 

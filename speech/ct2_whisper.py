@@ -150,3 +150,19 @@ def alignment_heads_dump(config_path: Path, dims: dict[str, int]) -> bytes | Non
     for layer, head in heads:
         mask[layer, head] = True
     return base64.b85encode(gzip.compress(mask.tobytes()))
+
+
+def write_openai_checkpoint(model_dir: Path, output: Path) -> dict[str, int]:
+    """Convert ``model_dir`` (a CTranslate2 Whisper model) to an openai-whisper checkpoint file (needs torch)."""
+    import torch
+
+    dims, state = to_openai_state_dict(read_ct2_model(model_dir / "model.bin"))
+    checkpoint: dict = {"dims": dims, "model_state_dict": {k: torch.from_numpy(v) for k, v in state.items()}}
+    heads = alignment_heads_dump(model_dir / "config.json", dims)
+    if heads is not None:
+        checkpoint["alignment_heads"] = heads
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_suffix(".partial")
+    torch.save(checkpoint, partial)
+    partial.rename(output)
+    return dims

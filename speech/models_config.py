@@ -43,8 +43,10 @@ class SttModel(ModelFiles):
     beam_size: int = Field(default=1, ge=1, le=10)
     cpu_threads: int = Field(default=0, ge=0)
     min_window_seconds: float = Field(default=10.0, ge=1.0, le=30.0)  # shortest encoder window (30 = full)
+    num_gpus: float = Field(default=0.0, ge=0.0)  # GPU share of each Transcriber replica (e.g. 0.25)
+    num_cpus: float = Field(default=0.5, ge=0.0)  # CPU share Ray reserves for each Transcriber replica
     batch_max_size: int = Field(default=4, ge=1, le=64)  # streams transcribed in one pass (@serve.batch)
-    batch_wait_s: float = Field(default=0.01, ge=0.0, le=1.0)  # how long a pass waits to fill a batch
+    batch_wait_s: float = Field(default=0.002, ge=0.0, le=1.0)  # how long a pass waits to fill a batch
 
 
 class SttSection(_Strict):
@@ -75,9 +77,15 @@ class TtsModel(_Strict):
         return self
 
 
+class SynthesizerResources(_Strict):
+    num_gpus: float = Field(default=0.0, ge=0.0)  # GPU share of each Synthesizer replica (e.g. 0.25)
+    num_cpus: float = Field(default=0.5, ge=0.0)
+
+
 class ModelsConfig(_Strict):
     stt: SttSection
     tts: dict[str, TtsModel]
+    synthesizer: SynthesizerResources = Field(default_factory=SynthesizerResources)
 
     def tts_voice_names(self, model: str) -> list[str]:
         return list(self.tts[model].voices)

@@ -216,21 +216,11 @@ def openai_checkpoint(spec: SttModel, files: Path, cache_dir: Path) -> Path:
     converted once into ``cache_dir`` (a local conversion, nothing is downloaded)."""
     if files.is_file():
         return files
-    from speech.ct2_whisper import alignment_heads_dump, read_ct2_model, to_openai_state_dict
+    from speech.ct2_whisper import write_openai_checkpoint
 
     target = cache_dir / f"{files.parent.name}-{files.name}-openai.pt"
     if not target.exists():
-        import torch
-
-        dims, state = to_openai_state_dict(read_ct2_model(files / "model.bin"))
-        checkpoint = {"dims": dims, "model_state_dict": {k: torch.from_numpy(v) for k, v in state.items()}}
-        heads = alignment_heads_dump(files / "config.json", dims)
-        if heads is not None:
-            checkpoint["alignment_heads"] = heads
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".tmp")
-        torch.save(checkpoint, partial)
-        partial.rename(target)
+        write_openai_checkpoint(files, target)
     return target
 
 

@@ -80,8 +80,9 @@ async def test_call_mode_turn_is_answered_without_create_response(connect):
     assert wer("What time does the library open tomorrow?", final_user_text(items)) <= 0.15
     kinds = [i.header.get("status") for i in items if i.type == "status"]
     assert kinds == ["response_created", "response_done"]
+    reply = [i for i in items if i.type == "message" and i.header["role"] == "assistant"][-1]
     audio = await client.until(lambda r: r.type == "audio", 30)
-    assert audio[-1].header["speech_id"] == str(items[-2].header["id"] if items[-2].type == "message" else 1)
+    assert audio[-1].header["speech_id"] == str(reply.header["id"])
 
 
 async def test_call_mode_ignores_noise_between_turns(connect):
