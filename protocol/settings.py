@@ -43,10 +43,10 @@ def load_secrets(
             f"missing {', '.join(missing)}: set {' and '.join(missing)} in {where} "
             "(scripts/run.sh writes a .env with random values on a first run)"
         )
-    token_key = values["TOKEN_SECRET_KEY"] or ""
+    token_key = values.get("TOKEN_SECRET_KEY") or ""
     if len(token_key) < MIN_SECRET_LENGTH:
         raise MissingSecretError(f"TOKEN_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters long")
-    return Secrets(token_secret_key=token_key, api_key=values["API_KEY"] or "")
+    return Secrets(token_secret_key=token_key, api_key=values.get("API_KEY") or "")
 
 
 def write_first_run_dotenv(path: Path) -> bool:
