@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     serve.run(application, name="voi", route_prefix="/")
     scheme = "https" if ns.ssl_certfile else "http"
     print(f"Voi is ready on {scheme}://{ns.host}:{ns.port} (websocket {'wss' if ns.ssl_certfile else 'ws'}://"
-          f"{ns.host}:{ns.port}/ws) after {time.monotonic() - started:.1f} s", flush=True)
+          f"{ns.host}:{ns.port}/ws) after {time.monotonic() - started:.1f} s; Ray at {ray.get_runtime_context().gcs_address}",
+          flush=True)
 
     def stop(*_: Any) -> None:
         if ns.address:  # on a shared cluster take the app down; a local Ray instance goes away whole

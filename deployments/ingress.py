@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +65,8 @@ class ActorPool:
         self._starting = 0
 
     async def _start_one(self) -> Any:
-        actor = SessionActor.remote(*self._args)
+        # Named, so operators (and fault tests) can find a session's actor with `ray list actors`.
+        actor = SessionActor.options(name=f"voi_session_{uuid.uuid4().hex[:12]}").remote(*self._args)
         await actor.ready.remote()
         return actor
 

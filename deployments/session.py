@@ -26,19 +26,46 @@ log = logging.getLogger("voi.session")
 _CLOSED = None
 
 
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)  # while Serve replaces a replica that died, calls are tried again
+
+
+def _replica_lost(exc: BaseException) -> bool:
+    """A call that failed because its replica died or is being replaced (not because of its input)."""
+    return isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)) or type(
+        exc
+    ).__name__ in ("DeploymentUnavailableError", "ReplicaUnavailableError", "BackPressureError")
+
+
 def handle_services(transcriber: DeploymentHandle, synthesizer: DeploymentHandle) -> Services:
     """Services backed by deployment handles: the only place where a Conversation meets Ray."""
 
     async def transcribe(pcm16: bytes, prompt: str | None) -> Transcript:
-        return await transcriber.transcribe.remote(pcm16, prompt)
+        for delay in (*RETRY_DELAYS_S, None):
+            try:
+                return await transcriber.transcribe.remote(pcm16, prompt)
+            except Exception as exc:
+                if delay is None or not _replica_lost(exc):
+                    raise
+                log.warning("Transcriber replica lost (%s); retrying in %.1f s", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def synthesize(text: str, voice: VoiceSpec) -> AsyncIterator[bytes]:
-        stream = synthesizer.options(stream=True).synthesize.remote(text, voice.model, voice.voice, voice.speed)
-        try:
-            async for chunk in stream:
-                yield chunk
-        finally:
-            stream.cancel()  # a barge-in or a closed socket stops synthesis on the replica too
+        for delay in (*RETRY_DELAYS_S, None):
+            stream = synthesizer.options(stream=True).synthesize.remote(text, voice.model, voice.voice, voice.speed)
+            sent = False
+            try:
+                async for chunk in stream:
+                    sent = True
+                    yield chunk
+                return
+            except Exception as exc:
+                if sent or delay is None or not _replica_lost(exc):
+                    raise  # after audio went out a retry would repeat it: the speech fails instead
+                log.warning("Synthesizer replica lost (%s); retrying in %.1f s", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+            finally:
+                stream.cancel()  # a barge-in or a closed socket stops synthesis on the replica too
 
     async def load_greeting_audio(path: Path) -> bytes:
         def load() -> bytes:
@@ -63,6 +90,14 @@ class SessionActor:
 
     def ready(self) -> int:
         return os.getpid()
+
+    def describe(self) -> dict[str, object]:
+        """What this actor serves (for operators and fault tests): agent, mode, messages so far."""
+        conv = self._conversation
+        if conv is None:
+            return {"started": False, "pid": os.getpid()}
+        return {"started": True, "pid": os.getpid(), "agent": conv.agent_name, "mode": conv.options.mode,
+                "messages": len(conv.messages)}
 
     async def start(self, agent_name: str, agent: AgentConfig, init: m.Init, greeting_dir: str | None, limits: Limits) -> None:
         self._conversation = Conversation(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -36,6 +37,12 @@ class Server:
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    @property
+    def ray_address(self) -> str:
+        match = re.search(r"Ray at (\S+)", self.log_path.read_text(errors="replace"))
+        assert match, "the server did not say where Ray is"
+        return match.group(1)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -57,7 +64,8 @@ def start_server(log_path: Path, *extra_args: str, tls: tuple[Path, Path] | None
         args += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
         scheme = "https"
     env = {**os.environ, "TOKEN_SECRET_KEY": TEST_SECRET, "API_KEY": TEST_API_KEY, "RAY_ADDRESS": "",
-           "RAY_metrics_report_interval_ms": "1000"}  # metrics show up within seconds, not the default 10 s
+           "RAY_metrics_report_interval_ms": "1000",  # metrics show up within seconds, not the default 10 s
+           "RAY_AUTH_MODE": "disabled"}  # a loopback test cluster; the fault tests join it as a driver
     env.pop("RAY_ADDRESS")
     log = open(log_path, "wb")
     started = time.monotonic()
