@@ -1,0 +1,151 @@
+"""A real two-node Ray cluster on this machine: `ray start --head` plus a worker node with its own custom
+resource, `serve deploy` of serve_config.yaml (adapted: loopback port, placement resources), replicas
+placed by their resource requests, and a conversation through it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from protocol.client import VoiClient
+from protocol.tokens import issue_token
+from tests.integration.helpers import ends_response, final_user_text, start_session
+from tests.integration.server import ROOT, TEST_API_KEY, TEST_SECRET, free_port
+from tests.speech_fixtures import speech_pcm16k, wer
+
+BIN = Path(sys.executable).parent
+
+
+def cluster_config(http_port: int) -> dict:
+    """serve_config.yaml as shipped, with a loopback port and placement resources for this test."""
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    config["http_options"].update(host="127.0.0.1", port=http_port)
+    app = config["applications"][0]
+    app["args"]["session_pool_size"] = 1
+    for deployment in app["deployments"]:
+        deployment.pop("autoscaling_config", None)
+        deployment["num_replicas"] = 1
+        node = "stt_node" if deployment["name"] == "Transcriber" else "head_node"
+        deployment["ray_actor_options"]["resources"] = {node: 0.1}
+    return config
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cluster")
+    gcs, dashboard, http_port = free_port(), free_port(), free_port()
+    env = {**os.environ, "TOKEN_SECRET_KEY": TEST_SECRET, "API_KEY": TEST_API_KEY, "RAY_AUTH_MODE": "disabled",
+           "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    groups = []
+
+    def start(*args: str) -> None:
+        process = subprocess.Popen([str(BIN / "ray"), "start", *args, "--node-ip-address=127.0.0.1", "--disable-usage-stats"],
+                                   env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        groups.append(process.pid)  # Ray's daemons stay in this process group: that is how they are stopped
+        out, _ = process.communicate(timeout=180)
+        assert process.returncode == 0, out.decode(errors="replace")[-3000:]
+
+    try:
+        start("--head", f"--port={gcs}", "--num-cpus=2", '--resources={"head_node": 1}', "--include-dashboard=true",
+              "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}")
+        start(f"--address=127.0.0.1:{gcs}", "--num-cpus=1", '--resources={"stt_node": 1}')
+        config_path = folder / "serve_config.yaml"
+        config_path.write_text(yaml.safe_dump(cluster_config(http_port)))
+        deploy = subprocess.run([str(BIN / "serve"), "deploy", str(config_path), "--address", f"http://127.0.0.1:{dashboard}"],
+                                env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{http_port}/", timeout=5).json() == {"status": "running"}:
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(2)
+        else:
+            status = subprocess.run([str(BIN / "serve"), "status", "--address", f"http://127.0.0.1:{dashboard}"],
+                                    env=env, capture_output=True, text=True, timeout=60)
+            raise AssertionError(f"the deployed app never answered:\n{status.stdout}{status.stderr}")
+        yield {"http_port": http_port, "dashboard": f"http://127.0.0.1:{dashboard}", "env": env, "folder": folder}
+    finally:
+        for group in groups:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_replicas_are_placed_by_their_resources(cluster):
+    from ray.util.state import list_actors, list_nodes
+
+    nodes = list_nodes(address=cluster["dashboard"], filters=[("state", "=", "ALIVE")])
+    assert len(nodes) == 2
+    stt_node = next(n.node_id for n in nodes if "stt_node" in n.resources_total)
+    head_node = next(n.node_id for n in nodes if "head_node" in n.resources_total)
+    actors = list_actors(address=cluster["dashboard"], filters=[("state", "=", "ALIVE")], limit=1000)
+    placed = {a.class_name: a.node_id for a in actors if a.class_name.startswith("ServeReplica:voi:")}
+    assert placed == {"ServeReplica:voi:Transcriber": stt_node, "ServeReplica:voi:Synthesizer": head_node,
+                      "ServeReplica:voi:Ingress": head_node}
+
+
+async def test_conversation_through_the_deployed_config(cluster):
+    client = await VoiClient.connect(f"ws://127.0.0.1:{cluster['http_port']}", issue_token(TEST_SECRET, "cluster"))
+    try:
+        await start_session(client)
+        sentence = "The library closes early on public holidays."
+        await client.send_audio(speech_pcm16k(sentence), realtime=True)
+        await client.send({"type": "create_response"})
+        items = await client.until(ends_response, 120)
+        assert items[-1].is_status("response_done")
+        assert wer(sentence, final_user_text(items)) <= 0.15
+        audio = await client.until(lambda r: r.type == "audio", 60)
+        assert len(audio[-1].payload) > 0
+    finally:
+        await client.close()
+
+
+async def test_redeploy_keeps_live_sessions(cluster):
+    """A new config version replaces the Ingress replica; the old one drains and the live call goes on."""
+    from ray.util.state import list_actors
+
+    url = f"ws://127.0.0.1:{cluster['http_port']}"
+    live = await VoiClient.connect(url, issue_token(TEST_SECRET, "cluster"))
+    try:
+        await start_session(live)
+        old_ingress = {a.actor_id for a in list_actors(address=cluster["dashboard"], filters=[
+            ("class_name", "=", "ServeReplica:voi:Ingress"), ("state", "=", "ALIVE")])}
+        config = cluster_config(cluster["http_port"])
+        config["applications"][0]["args"]["session_pool_size"] = 2  # a new version of the application
+        path = cluster["folder"] / "serve_config_v2.yaml"
+        path.write_text(yaml.safe_dump(config))
+        deploy = subprocess.run([str(BIN / "serve"), "deploy", str(path), "--address", cluster["dashboard"]],
+                                env=cluster["env"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # until a new Ingress replica serves new connections
+            alive = {a.actor_id for a in list_actors(address=cluster["dashboard"], filters=[
+                ("class_name", "=", "ServeReplica:voi:Ingress"), ("state", "=", "ALIVE")])}
+            if alive - old_ingress:
+                break
+            time.sleep(2)
+        assert alive - old_ingress, "no new Ingress replica after the redeploy"
+        for client in (live, fresh := await VoiClient.connect(url, issue_token(TEST_SECRET, "cluster"))):
+            if client is fresh:
+                await start_session(fresh)
+            await client.send({"type": "text", "content": "still talking"})
+            await client.send({"type": "create_response"})
+            items = await client.until(ends_response, 120)
+            assert items[-1].is_status("response_done")
+        await fresh.close()
+    finally:
+        await live.close()
