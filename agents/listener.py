@@ -122,8 +122,8 @@ class Listener:
             self._spawn(self._settle(turn))
         elif self._update_wanted(turn):
             self._spawn(self._update(turn))
-        elif not self.activity.speaking and not turn.sent_text and self.activity.silence_s > 2 * self.config.pre_roll_s:
-            turn.streamer.drop_silence()  # chat mode between utterances: do not hoard silence
+        elif not self.activity.heard_speech and self.activity.silence_s > 2 * self.config.pre_roll_s:
+            turn.streamer.drop_silence()  # chat mode before anyone spoke: do not hoard silence
         if self.call_mode and end_of_turn(self.activity, turn.sent_text, self.config):
             await self.events.turn_ended(self.take_turn())
 

@@ -192,10 +192,10 @@ class StreamingTranscriber:
         async with self._lock:
             if not self._window:
                 return self.hypothesis()
-            transcript, start, _ = await self._run()
+            transcript, start, seconds = await self._run()
             self.updates += 1
             self.agreement.insert(self._absolute(transcript, start))
-            self._trim(nothing_heard=not transcript.words)
+            self._trim(nothing_heard=not transcript.words, analyzed_end_s=start + seconds)
             return self.hypothesis()
 
     async def finish(self, speech_end_s: float | None = None) -> str:
@@ -206,13 +206,15 @@ class StreamingTranscriber:
         """
         async with self._lock:
             covered = speech_end_s is not None and self._last_update_s >= speech_end_s and self.updates > 0
+            analyzed_end_s = self._last_update_s
             if self._window and self._received_s > self._last_update_s and not covered:
-                transcript, start, _ = await self._run()
+                transcript, start, seconds = await self._run()
                 self.updates += 1
                 self.agreement.settle(self._absolute(transcript, start))
+                analyzed_end_s = start + seconds
             else:
                 self.agreement.settle()
-            self._trim(nothing_heard=False)
+            self._trim(nothing_heard=False, analyzed_end_s=analyzed_end_s)
             return LocalAgreement.text(self.agreement.confirmed)
 
     def drop_silence(self) -> None:
@@ -226,11 +228,13 @@ class StreamingTranscriber:
         del self._window[:drop]
         self._window_start_s += drop / BYTES_PER_SECOND
 
-    def _trim(self, nothing_heard: bool) -> None:
+    def _trim(self, nothing_heard: bool, analyzed_end_s: float) -> None:
+        """Cut the window after an update. Only audio the update analyzed may go: more may have arrived
+        while Whisper ran (``analyzed_end_s`` is the turn time where the analyzed audio ended)."""
         agreement = self.agreement
         if nothing_heard and not agreement.pending and not agreement.in_window:
             # Silence or noise so far: keep only the recent audio (a word may be starting in it).
-            self._cut(self._window_start_s + self.window_s - self.config.idle_keep_s)
+            self._cut(analyzed_end_s - self.config.idle_keep_s)
         elif self.window_s > self.config.max_window_s and agreement.in_window and agreement.pending:
             # Cut between the last confirmed word and the first pending one: a word followed by another has
             # a trustworthy end, unlike the last word of a window.
@@ -238,5 +242,5 @@ class StreamingTranscriber:
             agreement.window_moved()
         elif self.window_s > HARD_WINDOW_S:  # nothing to cut at in a very long window: settle it
             agreement.confirm_all()
-            self._cut(self._window_start_s + self.window_s - self.config.idle_keep_s)
+            self._cut(analyzed_end_s - self.config.idle_keep_s)
             agreement.window_moved()

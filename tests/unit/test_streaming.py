@@ -78,3 +78,23 @@ async def test_finish_without_new_speech_needs_no_extra_pass():
     transcriber.add(b"\x00\x00" * 3_200)
     await transcriber.finish(speech_end_s=None)
     assert len(calls) == 2
+
+
+async def test_audio_that_arrives_during_an_update_is_never_trimmed():
+    """An update that heard nothing may drop old silence, but not the speech that came in meanwhile."""
+    import asyncio
+
+    release = asyncio.Event()
+
+    async def transcribe(pcm, prompt):
+        await release.wait()
+        return Transcript("", [], len(pcm) / 32_000)
+
+    transcriber = StreamingTranscriber(transcribe, StreamingConfig(idle_keep_s=1.0))
+    transcriber.add(b"\x00\x00" * 8_000)  # 0.5 s analyzed by the update below
+    update = asyncio.ensure_future(transcriber.update())
+    await asyncio.sleep(0)
+    transcriber.add(b"\x01\x00" * 48_000)  # 3 s more arrive while Whisper runs
+    release.set()
+    await update
+    assert transcriber.window_s == 3.5  # nothing analyzed was older than idle_keep_s: nothing dropped
