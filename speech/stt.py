@@ -28,6 +28,7 @@ class Transcript:
 
 
 MAX_WINDOW_SECONDS = 30.0  # one Whisper window: longer audio goes through the long-form path
+PROMPT_TOKENS = 48  # the previous text given to Whisper: the last this-many tokens of the confirmed text
 
 
 class SpeechToText(Protocol):
@@ -84,15 +85,34 @@ class FasterWhisperBackend:
         return transcripts
 
     def _whisper_batch(self, items: list[tuple[np.ndarray, str | None]]) -> list[Transcript]:
-        from faster_whisper.audio import pad_or_trim
+        """Whisper over windows of several streams. CTranslate2 needs <|startoftranscript|> at the same
+        position in every prompt of one decoding batch, and padding prompts makes Whisper hallucinate, so
+        prompts are cut to their last PROMPT_TOKENS tokens and windows with equally long prompts share a
+        pass (in a long conversation every stream has a full-length prompt)."""
         from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self.model
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
                               language=self.spec.language or "en")
+        previous = [tokenizer.encode(" " + p.strip())[-PROMPT_TOKENS:] if p and p.strip() else [] for _, p in items]
+        groups: dict[int, list[int]] = {}
+        for index, tokens in enumerate(previous):
+            groups.setdefault(len(tokens), []).append(index)
+        results: list[Transcript] = [Transcript(text="")] * len(items)
+        for indices in groups.values():
+            batch = self._decode(tokenizer, [np.asarray(items[i][0], dtype=np.float32) for i in indices],
+                                 [previous[i] for i in indices])
+            for index, transcript in zip(indices, batch):
+                results[index] = transcript
+        return results
+
+    def _decode(self, tokenizer, audios: list[np.ndarray], previous: list[list[int]]) -> list[Transcript]:  # type: ignore[no-untyped-def]
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self.model
         extractor = model.feature_extractor
-        audios = [np.asarray(a, dtype=np.float32)[: int(MAX_WINDOW_SECONDS * 16_000)] for a, _ in items]
+        audios = [a[: int(MAX_WINDOW_SECONDS * 16_000)] for a in audios]
         # Whisper was trained on 30 s windows, but CTranslate2 encodes shorter ones and the encoder's cost
         # grows with the window: pad to the longest audio of the batch plus a margin, at least
         # ``min_window_seconds`` (30 = always a full window, as openai-whisper does).
@@ -101,20 +121,15 @@ class FasterWhisperBackend:
         window_s = min(MAX_WINDOW_SECONDS, max(self.spec.min_window_seconds, 5.0 * np.ceil((longest_s + 1.0) / 5.0)))
         window_frames = int(window_s * frames_per_second)
         features = np.stack([pad_or_trim(extractor(a)[:, :window_frames], window_frames) for a in audios])
-        num_frames = [max(1, min(len(a) // extractor.hop_length, extractor.nb_max_frames)) for a in audios]
-        previous = [tokenizer.encode(" " + p.strip())[-(model.max_length // 2 - 1):] if p and p.strip() else [] for _, p in items]
-        # CTranslate2 needs <|startoftranscript|> at the same position in every prompt of a batch: left-pad
-        # shorter prompts with a neutral filler (" ...") so every stream keeps its own previous text.
-        longest = max(len(p) for p in previous)
-        filler = tokenizer.encode(" ...")[-1:]
-        previous = [filler * (longest - len(p)) + p if longest else p for p in previous]
+        num_frames = [max(1, min(len(a) // extractor.hop_length, window_frames)) for a in audios]
         prompts = [model.get_prompt(tokenizer, p, without_timestamps=True) for p in previous]
         encoder_output = model.encode(features)
         results = model.model.generate(
             encoder_output,
             prompts,
             beam_size=self.spec.beam_size,
-            max_length=model.max_length,
+            # Speech has well under 8 tokens a second: a longer output is a repetition loop, cut it short.
+            max_length=min(model.max_length, max(len(p) for p in prompts) + int(8 * longest_s) + 16),
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
             return_no_speech_prob=True,

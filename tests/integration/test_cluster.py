@@ -65,17 +65,18 @@ def cluster(tmp_path_factory):
                                 env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{http_port}/", timeout=5).json() == {"status": "running"}:
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
+        status = ""
+        while time.monotonic() < deadline:  # every deployment healthy, not only the Ingress answering
+            done = subprocess.run([str(BIN / "serve"), "status", "--address", f"http://127.0.0.1:{dashboard}"],
+                                  env=env, capture_output=True, text=True, timeout=60)
+            status = done.stdout + done.stderr
+            app = (yaml.safe_load(done.stdout) or {}).get("applications", {}).get("voi", {}) if done.returncode == 0 else {}
+            if app.get("status") == "RUNNING":
+                break
             time.sleep(2)
         else:
-            status = subprocess.run([str(BIN / "serve"), "status", "--address", f"http://127.0.0.1:{dashboard}"],
-                                    env=env, capture_output=True, text=True, timeout=60)
-            raise AssertionError(f"the deployed app never answered:\n{status.stdout}{status.stderr}")
+            raise AssertionError(f"the deployed app never became RUNNING:\n{status}")
+        assert httpx.get(f"http://127.0.0.1:{http_port}/", timeout=10).json() == {"status": "running"}
         yield {"http_port": http_port, "dashboard": f"http://127.0.0.1:{dashboard}", "env": env, "folder": folder}
     finally:
         for group in groups:

