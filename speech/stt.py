@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -25,6 +26,15 @@ class Transcript:
     text: str
     words: list[Word] = field(default_factory=list)
     audio_seconds: float = 0.0
+    doubtful: bool = False  # a windowed pass that should be checked by the long-form path
+
+
+def _doubtful(transcript: Transcript) -> bool:
+    """Empty despite speech, or a repetition loop (Whisper's compression-ratio test, threshold 2.4)."""
+    if transcript.doubtful:
+        return True
+    data = transcript.text.encode("utf-8")
+    return len(data) > 24 and len(data) / len(zlib.compress(data)) > 2.4
 
 
 MAX_WINDOW_SECONDS = 30.0  # one Whisper window: longer audio goes through the long-form path
@@ -104,6 +114,12 @@ class FasterWhisperBackend:
                                  [previous[i] for i in indices])
             for index, transcript in zip(indices, batch):
                 results[index] = transcript
+        for index, transcript in enumerate(results):
+            if _doubtful(transcript):
+                # Greedy decoding of a short window can loop or give up on a clear word: the long-form path,
+                # with its temperature fallback and VAD filter, decides instead (rare, so its cost is too).
+                audio, prompt = items[index]
+                results[index] = self.transcribe(np.asarray(audio, dtype=np.float32), prompt)
         return results
 
     def _decode(self, tokenizer, audios: list[np.ndarray], previous: list[list[int]]) -> list[Transcript]:  # type: ignore[no-untyped-def]
@@ -141,7 +157,8 @@ class FasterWhisperBackend:
         for audio, result, token_ids, aligned in zip(audios, results, tokens, alignments):
             seconds = len(audio) / 16_000
             if result.no_speech_prob > 0.6 and (result.scores[0] / max(1, len(token_ids))) < -1.0:
-                transcripts.append(Transcript(text="", audio_seconds=seconds))  # Whisper's own no-speech rule
+                # Whisper's own no-speech rule; Silero heard speech, so the long-form path gets a say.
+                transcripts.append(Transcript(text="", audio_seconds=seconds, doubtful=True))
                 continue
             words = [
                 Word(text=w["word"], start=float(w["start"]), end=min(float(w["end"]), seconds), probability=float(w["probability"]))
