@@ -97,7 +97,7 @@ async def test_long_utterance_has_no_lost_or_repeated_words(connect):
     client = await connect()
     await start_session(client)
     pcm = speech_pcm16k(VERY_LONG)
-    assert len(pcm) / 32_000 > 20
+    assert len(pcm) / 32_000 > 16  # well past the 12 s streaming window
     await client.send_audio(pcm, realtime=True)
     await client.send({"type": "create_response"})
     items = await client.until(ends_response, 60)
