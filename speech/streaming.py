@@ -97,11 +97,11 @@ class LocalAgreement:
     def settle(self, window_words: list[Word] | None = None) -> None:
         """End of an utterance: the full-window hypothesis (the final pass, or else the latest one) replaces
         the window's words, so the early guesses made on a second of audio are corrected with the full
-        context. A final pass that lost many words is not trusted over what was already confirmed."""
+        context. A final pass with fewer words than were already heard is not trusted over them."""
         words = self.window_hypothesis if window_words is None else window_words
         window = self._without_repeat(words)
         known = self.in_window + len(self.pending)
-        if window and len(window) >= 0.7 * known:
+        if window and len(window) >= known:
             self.confirmed = self.confirmed[: len(self.confirmed) - self.in_window] + window
             self.in_window = len(window)
             self.pending = []

@@ -40,8 +40,14 @@ def trim_trailing_silence(pcm16k: bytes, threshold: float = 0.01) -> bytes:
     return pcm16k[: (int(loud[-1]) + 1) * 2] if loud.size else b""
 
 
+_NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+            "sixteen seventeen eighteen nineteen twenty").split()
+
+
 def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
+    """Lower-case words, numbers up to twenty spelled out (Whisper writes "9" for "nine")."""
+    found = re.findall(r"[a-z0-9']+", text.lower())
+    return [_NUMBERS[int(w)] if w.isdigit() and int(w) <= 20 else w for w in found]
 
 
 def wer(reference: str, hypothesis: str) -> float:
