@@ -177,6 +177,9 @@ class _Connection:
             log.warning("session actor of agent %s died", init.agent_name)
             await self.refuse("the session ended unexpectedly on the server; please reconnect", "session_lost",
                               CLOSE_INTERNAL_ERROR)
+        except Exception:  # a bug must end this session cleanly, with a message, and nothing else
+            log.exception("session of agent %s failed", init.agent_name)
+            await self.refuse("the session failed on the server; please reconnect", "internal", CLOSE_INTERNAL_ERROR)
         finally:
             if not sender.done():
                 try:
