@@ -70,3 +70,19 @@ async def test_killed_session_actor_closes_only_its_own_session(ray_cluster, con
     assert text_of([i for i in items if i.type == "message"][-1]) == "are you still there"
     with pytest.raises(websockets.ConnectionClosed):
         await doomed.send({"type": "text", "content": "hello?"})
+
+
+async def test_session_survives_a_killed_synthesizer_replica(ray_cluster, connect):
+    client = await connect()
+    await start_session(client)
+    replicas = named_actors(ray_cluster, "Synthesizer")
+    assert len(replicas) == 1, replicas
+    ray_cluster.kill(ray_cluster.get_actor(replicas[0], namespace="serve"))
+    await client.send({"type": "text", "content": "speak after the crash"})
+    await client.send({"type": "create_response"})
+    items = await client.until(ends_response, 60)
+    assert items[-1].is_status("response_done")
+    reply = [i for i in items if i.type == "message" and i.header["role"] == "assistant"][-1]
+    audio = await client.until(lambda r: r.type == "audio" and r.header["speech_id"] == str(reply.header["id"]), 120)
+    assert len(audio[-1].payload) > 0
+    assert named_actors(ray_cluster, "Synthesizer") != replicas
