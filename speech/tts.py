@@ -28,7 +28,9 @@ class PiperBackend:
     def voices(self) -> list[str]:
         return list(self._voices)
 
-    def synthesize(self, text: str, voice: str | None, speed: float) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, voice: str | None, speed: float, deterministic: bool = False) -> Iterator[np.ndarray]:
+        """``deterministic`` turns Piper's sampling noise off: the same text gives the same samples (test
+        fixtures); otherwise every rendition differs a little, as the voice was trained to sound."""
         from piper import SynthesisConfig
 
         name = voice or self.default_voice
@@ -36,5 +38,7 @@ class PiperBackend:
             raise KeyError(f"unknown Piper voice {name!r} (have {sorted(self._voices)})")
         piper_voice = self._voices[name]
         config = SynthesisConfig(length_scale=1.0 / speed)
+        if deterministic:
+            config.noise_scale, config.noise_w_scale = 0.0, 0.0
         for chunk in piper_voice.synthesize(text, config):
             yield resample(chunk.audio_float_array, chunk.sample_rate, OUTPUT_RATE)

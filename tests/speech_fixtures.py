@@ -1,4 +1,6 @@
-"""Real speech for the tests: Piper-synthesized sentences, made once and cached as 16 kHz WAV files."""
+"""Real speech for the tests: Piper-synthesized sentences, made once and cached as 16 kHz WAV files.
+
+Piper's sampling noise is off, so every machine makes the same audio and the tests hear the same words."""
 
 from __future__ import annotations
 
@@ -23,11 +25,11 @@ def _piper() -> PiperBackend:
 
 def speech_pcm16k(text: str, speed: float = 1.0) -> bytes:
     """16 kHz PCM16 of ``text`` spoken by the bundled Piper voice (cached on disk)."""
-    key = hashlib.sha256(f"joe|{speed}|{text}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"joe|deterministic|{speed}|{text}".encode()).hexdigest()[:16]
     path = CACHE / f"{key}.wav"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        audio = np.concatenate(list(_piper().synthesize(text, None, speed)))
+        audio = np.concatenate(list(_piper().synthesize(text, None, speed, deterministic=True)))
         write_wav(path, float_to_pcm16(resample(audio, 24_000, INPUT_RATE)), INPUT_RATE)
     audio, rate = read_wav(path)
     assert rate == INPUT_RATE
