@@ -114,7 +114,6 @@ class Conversation:
         self._worker: asyncio.Task[None] | None = None
         self._speeches: dict[str, _Speech] = {}
         self._speech_lock = asyncio.Lock()
-        self._closed = False
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
@@ -126,7 +125,6 @@ class Conversation:
             await self._greet()
 
     async def close(self) -> None:
-        self._closed = True
         tasks = [s.task for s in self._speeches.values() if s.task and not s.task.done()]
         if self._worker:
             tasks.append(self._worker)

@@ -34,13 +34,10 @@ class UserTurn:
     speaking: bool = False
     overflow_reported: bool = False
     ended_at: float = 0.0  # time.monotonic() when the turn was ended
-    settled_at: float = 0.0  # time.monotonic() when the final transcript was known
     speech_ended_at: float = 0.0  # time.monotonic() when voice activity last ended
 
     async def settle(self) -> str:
-        text = await self.streamer.finish(None if self.speaking else self.speech_end_s)
-        self.settled_at = time.monotonic()
-        return text
+        return await self.streamer.finish(None if self.speaking else self.speech_end_s)
 
 
 @dataclass

