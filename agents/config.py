@@ -14,6 +14,8 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agents.control import ControlAgentConfig
+from agents.prompts import BUILTIN_PATTERNS, TemplateError, example_messages, join_prompt, render
 from protocol.config_errors import ConfigError, describe_validation_error
 from speech.models_config import ModelsConfig
 
@@ -60,7 +62,11 @@ class AgentConfig(BaseModel):
     title: str | None = None
     description: str | None = None
     llm_model: str
-    control_agent: dict[str, Any] | None = None
+    control_agent: ControlAgentConfig | str | None = None  # a config, or the name of another agent that is one
+    temperature: float = Field(default=0.5, ge=0.0, le=2.0)  # of the first attempt (a control agent raises it)
+    max_tokens: int | None = Field(default=None, ge=1)
+    context_tokens: int = Field(default=3000, ge=200)  # system prompt + examples + recent turns (estimated)
+    llm_timeout_s: float = Field(default=30.0, gt=0)  # until the first token, and between tokens
     voices: Voices = Field(default_factory=Voices)
     system_prompt: str | list[str] | None = None
     vars: dict[str, str] = Field(default_factory=dict)
@@ -83,13 +89,14 @@ class AgentConfig(BaseModel):
 
 
 class ClientAgentPolicy(BaseModel):
-    """What a client's ``init.agent_config`` may do. The defaults are the safe choice."""
+    """What a client's ``init.agent_config`` and ``invoke_llm`` may do. The defaults are the safe choice."""
 
     model_config = ConfigDict(extra="forbid")
 
     allow_new_agents: bool = False  # may a client define an agent the server does not know?
     allow_override: bool = False  # may a client's config replace a server-defined agent?
-    allowed_llm_models: list[str] = Field(default_factory=lambda: [ECHO_MODEL])
+    allowed_llm_models: list[str] = Field(default_factory=lambda: [ECHO_MODEL])  # for client-defined agents
+    invoke_llm_models: list[str] = Field(default_factory=list)  # invoke_llm may name these (and its agent's own)
 
 
 class AgentsConfig(BaseModel):
@@ -156,11 +163,56 @@ def load_agents_config(path: str | Path, models: ModelsConfig) -> AgentsConfig:
         config = AgentsConfig(agents=agents, source=str(path), base_dir=str(base_dir), **extra)
     except ValidationError as exc:
         raise describe_validation_error(exc, source=path, entry="settings") from None
+    patterns = {**BUILTIN_PATTERNS, **config.prompt_patterns}
     for name, agent in config.agents.items():
+        resolve_control_agent(agent, config.agents, source=sourced[name][0], name=name)
+        resolve_templates(agent, patterns, source=sourced[name][0], name=name)
         check_agent_against_models(agent, models, source=sourced[name][0], name=name, base_dir=base_dir)
         if agent.unknown_fields():
             log.warning("%s: agent '%s': ignoring unknown fields %s", path, name, agent.unknown_fields())
     return config
+
+
+def resolve_control_agent(agent: AgentConfig, agents: dict[str, AgentConfig], *, source: str | Path, name: str) -> None:
+    """A ``control_agent`` named by string is another agent entry (the old ``*_agent`` reference)."""
+    ref = agent.control_agent
+    if isinstance(ref, str):
+        other = agents.get(ref)
+        if other is None:
+            raise ConfigError(f"{source}: agent '{name}': field 'control_agent': no agent named {ref!r}")
+        raw = other.model_dump(exclude_none=True)
+        raw.setdefault("model", other.llm_model)
+        agent.control_agent = ControlAgentConfig.model_validate(raw)
+    if isinstance(agent.control_agent, ControlAgentConfig):
+        try:
+            agent.control_agent.check()
+        except ValueError as exc:
+            raise ConfigError(f"{source}: agent '{name}': field 'control_agent': {exc}") from None
+
+
+def resolve_templates(agent: AgentConfig, patterns: dict[str, str], *, source: str | Path, name: str) -> None:
+    """Resolve ``{prompt_pattern:...}``, ``{vars:...}`` and the older ``{pattern_name}`` form in place."""
+    field = "system_prompt"
+    try:
+        agent.system_prompt = render(join_prompt(agent.system_prompt), patterns, agent.vars) or None
+        field = "examples"
+        agent.examples = [
+            {**ex, "content": render(ex["content"], patterns, agent.vars) if isinstance(ex["content"], str) else ex["content"]}
+            for ex in example_messages(agent.examples)
+        ]
+        if agent.greetings is not None:
+            field = "greetings.choices"
+            agent.greetings.choices = [
+                GreetingFile(content=render(c.content, patterns, agent.vars), file=c.file) if isinstance(c, GreetingFile)
+                else render(c, patterns, agent.vars)
+                for c in agent.greetings.choices
+            ]
+        control = agent.control_agent
+        if isinstance(control, ControlAgentConfig) and control.system_prompt is not None:
+            field = "control_agent.system_prompt"
+            control.system_prompt = render(join_prompt(control.system_prompt), patterns, agent.vars)
+    except TemplateError as exc:
+        raise ConfigError(f"{source}: agent '{name}': field '{field}': {exc}") from None
 
 
 def check_agent_against_models(
@@ -170,11 +222,6 @@ def check_agent_against_models(
 
     An agent without a character voice gets the first TTS model of models.yaml, with its default voice.
     """
-    if not agent.is_echo:
-        raise ConfigError(
-            f"{source}: agent '{name}': field 'llm_model': {agent.llm_model!r} is not served yet: "
-            f"this version only has the '{ECHO_MODEL}' model"
-        )
     if agent.voices.character is None:
         agent.voices.character = VoiceSpec(model=next(iter(models.tts)))
     for role in ("character", "narrator"):
@@ -237,7 +284,16 @@ def resolve_agent(
         )
     if agent.greetings and any(isinstance(c, GreetingFile) and c.file for c in agent.greetings.choices):
         raise AgentRefused(f"{source}: agent '{name}': field 'greetings': a client may not name server files", "file_not_allowed")
+    control = agent.control_agent
+    if isinstance(control, str):
+        raise AgentRefused(f"{source}: agent '{name}': field 'control_agent': a client may not reference other agents", "bad_agent_config")
+    if isinstance(control, ControlAgentConfig) and not control.is_pattern_matching and control.model not in policy.allowed_llm_models:
+        raise AgentRefused(
+            f"{source}: agent '{name}': field 'control_agent.model': {control.model[:60]!r} is not an allowed model", "model_not_allowed"
+        )
     try:
+        resolve_control_agent(agent, {}, source=source, name=name)
+        resolve_templates(agent, {**BUILTIN_PATTERNS, **config.prompt_patterns}, source=source, name=name)
         check_agent_against_models(agent, models, source=source, name=name, base_dir=None)
     except ConfigError as exc:
         raise AgentRefused(str(exc), "bad_agent_config") from None

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
-from speech.audio import pcm16_to_float
+from speech.audio import dbfs, pcm16_to_float
 from speech.streaming import BYTES_PER_SECOND, StreamingConfig, StreamingTranscriber, Transcribe
-from speech.vad import StreamingVad
+from speech.vad import WINDOW_SECONDS, StreamingVad
 
 log = logging.getLogger("voi.listener")
 
@@ -44,7 +44,7 @@ class UserTurn:
 class ListenerEvents:
     partial: Callable[[UserTurn, str], Awaitable[None]]
     settled: Callable[[UserTurn, str], Awaitable[None]]
-    speech_started: Callable[[], Awaitable[None]]
+    speech_started: Callable[[], Awaitable[None]]  # sustained speech loud enough to be the user (barge-in)
     turn_ended: Callable[[UserTurn], Awaitable[None]]  # call mode only
     overflow: Callable[[UserTurn], Awaitable[None]]
 
@@ -62,6 +62,8 @@ class Listener:
         self._vad = StreamingVad()
         self.activity = VoiceActivity(self.config)
         self._preroll = bytearray()
+        self._loud_speech_s = 0.0  # consecutive speech at barge-in level
+        self._announced = False  # speech_started was reported for the current utterance
         self._tasks: set[asyncio.Task[None]] = set()
         self.turn = self._new_turn()
 
@@ -95,10 +97,17 @@ class Listener:
                 await self.events.overflow(turn)
             return
         started = ended = False
-        for probability in self._vad.process(pcm16_to_float(pcm)):
+        samples = pcm16_to_float(pcm)
+        loud = dbfs(samples) >= self.config.barge_in_min_dbfs
+        for probability in self._vad.process(samples):
             event = self.activity.update(probability)
-            started |= event == "start"
             ended |= event == "end"
+            if event == "end":
+                self._announced, self._loud_speech_s = False, 0.0
+            speech = loud and probability >= self.config.speech_threshold
+            self._loud_speech_s = self._loud_speech_s + WINDOW_SECONDS if speech else 0.0
+            if not self._announced and self._loud_speech_s >= self.config.barge_in_min_speech_s:
+                self._announced = started = True
         if self.call_mode and turn.streamer.received_s == 0:
             # Between turns only the last moments are kept, so an utterance's first syllable is not lost.
             self._preroll += pcm

@@ -26,6 +26,10 @@ class TurnConfig(BaseModel):
     pre_roll_s: float = Field(default=0.3, ge=0)  # audio kept from before an utterance starts (call mode)
     update_interval_s: float = Field(default=0.5, gt=0)  # partial transcript cadence while speaking
     max_window_s: float = Field(default=12.0, ge=2, le=25)  # streaming window before it is trimmed
+    # Barge-in (call mode): the user talks over the agent only after this much speech at this level or above;
+    # the agent's own voice leaking back through the echo canceller is quieter and does not interrupt.
+    barge_in_min_speech_s: float = Field(default=0.3, ge=0.03)
+    barge_in_min_dbfs: float = Field(default=-42.0, le=0)
 
 
 @dataclass

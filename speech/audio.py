@@ -29,6 +29,14 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(np.asarray(audio, dtype=np.float32), from_rate, to_rate, quality="HQ").astype(np.float32)
 
 
+def dbfs(audio: np.ndarray) -> float:
+    """RMS level of float audio in dB below full scale (-inf-safe: silence is -120)."""
+    if len(audio) == 0:
+        return -120.0
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    return max(20.0 * np.log10(rms), -120.0) if rms > 0 else -120.0
+
+
 def silence_pcm16(seconds: float, rate: int = OUTPUT_RATE) -> bytes:
     return b"\x00\x00" * int(round(max(seconds, 0.0) * rate))
 

@@ -26,7 +26,7 @@ def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, limits=Li
         text = heard.pop(0) if heard else ""
         return Transcript(text=text, words=[Word(" " + w, i * 0.3, i * 0.3 + 0.25, 0.9) for i, w in enumerate(text.split())])
 
-    async def synthesize(text, voice):
+    async def synthesize(text, voice, tone, cached):
         if fail_tts:
             raise RuntimeError("tts down")
         for _ in text.split():  # 0.1 s of audio per word, in two chunks

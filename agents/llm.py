@@ -1,0 +1,138 @@
+"""The LLM, through LiteLLM: streamed chat completions for replies, plain ones for classifiers and invoke_llm.
+
+Model names are routed as the original server did: a name with a LiteLLM provider prefix
+(``openai/gpt-4o-mini``, ``gemini/...``, ``voi-local/...``) goes to that provider with its own credentials;
+a bare name (``gpt-4o-mini``, ``llama-3.1-8b``) goes to the LiteLLM proxy at ``LITELLM_API_BASE`` (with
+``LITELLM_API_KEY``) in the OpenAI format. Errors become ``LlmError`` with a message that is safe to show
+a client (no provider response bodies, no keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+log = logging.getLogger("voi.llm")
+
+LOCAL_PROVIDER = "voi-local"
+
+
+class LlmError(Exception):
+    def __init__(self, message: str, code: str = "llm_failed") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class LlmRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout_s: float = 30.0  # until the first token, and between tokens
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    api_base: str | None = None  # LITELLM_API_BASE: a LiteLLM proxy (or any OpenAI-compatible server)
+    api_key: str | None = None  # LITELLM_API_KEY
+    max_retries: int = 0  # a voice reply is better failed fast than late: the user can just ask again
+
+    @classmethod
+    def from_env(cls) -> "LlmSettings":
+        return cls(api_base=os.environ.get("LITELLM_API_BASE") or None, api_key=os.environ.get("LITELLM_API_KEY") or None)
+
+
+def import_litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # else it fetches a cost map at import
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def _providers(litellm: Any) -> set[str]:
+    return {str(getattr(p, "value", p)) for p in litellm.provider_list} | {LOCAL_PROVIDER}
+
+
+class LlmClient:
+    def __init__(self, settings: LlmSettings) -> None:
+        self.settings = settings
+        self._litellm = import_litellm()
+        self._known_providers = _providers(self._litellm)
+
+    def route(self, model: str) -> dict[str, Any]:
+        """The LiteLLM arguments that reach ``model``."""
+        prefix = model.split("/", 1)[0] if "/" in model else None
+        if prefix in self._known_providers:
+            return {"model": model}
+        if self.settings.api_base is None:
+            return {"model": model}  # LiteLLM infers the provider (e.g. gpt-4o-mini -> OpenAI)
+        return {"model": f"openai/{model}", "api_base": self.settings.api_base, "api_key": self.settings.api_key or "none"}
+
+    def _arguments(self, request: LlmRequest, stream: bool) -> dict[str, Any]:
+        args = self.route(request.model)
+        args.update(messages=request.messages, stream=stream, timeout=request.timeout_s, max_retries=self.settings.max_retries)
+        if request.temperature is not None:
+            args["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            args["max_tokens"] = request.max_tokens
+        return args
+
+    async def stream(self, request: LlmRequest) -> AsyncIterator[str]:
+        """The reply's text as it is generated; closing the iterator closes the provider's stream."""
+        response = None
+        try:
+            response = await asyncio.wait_for(self._litellm.acompletion(**self._arguments(request, True)), request.timeout_s)
+            chunks = response.__aiter__()
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(chunks.__anext__(), request.timeout_s)
+                except StopAsyncIteration:
+                    return
+                choices = getattr(chunk, "choices", None) or []
+                delta = getattr(choices[0].delta, "content", None) if choices else None
+                if delta:
+                    yield delta
+        except asyncio.TimeoutError:
+            raise LlmError(f"the language model did not answer within {request.timeout_s:g} s", "llm_timeout") from None
+        except (asyncio.CancelledError, GeneratorExit, LlmError):
+            raise
+        except Exception as exc:
+            raise _safe_error(request.model, exc) from None
+        finally:
+            if response is not None:
+                await _close(response)
+
+    async def complete(self, request: LlmRequest) -> str:
+        try:
+            response = await asyncio.wait_for(self._litellm.acompletion(**self._arguments(request, False)), request.timeout_s)
+        except asyncio.TimeoutError:
+            raise LlmError(f"the language model did not answer within {request.timeout_s:g} s", "llm_timeout") from None
+        except Exception as exc:
+            raise _safe_error(request.model, exc) from None
+        return response.choices[0].message.content or ""
+
+
+def _safe_error(model: str, exc: Exception) -> LlmError:
+    status = getattr(exc, "status_code", None)
+    log.warning("LLM %s failed: %s: %s", model, type(exc).__name__, str(exc)[:300])
+    detail = f"{type(exc).__name__}" + (f", HTTP {status}" if status else "")
+    return LlmError(f"the language model {model[:60]!r} failed ({detail})")
+
+
+async def _close(response: Any) -> None:
+    """Stop a LiteLLM stream early (a barge-in, a refused first sentence): close the HTTP response."""
+    for target in (response, getattr(response, "completion_stream", None)):
+        close = getattr(target, "aclose", None)
+        if close is None:
+            continue
+        try:
+            await close()
+        except Exception as exc:  # closing is best effort: the request is over either way
+            log.debug("closing an LLM stream: %s", exc)
+        return

@@ -1,0 +1,176 @@
+"""LLM replies in the Ray-free Conversation, with a scripted stream_llm (the LiteLLM path runs in integration)."""
+
+import asyncio
+import json
+
+from agents.config import AgentConfig, resolve_templates
+from agents.prompts import BUILTIN_PATTERNS
+from agents.control import ControlAgentConfig
+from agents.conversation import Conversation, Limits, Services
+from agents.llm import LlmError
+from protocol import messages as m
+
+
+def agent(**extra):
+    raw = {"llm_model": "scripted", "system_prompt": "You are Joe.",
+           "voices": {"character": {"model": "piper-joe", "voice": "joe"},
+                      "narrator": {"model": "piper-joe", "voice": "joe_warm", "leading_silence": 0.1, "trailing_silence": 0.1}}}
+    raw.update(extra)
+    config = AgentConfig.model_validate(raw)
+    resolve_templates(config, BUILTIN_PATTERNS, source="test", name="joe")
+    return config
+
+
+def make(replies, agent_config=None, fail_after=None, gate=None):
+    """``replies``: one list of tokens per LLM call; ``gate``: an Event the stream waits on after 2 tokens."""
+    out, requests, spoken = [], [], []
+    replies = list(replies)
+
+    async def stream_llm(request):
+        requests.append(request)
+        tokens = replies.pop(0)
+        for i, token in enumerate(tokens):
+            if fail_after is not None and i == fail_after:
+                raise LlmError("the language model 'scripted' failed (APIError, HTTP 500)")
+            if gate is not None and i == 2:
+                await gate.wait()
+            yield token
+            await asyncio.sleep(0)
+
+    async def complete_llm(request):
+        requests.append(request)
+        return "a completion"
+
+    async def synthesize(text, voice, tone, cached):
+        spoken.append((text, voice.voice, tone))
+        yield b"\x01\x00" * 2400
+
+    async def transcribe(pcm, prompt):
+        raise AssertionError("no audio in these tests")
+
+    async def emit(msg):
+        out.append(msg)
+
+    conv = Conversation(agent_name="joe", agent=agent_config or agent(), options=m.Init(agent_name="joe", init_greeting=False),
+                        services=Services(transcribe, synthesize, None, stream_llm, complete_llm), emit=emit,
+                        limits=Limits(invoke_llm_models=("other-model",)))
+    return conv, out, requests, spoken
+
+
+def statuses(out):
+    return [o.header["status"] for o in out if o.type == "status"]
+
+
+async def ask(conv, text="Hi"):
+    await conv.handle(m.Text(text))
+    await conv.handle(m.CreateResponse())
+    await conv.wait_idle()
+
+
+async def test_speech_starts_before_the_llm_finishes():
+    gate = asyncio.Event()
+    conv, out, requests, spoken = make([["Hello there, my", " friend. How", " are you?"]], gate=gate)
+    await conv.start()
+    await conv.handle(m.Text("Hi"))
+    await conv.handle(m.CreateResponse())
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if any(o.type == "audio" for o in out):
+            break
+    assert any(o.type == "audio" for o in out) and "response_done" not in statuses(out)  # first audio, LLM held
+    gate.set()
+    await conv.wait_idle()
+    assert statuses(out)[-1] == "response_done"
+    assert conv.messages[-1].text == "Hello there, my friend. How are you?"
+    assert [s[0] for s in spoken] == ["Hello there, my friend.", "How are you?"]
+    assert requests[0].messages[0] == {"role": "system", "content": "You are Joe."}
+    assert requests[0].messages[-1] == {"role": "user", "content": "Hi"} and requests[0].temperature == 0.5
+
+
+async def test_tone_first_json_and_narrator_voice():
+    reply = json.dumps({"voice_tone": "excited", "text": "Great news! @he grins@ Tell me more."})
+    tokens = [reply[i:i + 4] for i in range(0, len(reply), 4)]
+    conv, out, _, spoken = make([tokens], agent(system_prompt="{prompt_pattern:character_agent_message_format_narrator_comments}"))
+    await conv.start()
+    await ask(conv)
+    assert spoken == [("Great news!", "joe", "excited"), ("he grins", "joe_warm", "excited"), ("Tell me more.", "joe", "excited")]
+    assert conv.messages[-1].text == "Great news! @he grins@ Tell me more." and conv.messages[-1].tone == "excited"
+    history = conv._history()
+    assert json.loads(history[-1]["content"]) == {"voice_tone": "excited", "text": "Great news! @he grins@ Tell me more."}
+    audio = b"".join(o.payload for o in out if o.type == "audio")
+    assert len(audio) == 2 * (3 * 2400 + 2 * 2400)  # three pieces plus the narrator's 0.1 s silences
+
+
+async def test_control_agent_retries_hotter_then_gives_up():
+    control = {"model": "pattern_matching", "denial_phrases": ["I can't help"], "giveup_after": 3,
+               "temperature_multiplier": 2.0, "giveup_response": ["Let's talk about something else."]}
+    conv, out, requests, spoken = make([["I can't", " help with that. Sorry."]] * 3, agent(control_agent=control))
+    await conv.start()
+    await ask(conv)
+    assert [r.temperature for r in requests] == [0.5, 1.0, 2.0]
+    assert [s[0] for s in spoken] == ["Let's talk about something else."]
+    assert statuses(out)[-2:] == ["response_created", "response_done"]
+    assert [o.header["content"][0]["text"] for o in out if o.type == "message" and o.header["role"] == "assistant"] == [
+        "Let's talk about something else."]
+
+
+async def test_control_agent_passes_a_later_attempt():
+    control = ControlAgentConfig(model="pattern_matching", denial_phrases=["as an AI"])
+    conv, _, requests, spoken = make([["As an AI, I can't."], ["Sure, here goes.", " Once upon a time."]],
+                                     agent(control_agent=control))
+    await conv.start()
+    await ask(conv)
+    assert len(requests) == 2 and [s[0] for s in spoken] == ["Sure, here goes.", "Once upon a time."]
+
+
+async def test_llm_error_before_text_cancels_and_after_text_keeps_it():
+    conv, out, _, _ = make([["Hello", " there."]], fail_after=0)
+    await conv.start()
+    await ask(conv)
+    assert statuses(out)[-1] == "response_cancelled" and [o.header["code"] for o in out if o.type == "error"] == ["llm_failed"]
+    conv, out, _, spoken = make([["First sentence here.", " Second one", " never."]], fail_after=2)
+    await conv.start()
+    await ask(conv)
+    assert statuses(out)[-1] == "response_done" and conv.messages[-1].text.startswith("First sentence here.")
+    assert spoken[0][0] == "First sentence here."
+    await ask(conv, "again")  # the session goes on
+    assert statuses(out).count("response_created") == 2
+
+
+async def test_chat_interrupt_while_streaming_stops_the_llm():
+    gate = asyncio.Event()
+    conv, out, _, _ = make([["One sentence here.", " Two", " three four.", " five."]], gate=gate)
+    await conv.start()
+    await conv.handle(m.Text("Hi"))
+    await conv.handle(m.CreateResponse())
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if any(o.type == "audio" for o in out):
+            break
+    await conv.handle(m.Interrupt("1", 0.05))
+    await conv.wait_idle()
+    assert statuses(out)[-1] == "response_cancelled"
+    assert conv.messages[1].text.endswith("... (interrupted)") and "five" not in conv.messages[1].text
+
+
+async def test_invoke_llm_runs_beside_and_checks_the_model():
+    conv, out, requests, _ = make([])
+    await conv.start()
+    await conv.handle(m.InvokeLlm(model=None, prompt="Summarize.", messages=[{"role": "user", "content": "text"}]))
+    await conv.handle(m.InvokeLlm(model="other-model", prompt=None, messages=[{"role": "user", "content": "x"}]))
+    await conv.handle(m.InvokeLlm(model="gpt-secret", prompt="p", messages=[]))
+    await conv.handle(m.InvokeLlm(model=None, prompt=None, messages=[{"role": "robot", "content": "x"}]))
+    await conv.wait_idle()
+    assert [o.header["content"] for o in out if o.type == "llm_response"] == ["a completion", "a completion"]
+    assert [r.model for r in requests] == ["scripted", "other-model"]
+    assert requests[0].messages == [{"role": "system", "content": "Summarize."}, {"role": "user", "content": "text"}]
+    assert [o.header["code"] for o in out if o.type == "error"] == ["model_not_allowed", "bad_field"]
+
+
+async def test_images_reach_the_llm_as_content_parts():
+    conv, _, requests, _ = make([["A cat."]])
+    await conv.start()
+    await conv.handle(m.ImageUrl("data:image/webp;base64,UklGRg=="))
+    await ask(conv, "What is this?")
+    assert requests[0].messages[-1] == {"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/webp;base64,UklGRg=="}}, {"type": "text", "text": "What is this?"}]}
