@@ -1,0 +1,110 @@
+"""LocalLLM deployment: the embedded llama.cpp chat model (agents/local_model.py) as a Serve deployment.
+
+Calls take and give OpenAI dicts: ``handle.options(stream=True).stream.remote(request)`` yields
+``chat.completion.chunk`` dicts, ``handle.complete.remote(request)`` returns a ``chat.completion``.
+LiteLLM reaches it through the ``voi-local`` provider (agents/local_provider.py).
+
+llama.cpp is not re-entrant, so a replica runs one generation at a time in its own worker thread and
+the other requests wait their turn on an asyncio lock (FIFO); the event loop only moves chunks. A
+caller's cancel (barge-in) stops generation after the token being computed; the lock is handed on only
+when the worker thread has really finished, so two generations never overlap. A stream the caller
+abandoned while still waiting for its turn never starts. ``complete`` is not interruptible: once
+started it runs to its end (bound it with ``max_tokens``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, AsyncGenerator, Callable
+
+from ray import serve
+
+from agents.local_model import LocalChatModel, chat_arguments
+
+log = logging.getLogger("ray.serve")
+_END = object()
+
+
+@serve.deployment(name="LocalLLM", max_ongoing_requests=32, ray_actor_options={"num_cpus": 1})
+class LocalLLM:
+    def __init__(self, model_path: str | None = None, n_ctx: int = 2048, n_threads: int = 2,
+                 seed: int | None = None) -> None:
+        started = time.perf_counter()
+        self.model = LocalChatModel(model_path, n_ctx=n_ctx, n_threads=n_threads, seed=seed)
+        loaded = time.perf_counter()
+        # The first generation pays for buffer allocation and page faults: not a user's.
+        self.model.complete({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="llama")
+        self._lock = asyncio.Lock()
+        log.info("LocalLLM ready: %s, %d threads, loaded in %.2f s, warmed up in %.2f s", self.model.path.name,
+                 n_threads, loaded - started, time.perf_counter() - loaded)
+
+    async def stream(self, request: dict) -> AsyncGenerator[dict, None]:
+        """Yield ``chat.completion.chunk`` dicts as llama.cpp makes tokens; a bad request raises ValueError."""
+        chunks = self.model.stream(request)  # validates now, before waiting for a turn
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def put(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone (replica shutting down): nobody to tell
+                stop.set()
+
+        def generate() -> None:
+            try:
+                for chunk in chunks:
+                    if stop.is_set():
+                        break
+                    put(chunk)
+                else:
+                    put(_END)
+            except BaseException as exc:  # noqa: BLE001  # handed to the caller's task
+                put(exc)
+            finally:
+                chunks.close()
+
+        await self._lock.acquire()
+        try:
+            self._run_then_release(generate)
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+
+    async def complete(self, request: dict) -> dict:
+        """A whole ``chat.completion`` for ``request``; a bad request raises ValueError."""
+        chat_arguments(request)  # validates now, before waiting for a turn
+        await self._lock.acquire()
+        try:
+            done = self._run_then_release(lambda: self.model.complete(request))
+        except BaseException:
+            self._lock.release()
+            raise
+        # Shielded: a cancelled caller must not make the lock look free while llama.cpp still runs.
+        return await asyncio.shield(done)
+
+    def _run_then_release(self, work: Callable[[], Any]) -> asyncio.Future:
+        """Start ``work`` in the llama thread; the lock (held by the caller) is released when it has finished."""
+        done = asyncio.get_running_loop().run_in_executor(self._pool, work)
+        done.add_done_callback(self._finished)
+        return done
+
+    def _finished(self, done: asyncio.Future) -> None:
+        self._lock.release()
+        if not done.cancelled():
+            done.exception()  # seen here, so an abandoned caller's error is not logged as never retrieved
