@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 from ray import serve  # noqa: E402
 from ray.serve import Application  # noqa: E402
 
-from agents.config import load_agents_config  # noqa: E402
+from agents.config import AgentsConfig, load_agents_config  # noqa: E402
+from agents.llm import LOCAL_PROVIDER  # noqa: E402
 from agents.conversation import Limits  # noqa: E402
 from agents.turns import TurnConfig  # noqa: E402
 from deployments.ingress import Ingress, IngressOptions  # noqa: E402
@@ -51,6 +52,38 @@ class AppArgs(BaseModel):
     end_of_turn_s: float = Field(default=0.7, gt=0)  # call mode: trailing silence that ends the user's turn
     quick_end_of_turn_s: float = Field(default=0.3, gt=0)  # ... when the transcript already ends a sentence
     stt_batch_max_size: int | None = Field(default=None, ge=1)  # override models.yaml (1 = batching off)
+    local_llm_threads: int = Field(default=2, ge=1)  # llama.cpp threads of the LocalLLM replica
+    local_llm_num_cpus: float = Field(default=0.5, ge=0)  # Ray CPUs reserved for it (threads may use more)
+
+
+def uses_local_llm(agents: AgentsConfig) -> bool:
+    """The LocalLLM joins the graph only when an agent (or what clients may pick) names a voi-local model."""
+    models = [a.llm_model for a in agents.agents.values()]
+    models += [c.model for a in agents.agents.values() if (c := a.control_agent) is not None and not isinstance(c, str)]
+    models += agents.client_agent_config.allowed_llm_models + agents.client_agent_config.invoke_llm_models
+    return any(model.startswith(f"{LOCAL_PROVIDER}/") for model in models)
+
+
+def greeting_renders(agents: AgentsConfig) -> list[dict[str, Any]]:
+    """Every greeting text segment of every agent, for the Synthesizer to render into its cache at start."""
+    from agents.config import GreetingFile
+    from agents.reply_parser import ReplyParser
+
+    renders: list[dict[str, Any]] = []
+    for agent in agents.agents.values():
+        if agent.greetings is None:
+            continue
+        for choice in agent.greetings.choices:
+            if isinstance(choice, GreetingFile) and choice.file:
+                continue
+            text = choice.content if isinstance(choice, GreetingFile) else choice
+            parser = ReplyParser(agent.greetings.voice_tone)
+            for segment in parser.feed(text) + parser.finish():
+                voice = agent.voices.narrator if segment.role == "narrator" and agent.voices.narrator else agent.voices.character
+                if voice is not None:
+                    renders.append({"text": segment.spoken, "model": voice.model, "voice": voice.voice,
+                                    "tone": segment.tone, "speed": voice.speed})
+    return renders
 
 
 def _absolute(path: str) -> str:
@@ -63,7 +96,7 @@ def app(args: dict[str, Any] | None = None) -> Application:
     secrets = load_secrets(dotenv_path=Path(parsed.env_file))
     models_path, agents_path = _absolute(parsed.models), _absolute(parsed.agents)
     models = load_models_config(models_path)
-    load_agents_config(agents_path, models)
+    agents = load_agents_config(agents_path, models)
     options = IngressOptions(
         agents_path=agents_path,
         models_path=models_path,
@@ -81,8 +114,15 @@ def app(args: dict[str, Any] | None = None) -> Application:
     synthesizer = Synthesizer.options(
         ray_actor_options={"num_cpus": models.synthesizer.num_cpus, "num_gpus": models.synthesizer.num_gpus}
     )
+    local_llm = None
+    if uses_local_llm(agents):
+        from deployments.local_llm import LocalLLM
+
+        local_llm = LocalLLM.options(ray_actor_options={"num_cpus": parsed.local_llm_num_cpus}).bind(
+            n_threads=parsed.local_llm_threads)
     ingress = Ingress.options(max_ongoing_requests=parsed.max_sessions_per_ingress)
-    return ingress.bind(transcriber.bind(models_path), synthesizer.bind(models_path), secrets, options)
+    return ingress.bind(transcriber.bind(models_path), synthesizer.bind(models_path, greeting_renders(agents)), local_llm,
+                        secrets, options)
 
 
 def main(argv: list[str] | None = None) -> None:

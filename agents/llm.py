@@ -103,7 +103,7 @@ class LlmClient:
         except (asyncio.CancelledError, GeneratorExit, LlmError):
             raise
         except Exception as exc:
-            raise _safe_error(request.model, exc) from None
+            raise _safe_error(request.model, exc, request.timeout_s) from None
         finally:
             if response is not None:
                 await _close(response)
@@ -114,11 +114,13 @@ class LlmClient:
         except asyncio.TimeoutError:
             raise LlmError(f"the language model did not answer within {request.timeout_s:g} s", "llm_timeout") from None
         except Exception as exc:
-            raise _safe_error(request.model, exc) from None
+            raise _safe_error(request.model, exc, request.timeout_s) from None
         return response.choices[0].message.content or ""
 
 
-def _safe_error(model: str, exc: Exception) -> LlmError:
+def _safe_error(model: str, exc: Exception, timeout_s: float) -> LlmError:
+    if "Timeout" in type(exc).__name__:  # litellm.Timeout / openai.APITimeoutError
+        return LlmError(f"the language model did not answer within {timeout_s:g} s", "llm_timeout")
     status = getattr(exc, "status_code", None)
     log.warning("LLM %s failed: %s: %s", model, type(exc).__name__, str(exc)[:300])
     detail = f"{type(exc).__name__}" + (f", HTTP {status}" if status else "")

@@ -11,7 +11,7 @@ import hmac
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
@@ -22,6 +22,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from agents.config import AgentRefused, load_agents_config, resolve_agent
 from agents.conversation import Limits
+from agents.llm import LlmSettings
 from deployments.metrics import VoiMetrics
 from deployments.session import SessionActor
 from protocol import messages as m
@@ -58,9 +59,9 @@ class _SessionClosed(Exception):
 class ActorPool:
     """Keeps ``size`` started SessionActors ready; a connection takes one and a new one is started behind it."""
 
-    def __init__(self, size: int, transcriber: DeploymentHandle, synthesizer: DeploymentHandle) -> None:
+    def __init__(self, size: int, *actor_args: Any) -> None:
         self._size = size
-        self._args = (transcriber, synthesizer)
+        self._args = actor_args  # what each SessionActor gets: model handles and LLM settings
         self._ready: asyncio.Queue[Any] = asyncio.Queue()
         self._starting = 0
 
@@ -221,13 +222,16 @@ class _Connection:
 @serve.ingress(api)
 class Ingress:
     def __init__(
-        self, transcriber: DeploymentHandle, synthesizer: DeploymentHandle, secrets: Secrets, options: IngressOptions
+        self, transcriber: DeploymentHandle, synthesizer: DeploymentHandle, local_llm: DeploymentHandle | None,
+        secrets: Secrets, options: IngressOptions
     ) -> None:
-        self.options = options
         self.secrets = secrets
         self.models = load_models_config(options.models_path)
         self.agents = load_agents_config(options.agents_path, self.models)
-        self.pool = ActorPool(options.session_pool_size, transcriber, synthesizer)
+        invoke_models = tuple(self.agents.client_agent_config.invoke_llm_models)
+        self.options = replace(options, limits=replace(options.limits, invoke_llm_models=invoke_models))
+        llm_settings = LlmSettings(api_base=secrets.llm_api_base, api_key=secrets.llm_api_key)
+        self.pool = ActorPool(options.session_pool_size, transcriber, synthesizer, local_llm, llm_settings)
         self.metrics = VoiMetrics()
         try:
             asyncio.get_running_loop()

@@ -18,6 +18,7 @@ from ray.serve.handle import DeploymentHandle
 
 from agents.config import AgentConfig, VoiceSpec
 from agents.conversation import Conversation, Limits, Services
+from agents.llm import LlmClient, LlmSettings
 from protocol import messages as m
 from speech.audio import OUTPUT_RATE, float_to_pcm16, read_wav, resample
 from speech.stt import Transcript
@@ -36,8 +37,8 @@ def _replica_lost(exc: BaseException) -> bool:
     ).__name__ in ("DeploymentUnavailableError", "ReplicaUnavailableError", "BackPressureError")
 
 
-def handle_services(transcriber: DeploymentHandle, synthesizer: DeploymentHandle) -> Services:
-    """Services backed by deployment handles: the only place where a Conversation meets Ray."""
+def handle_services(transcriber: DeploymentHandle, synthesizer: DeploymentHandle, llm: LlmClient) -> Services:
+    """Services backed by deployment handles (and LiteLLM): the only place where a Conversation meets Ray."""
 
     async def transcribe(pcm16: bytes, prompt: str | None) -> Transcript:
         for delay in (*RETRY_DELAYS_S, None):
@@ -50,9 +51,9 @@ def handle_services(transcriber: DeploymentHandle, synthesizer: DeploymentHandle
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def synthesize(text: str, voice: VoiceSpec) -> AsyncIterator[bytes]:
+    async def synthesize(text: str, voice: VoiceSpec, tone: str | None, cached: bool) -> AsyncIterator[bytes]:
         for delay in (*RETRY_DELAYS_S, None):
-            stream = synthesizer.options(stream=True).synthesize.remote(text, voice.model, voice.voice, voice.speed)
+            stream = synthesizer.options(stream=True).synthesize.remote(text, voice.model, voice.voice, voice.speed, tone, cached)
             sent = False
             try:
                 async for chunk in stream:
@@ -74,15 +75,38 @@ def handle_services(transcriber: DeploymentHandle, synthesizer: DeploymentHandle
 
         return await asyncio.to_thread(load)
 
-    return Services(transcribe=transcribe, synthesize=synthesize, load_greeting_audio=load_greeting_audio)
+    return Services(transcribe=transcribe, synthesize=synthesize, load_greeting_audio=load_greeting_audio,
+                    stream_llm=llm.stream, complete_llm=llm.complete)
+
+
+def register_local_llm(local_llm: DeploymentHandle) -> None:
+    """Models named ``voi-local/...`` reach the LocalLLM deployment through a LiteLLM custom provider."""
+    from agents.local_provider import register_local_provider
+
+    async def stream(request: dict) -> AsyncIterator[dict]:
+        response = local_llm.options(stream=True).stream.remote(request)
+        try:
+            async for chunk in response:
+                yield chunk
+        finally:
+            response.cancel()  # a barge-in stops generation on the replica too
+
+    async def complete(request: dict) -> dict:
+        return await local_llm.complete.remote(request)
+
+    register_local_provider(stream, complete)
 
 
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
 class SessionActor:
-    def __init__(self, transcriber: DeploymentHandle, synthesizer: DeploymentHandle) -> None:
+    def __init__(self, transcriber: DeploymentHandle, synthesizer: DeploymentHandle, local_llm: DeploymentHandle | None,
+                 llm_settings: LlmSettings) -> None:
         # One line per turn with its latencies goes to this worker's log (and the driver's console).
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(asctime)s %(name)s -- %(message)s")
-        self._services = handle_services(transcriber, synthesizer)
+        logging.getLogger("LiteLLM").setLevel(logging.WARNING)
+        if local_llm is not None:
+            register_local_llm(local_llm)
+        self._services = handle_services(transcriber, synthesizer, LlmClient(llm_settings))
         self._outbox: asyncio.Queue[m.ServerMessage | None] = asyncio.Queue()
         self._inbox: asyncio.Queue[m.ClientMessage | None] = asyncio.Queue()
         self._conversation: Conversation | None = None

@@ -1,4 +1,5 @@
-"""Server secrets from the environment or a ``.env`` file: ``TOKEN_SECRET_KEY`` and ``API_KEY``."""
+"""Server secrets from the environment or a ``.env`` file: ``TOKEN_SECRET_KEY``, ``API_KEY`` and (optional) the
+LiteLLM proxy of bare model names, ``LITELLM_API_BASE`` / ``LITELLM_API_KEY``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Mapping
 from dotenv import dotenv_values
 
 REQUIRED = ("TOKEN_SECRET_KEY", "API_KEY")
+OPTIONAL = ("LITELLM_API_BASE", "LITELLM_API_KEY")
 MIN_SECRET_LENGTH = 32  # HS256 wants a key of at least 256 bits
 
 
@@ -22,9 +24,11 @@ class MissingSecretError(RuntimeError):
 class Secrets:
     token_secret_key: str
     api_key: str
+    llm_api_base: str | None = None
+    llm_api_key: str | None = None
 
     def __repr__(self) -> str:  # never print secrets, not even by accident in a log
-        return "Secrets(token_secret_key=***, api_key=***)"
+        return f"Secrets(token_secret_key=***, api_key=***, llm_api_base={self.llm_api_base!r}, llm_api_key=***)"
 
 
 def load_secrets(
@@ -35,7 +39,7 @@ def load_secrets(
     if dotenv_path is not None and dotenv_path.is_file():
         values.update(dotenv_values(dotenv_path))
     source = os.environ if env is None else env
-    values.update({k: source[k] for k in REQUIRED if source.get(k)})
+    values.update({k: source[k] for k in REQUIRED + OPTIONAL if source.get(k)})
     missing = [k for k in required if not values.get(k)]
     if missing:
         where = f"the environment or {dotenv_path}" if dotenv_path else "the environment"
@@ -46,7 +50,8 @@ def load_secrets(
     token_key = values.get("TOKEN_SECRET_KEY") or ""
     if len(token_key) < MIN_SECRET_LENGTH:
         raise MissingSecretError(f"TOKEN_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters long")
-    return Secrets(token_secret_key=token_key, api_key=values.get("API_KEY") or "")
+    return Secrets(token_secret_key=token_key, api_key=values.get("API_KEY") or "",
+                   llm_api_base=values.get("LITELLM_API_BASE") or None, llm_api_key=values.get("LITELLM_API_KEY") or None)
 
 
 def write_first_run_dotenv(path: Path) -> bool:

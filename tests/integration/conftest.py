@@ -6,14 +6,27 @@ import pytest
 
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
-from tests.integration.server import TEST_SECRET, Server, start_server
+from tests.integration.server import ROOT, TEST_SECRET, Server, start_server
+from tests.scripted_llm import API_KEY, ScriptedLlm
+
+TEST_AGENTS = ROOT / "tests" / "integration" / "agents.yaml"
+TEST_MODELS = ROOT / "tests" / "integration" / "models.yaml"
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
-    """The real graph, started once per test session."""
+def scripted_llm() -> ScriptedLlm:
+    """An OpenAI-compatible server on loopback: bare model names reach it through LiteLLM."""
+    llm = ScriptedLlm().start()
+    yield llm
+    llm.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, scripted_llm: ScriptedLlm) -> Server:
+    """The real graph, started once per test session (with the test agents and the scripted LLM)."""
     log = tmp_path_factory.mktemp("server") / "serve.log"
-    srv = start_server(log)
+    srv = start_server(log, f"agents={TEST_AGENTS}", f"models={TEST_MODELS}",
+                       env_extra={"LITELLM_API_BASE": scripted_llm.url, "LITELLM_API_KEY": API_KEY})
     yield srv
     srv.stop()
 

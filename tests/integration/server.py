@@ -56,7 +56,8 @@ class Server:
             pass
 
 
-def start_server(log_path: Path, *extra_args: str, tls: tuple[Path, Path] | None = None, timeout: float = 240) -> Server:
+def start_server(log_path: Path, *extra_args: str, tls: tuple[Path, Path] | None = None, timeout: float = 300,
+                 env_extra: dict[str, str] | None = None) -> Server:
     port, metrics_port = free_port(), free_port()
     args = [sys.executable, str(ROOT / "serve_app.py"), "--port", str(port), "--metrics-port", str(metrics_port), *extra_args]
     scheme = "http"
@@ -65,7 +66,8 @@ def start_server(log_path: Path, *extra_args: str, tls: tuple[Path, Path] | None
         scheme = "https"
     env = {**os.environ, "TOKEN_SECRET_KEY": TEST_SECRET, "API_KEY": TEST_API_KEY, "RAY_ADDRESS": "",
            "RAY_metrics_report_interval_ms": "1000",  # metrics show up within seconds, not the default 10 s
-           "RAY_AUTH_MODE": "disabled"}  # a loopback test cluster; the fault tests join it as a driver
+           "RAY_AUTH_MODE": "disabled",  # a loopback test cluster; the fault tests join it as a driver
+           **(env_extra or {})}
     env.pop("RAY_ADDRESS")
     log = open(log_path, "wb")
     started = time.monotonic()

@@ -85,8 +85,9 @@ async def test_first_message_must_be_init(connect):
 
 
 async def test_unknown_agent_is_refused(connect):
+    """An agent the server does not know and the client does not define (the test server allows new agents)."""
     client = await connect()
-    await client.init("no_such_agent", agent_config={"llm_model": "echo"})
+    await client.send({"type": "init", "agent_name": "no_such_agent", "agent_config": None})
     error = await expect_refused(client, "unknown_agent", 1008)
     assert "no_such_agent" in error.header["error"]
 

@@ -1,0 +1,167 @@
+"""A scripted OpenAI-compatible chat-completions server on loopback, so tests exercise the real LiteLLM path.
+
+The reply depends on the last user message (keywords below); every request is recorded with the time its
+reply finished, so a test can check e.g. that speech started before the LLM was done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+API_KEY = "scripted-llm-key"
+LONG_STORY = " ".join(f"This is sentence number {n} of a long story." for n in range(1, 41))
+
+
+@dataclass
+class Recorded:
+    body: dict[str, Any]
+    started: float
+    finished: float | None = None
+
+    @property
+    def last_user_text(self) -> str:
+        return _text_of(next((m for m in reversed(self.body["messages"]) if m["role"] == "user"), {"content": ""}))
+
+
+@dataclass
+class Script:
+    tokens: list[str]
+    delay_s: float = 0.0  # between tokens
+    status: int = 200
+    stall_s: float = 0.0  # before the first token
+
+
+def _text_of(message: dict[str, Any]) -> str:
+    content = message.get("content", "")
+    if isinstance(content, str):
+        return content
+    return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+
+
+def _pieces(text: str, size: int = 6) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def script_for(body: dict[str, Any]) -> Script:
+    messages = body["messages"]
+    system = _text_of(messages[0]) if messages and messages[0]["role"] == "system" else ""
+    said = _text_of(next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})).lower()
+    said = said.strip().splitlines()[-1] if said.strip() else ""  # user messages in a row arrive merged: the last one
+    if "reply classifier" in system:  # the LLM control agent
+        return Script([json.dumps({"class": "refusal" if "can't" in said or "cannot" in said else "fine"})])
+    if "server error" in said:
+        return Script([], status=500)
+    if "hang" in said:
+        return Script(["Too late."], stall_s=60.0)
+    if "refuse" in said:  # a refusal at low temperature; with "always" at every temperature
+        temperature = body.get("temperature", 1.0)
+        if "always" in said or temperature < 0.6:
+            return Script(_pieces("I can't help with that. It is not allowed."), delay_s=0.01)
+        return Script(_pieces("Alright, here is a cheerful answer for you."), delay_s=0.01)
+    if "slow story" in said:
+        return Script(_pieces("Once upon a time, there was a small robot. It liked to sing songs all day long. "
+                              "Then it went to sleep. The end.", 8), delay_s=0.25)
+    if "long story" in said:
+        return Script(_pieces(LONG_STORY, 10), delay_s=0.02)
+    for tone in ("excited", "sad", "neutral"):
+        if f"be {tone}" in said:
+            reply = json.dumps({"voice_tone": tone, "text": "I have some news for you today, my friend."})
+            return Script(_pieces(reply), delay_s=0.005)
+    if "narrate" in said:
+        return Script(_pieces("Welcome back to the old house. @he opens the creaking door@ Come in, come in."), delay_s=0.005)
+    if "picture" in said:
+        images = sum(1 for m in messages for p in (m["content"] if isinstance(m["content"], list) else [])
+                     if p.get("type") == "image_url")
+        return Script(_pieces(f"I see {images} image{'s' if images != 1 else ''}."))
+    return Script(_pieces(f"You said: {said.strip() or 'nothing'}."), delay_s=0.005)
+
+
+class ScriptedLlm:
+    """Runs in a thread of the test process; ``url`` is the ``LITELLM_API_BASE`` to give the server."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def find(self, text: str) -> list[Recorded]:
+        return [r for r in self.requests if text.lower() in r.last_user_text.lower()]
+
+    async def _completions(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
+            return JSONResponse({"error": {"message": "bad key"}}, status_code=401)
+        body = await request.json()
+        record = Recorded(body, time.monotonic())
+        self.requests.append(record)
+        script = script_for(body)
+        if script.status != 200:
+            record.finished = time.monotonic()
+            return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}}, status_code=script.status)
+        if not body.get("stream"):
+            await asyncio.sleep(script.stall_s)
+            record.finished = time.monotonic()
+            return JSONResponse({
+                "id": f"chatcmpl-{uuid.uuid4().hex[:8]}", "object": "chat.completion", "created": int(time.time()),
+                "model": body["model"], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "".join(script.tokens)}}]})
+
+        async def events() -> AsyncIterator[bytes]:
+            chunk_id = f"chatcmpl-{uuid.uuid4().hex[:8]}"
+
+            def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+                data = {"id": chunk_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": body["model"],
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                return f"data: {json.dumps(data)}\n\n".encode()
+
+            await asyncio.sleep(script.stall_s)
+            yield chunk({"role": "assistant", "content": ""})
+            for token in script.tokens:
+                yield chunk({"content": token})
+                await asyncio.sleep(script.delay_s)
+            yield chunk({}, "stop")
+            yield b"data: [DONE]\n\n"
+            record.finished = time.monotonic()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    def start(self) -> "ScriptedLlm":
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        app = Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self._server.started, "the scripted LLM server did not start"
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(5)
+
