@@ -8,6 +8,7 @@ request, so ``max_ongoing_requests`` is the per-replica session cap.
 
 import asyncio
 import hmac
+import json
 import logging
 import time
 import uuid
@@ -15,7 +16,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
-from fastapi import FastAPI, Header, HTTPException, WebSocket
+from fastapi import FastAPI, Header, HTTPException, Request, WebSocket
+from fastapi.responses import JSONResponse, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -218,6 +220,33 @@ class _Connection:
             pass
 
 
+def _check_bearer(authorization: str | None, api_key: str) -> None:
+    """OpenAI clients send ``Authorization: Bearer <key>``: the key is the server's API_KEY."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise HTTPException(status_code=401, detail="missing 'Authorization: Bearer <API_KEY>' header")
+    if not hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), api_key.encode()):
+        raise HTTPException(status_code=403, detail="invalid API key")
+
+
+def _openai_error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+async def _sse(first: dict | None, stream: Any) -> Any:
+    """OpenAI's server-sent events: one ``data:`` line per chunk, then ``[DONE]``; a failure ends the stream.
+    A client that goes away cancels the stream, which stops generation on the LocalLLM replica."""
+    try:
+        if first is not None:
+            yield f"data: {json.dumps(first)}\n\n".encode()
+            async for chunk in stream:
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+    except Exception as exc:  # headers are sent: the error can only be an event
+        yield f"data: {json.dumps({'error': {'message': str(exc)[:200], 'type': 'server_error'}})}\n\n".encode()
+    finally:
+        stream.cancel()
+    yield b"data: [DONE]\n\n"
+
+
 @serve.deployment(name="Ingress", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(api)
 class Ingress:
@@ -226,6 +255,7 @@ class Ingress:
         secrets: Secrets, options: IngressOptions
     ) -> None:
         self.secrets = secrets
+        self.local_llm = local_llm
         self.models = load_models_config(options.models_path)
         self.agents = load_agents_config(options.agents_path, self.models)
         invoke_models = tuple(self.agents.client_agent_config.invoke_llm_models)
@@ -242,6 +272,39 @@ class Ingress:
     @api.get("/")
     async def root(self) -> dict[str, str]:
         return {"status": "running"}
+
+    @api.get("/v1/models")
+    async def openai_models(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        _check_bearer(authorization, self.secrets.api_key)
+        models = [{"id": "smollm2-135m", "object": "model", "owned_by": "voi"}] if self.local_llm is not None else []
+        return {"object": "list", "data": models}
+
+    @api.post("/v1/chat/completions")
+    async def openai_chat(self, request: Request, authorization: str | None = Header(default=None)) -> Any:
+        """The LocalLLM as an OpenAI-compatible endpoint (for tools and other apps; sessions use a handle)."""
+        _check_bearer(authorization, self.secrets.api_key)
+        if self.local_llm is None:
+            return _openai_error(404, "this server runs no local LLM (no agent uses a voi-local model)", "not_found")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _openai_error(400, "the body is not JSON")
+        if not isinstance(body, dict):
+            return _openai_error(400, "the body must be a JSON object")
+        if body.get("stream"):
+            stream = self.local_llm.options(stream=True).stream.remote(body)
+            try:
+                first = await stream.__anext__()  # a bad request fails here, before any header is sent
+            except StopAsyncIteration:
+                first = None
+            except ValueError as exc:
+                stream.cancel()
+                return _openai_error(400, str(exc))
+            return StreamingResponse(_sse(first, stream), media_type="text/event-stream")
+        try:
+            return await self.local_llm.complete.remote(body)
+        except ValueError as exc:
+            return _openai_error(400, str(exc))
 
     @api.post("/integrations/{app_name}")
     async def integration_token(self, app_name: str, api_key: str | None = Header(default=None, alias="API-Key")) -> dict[str, str]:

@@ -242,3 +242,41 @@ async def test_client_agent_config_policy(connect):
     await start_session(client, "my_agent", agent_config={"llm_model": "scripted-model", "system_prompt": "Be brief."})
     items = await ask(client, "Hello there.")
     assert text_of(assistant_messages(items)[-1]) == "You said: hello there.."
+
+
+async def test_local_llm_is_an_openai_endpoint_for_litellm(server):
+    """Other apps reach the graph's LocalLLM through LiteLLM like any OpenAI-compatible server."""
+    import httpx
+
+    from agents.llm import LlmClient, LlmRequest, LlmSettings
+    from tests.integration.server import TEST_API_KEY
+
+    client = LlmClient(LlmSettings(api_base=f"{server.http_url}/v1", api_key=TEST_API_KEY))
+    request = LlmRequest("smollm2-135m", [{"role": "user", "content": "Say hello."}], 0.2, 12)
+    pieces = [piece async for piece in client.stream(request)]
+    assert len(pieces) >= 2 and "".join(pieces).strip()
+    assert (await client.complete(request)).strip()
+    async with httpx.AsyncClient() as http:
+        wrong = await http.post(f"{server.http_url}/v1/chat/completions", json={"messages": []},
+                                headers={"Authorization": "Bearer wrong"})
+        bad = await http.post(f"{server.http_url}/v1/chat/completions", json={"messages": [], "stream": True},
+                              headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+    assert wrong.status_code == 403
+    assert bad.status_code == 400 and "messages" in bad.json()["error"]["message"]
+
+
+async def test_greeting_comes_from_the_cache(connect):
+    """Greetings are rendered once (at start-up) and replayed: two sessions get the very same samples, which
+    fresh Piper renditions (sampling noise on) never are. The narrator aside has its voice and silences."""
+    greetings = []
+    for _ in range(2):
+        client = await connect()
+        await client.init("scripted", init_greeting=True)
+        items = await client.until(lambda r: r.is_status("init_done"), 60)
+        items += await client.drain(1.5)
+        message = [i for i in items if i.type == "message" and i.header["id"] == 0][0]
+        assert text_of(message) == "Hello! @he waves@ Nice to see you."
+        greetings.append(reply_audio(items, "0"))
+        await client.close()
+    assert len(greetings[0]) > 24_000 and greetings[0] == greetings[1]
+    assert longest_zero_run_s(greetings[0]) >= 0.55
