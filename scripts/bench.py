@@ -141,26 +141,25 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
     from agents.config import load_agents_config
     from agents.conversation import Conversation, Services
     from protocol import messages as m
-    from speech.audio import float_to_pcm16, pcm16_to_float
+    from speech.audio import pcm16_to_float
     from speech.models_config import load_models_config, resolve_files
     from speech.stt import load_stt_backend
-    from speech.tts import PiperBackend
+    from speech.synthesis import SpeechEngine
 
     models = load_models_config(ROOT / "models.yaml")
     agents = load_agents_config(ROOT / "agents.yaml", models)
     spec = models.stt.models[models.stt.default]
     stt = load_stt_backend(spec, resolve_files(spec, base_dir=ROOT), ROOT / ".cache" / "stt")
     stt.warm_up()
-    tts_spec = models.tts["piper-joe"]
-    tts = PiperBackend({v: resolve_files(f, base_dir=ROOT) for v, f in tts_spec.voices.items()}, tts_spec.default_voice or "joe")
+    tts = SpeechEngine(models, base_dir=ROOT)
 
     async def transcribe(pcm: bytes, prompt):
         return (await asyncio.to_thread(stt.transcribe_batch, [(pcm16_to_float(pcm), prompt)]))[0]
 
-    async def synthesize(text, voice):
-        chunks = iter(tts.synthesize(text, voice.voice, voice.speed))
+    async def synthesize(text, voice, tone, cached):
+        chunks = iter(tts.stream(text, voice.model, voice.voice, voice.speed, tone))
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-            yield float_to_pcm16(chunk)
+            yield chunk
 
     events: asyncio.Queue = asyncio.Queue()
 

@@ -91,7 +91,8 @@ def script_for(body: dict[str, Any]) -> Script:
 class ScriptedLlm:
     """Runs in a thread of the test process; ``url`` is the ``LITELLM_API_BASE`` to give the server."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_scale: float = 1.0) -> None:
+        self.delay_scale = delay_scale  # 0: every token at once (an "instant" LLM for benchmarks)
         self.requests: list[Recorded] = []
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -135,7 +136,8 @@ class ScriptedLlm:
             yield chunk({"role": "assistant", "content": ""})
             for token in script.tokens:
                 yield chunk({"content": token})
-                await asyncio.sleep(script.delay_s)
+                if script.delay_s * self.delay_scale:
+                    await asyncio.sleep(script.delay_s * self.delay_scale)
             yield chunk({}, "stop")
             yield b"data: [DONE]\n\n"
             record.finished = time.monotonic()
