@@ -46,6 +46,16 @@ def bundled_model_path() -> Path:
     return path
 
 
+def default_threads() -> int:
+    """Half the usable cores (1 to 4): the model shares the CPU with speech recognition and synthesis.
+
+    llama.cpp's threads work in lock-step, so one thread that loses its core stalls every token: on a
+    busy 2-core machine two threads decode several times slower than one.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores // 2))
+
+
 class LocalChatModel:
     """One llama.cpp model, its chat format taken from the GGUF's own template."""
 
@@ -59,7 +69,7 @@ class LocalChatModel:
         self.path = path
         self.name = name
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
+        self.n_threads = n_threads or default_threads()
         self._llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=self.n_threads,
                             n_threads_batch=self.n_threads, seed=LLAMA_DEFAULT_SEED if seed is None else seed,
                             verbose=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +32,12 @@ _END = object()
 
 @serve.deployment(name="LocalLLM", max_ongoing_requests=32, ray_actor_options={"num_cpus": 1})
 class LocalLLM:
-    def __init__(self, model_path: str | None = None, n_ctx: int = 2048, n_threads: int = 2,
+    def __init__(self, model_path: str | None = None, n_ctx: int = 2048, n_threads: int | None = None,
                  seed: int | None = None) -> None:
+        # llama.cpp's OpenMP threads spin while they wait for each other; on a CPU shared with STT and TTS
+        # that spinning steals the cores they wait for (measured: 2 threads ~10x slower under load). Read
+        # when llama_cpp is first imported, which LocalChatModel does below.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         started = time.perf_counter()
         self.model = LocalChatModel(model_path, n_ctx=n_ctx, n_threads=n_threads, seed=seed)
         loaded = time.perf_counter()
@@ -41,7 +46,7 @@ class LocalLLM:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="llama")
         self._lock = asyncio.Lock()
         log.info("LocalLLM ready: %s, %d threads, loaded in %.2f s, warmed up in %.2f s", self.model.path.name,
-                 n_threads, loaded - started, time.perf_counter() - loaded)
+                 self.model.n_threads, loaded - started, time.perf_counter() - loaded)
 
     async def stream(self, request: dict) -> AsyncGenerator[dict, None]:
         """Yield ``chat.completion.chunk`` dicts as llama.cpp makes tokens; a bad request raises ValueError."""
