@@ -19,6 +19,7 @@ from ray.serve.handle import DeploymentHandle
 from agents.config import AgentConfig, VoiceSpec
 from agents.conversation import Conversation, Limits, Services
 from agents.llm import LlmClient, LlmSettings
+from agents.llm_warmup import warm_up_litellm
 from protocol import messages as m
 from speech.audio import OUTPUT_RATE, float_to_pcm16, read_wav, resample
 from speech.stt import Transcript
@@ -106,13 +107,16 @@ class SessionActor:
         logging.getLogger("LiteLLM").setLevel(logging.WARNING)
         if local_llm is not None:
             register_local_llm(local_llm)
-        self._services = handle_services(transcriber, synthesizer, LlmClient(llm_settings))
+        self._llm = LlmClient(llm_settings)
+        self._services = handle_services(transcriber, synthesizer, self._llm)
         self._outbox: asyncio.Queue[m.ServerMessage | None] = asyncio.Queue()
         self._inbox: asyncio.Queue[m.ClientMessage | None] = asyncio.Queue()
         self._conversation: Conversation | None = None
         self._consumer: asyncio.Task[None] | None = None
 
-    def ready(self) -> int:
+    async def ready(self) -> int:
+        """Called while the actor waits in the pool: LiteLLM's first-call cost is paid here, not by a turn."""
+        await warm_up_litellm(self._llm)
         return os.getpid()
 
     def describe(self) -> dict[str, object]:
