@@ -52,7 +52,7 @@ class AppArgs(BaseModel):
     end_of_turn_s: float = Field(default=0.7, gt=0)  # call mode: trailing silence that ends the user's turn
     quick_end_of_turn_s: float = Field(default=0.3, gt=0)  # ... when the transcript already ends a sentence
     stt_batch_max_size: int | None = Field(default=None, ge=1)  # override models.yaml (1 = batching off)
-    local_llm_threads: int = Field(default=2, ge=1)  # llama.cpp threads of the LocalLLM replica
+    local_llm_threads: int | None = Field(default=None, ge=1)  # llama.cpp threads (default: half the cores)
     local_llm_num_cpus: float = Field(default=0.5, ge=0)  # Ray CPUs reserved for it (threads may use more)
 
 
