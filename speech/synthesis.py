@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -108,7 +109,10 @@ class SpeechEngine:
             if name not in models.tts:
                 raise ConfigError(f"TTS model {name!r} is not in models.yaml (it has {sorted(models.tts)})")
             spec = models.tts[name]
+            started = time.perf_counter()
             self._models[name] = self._load_piper(name, spec) if isinstance(spec, PiperModel) else self._load_xtts(name, spec)
+            log.info("TTS model %s (%s) loaded in %.1f s: voices %s", name, spec.backend,
+                     time.perf_counter() - started, self._models[name].backend.voices()[:8])
         if warm_up:
             self.warm_up()
 
