@@ -1,30 +1,84 @@
 #!/usr/bin/env bash
-# Creates .venv at the repo root and installs requirements.txt into it (and, with --with-openai-whisper,
-# the PyTorch backend of requirements-openai-whisper.txt). Idempotent: it reinstalls only when a
-# requirements file changed since the last successful run.
+# Creates .venv at the repo root and installs requirements.txt into it; optional PyTorch backends on top:
+#   --with-openai-whisper   the openai-whisper STT backend (requirements-openai-whisper.txt)
+#   --with-xtts             the XTTS-v2 TTS backend (requirements-xtts.txt, see docs/xtts.md)
+# Flags combine in any order. Idempotent: each requirements file is reinstalled only when it (or the pins
+# installed with --no-deps next to it) changed since its last successful install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+with_whisper=0
+with_xtts=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-openai-whisper) with_whisper=1 ;;
+    --with-xtts) with_xtts=1 ;;
+    *) echo "usage: $0 [--with-openai-whisper] [--with-xtts]" >&2; exit 2 ;;
+  esac
+done
+
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
+pip() { .venv/bin/python -m pip "$@"; }
+
 stamp=.venv/.requirements.sha256
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing requirements.txt into .venv"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r requirements.txt
+  pip install --quiet --upgrade pip
+  pip install --quiet -r requirements.txt
   echo "$want" > "$stamp"
 fi
-if [ "${1:-}" = "--with-openai-whisper" ]; then
-  extra_stamp=.venv/.requirements-openai-whisper.sha256
-  extra_want=$(sha256sum requirements-openai-whisper.txt | cut -d' ' -f1)
-  if [ "$(cat "$extra_stamp" 2>/dev/null)" != "$extra_want" ]; then
-    echo "setup: installing the openai-whisper backend (torch CPU) into .venv"
-    .venv/bin/python -m pip install --quiet -r requirements-openai-whisper.txt
-    .venv/bin/python -m pip install --quiet --no-deps openai-whisper==20250625
-    echo "$extra_want" > "$extra_stamp"
+
+# install_extra REQUIREMENTS [NO_DEPS_SPEC...]: installs a requirements file, then packages that must not
+# pull their declared dependencies (--no-deps), then runs post_install_<name> if defined. The stamp covers
+# the file and the --no-deps pins.
+install_extra() {
+  local requirements=$1; shift
+  local name=${requirements#requirements-}; name=${name%.txt}
+  local stamp=".venv/.${requirements%.txt}.sha256"
+  local want
+  want=$({ cat "$requirements"; echo "--no-deps $*"; } | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return
   fi
+  echo "setup: installing $requirements (torch CPU) into .venv"
+  pip install --quiet -r "$requirements"
+  if [ $# -gt 0 ]; then
+    pip install --quiet --no-deps "$@"
+  fi
+  if declare -F "post_install_${name//-/_}" >/dev/null; then
+    "post_install_${name//-/_}"
+  fi
+  echo "$want" > "$stamp"
+}
+
+# torchaudio 2.11 (the newest; built on torch's stable ABI, so it serves torch 2.13) is on PyPI only as a
+# CUDA build whose C++ extension links libtorch_cuda. With a CPU torch, drop that extension: torchaudio then
+# imports without it (it skips extension libraries that are absent) and the parts XTTS uses
+# (MelSpectrogram, resample) are plain PyTorch. Nothing is removed where the extension loads (CUDA torch).
+post_install_xtts() {
+  if ! .venv/bin/python -c "import torchaudio" >/dev/null 2>&1 \
+    && .venv/bin/python -c "import sys, torch; sys.exit(torch.version.cuda is not None)"; then
+    local lib
+    lib=$(.venv/bin/python -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('torchaudio').origin).parent / 'lib')")
+    echo "setup: torchaudio's CUDA extension does not load with this torch; removing it from $lib"
+    rm -f "$lib"/*.so
+  fi
+  .venv/bin/python -c "from TTS.tts.models.xtts import Xtts" \
+    || { echo "setup: coqui-tts (XTTS) does not import; see docs/xtts.md" >&2; return 1; }
+}
+
+if [ "$with_whisper" = 1 ]; then
+  # openai-whisper's optional triton (GPU kernels, >100 MB) is left out.
+  install_extra requirements-openai-whisper.txt openai-whisper==20250625
+fi
+if [ "$with_xtts" = 1 ]; then
+  # Neither is a dependency of coqui-tts 0.28, but its XTTS module imports torchaudio and its package import
+  # checks that torchcodec is installed (torch >= 2.9); --no-deps keeps pip from touching torch.
+  install_extra requirements-xtts.txt torchaudio==2.11.0 torchcodec==0.15.0
 fi
