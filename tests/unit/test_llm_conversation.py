@@ -67,16 +67,21 @@ async def ask(conv, text="Hi"):
     await conv.wait_idle()
 
 
-async def test_speech_starts_before_the_llm_finishes():
-    gate = asyncio.Event()
-    conv, out, requests, spoken = make([["Hello there, my", " friend. How", " are you?"]], gate=gate)
+async def ask_until_audio(conv, out):
+    """Start the session, ask, and wait (briefly) for the reply's first audio."""
     await conv.start()
     await conv.handle(m.Text("Hi"))
     await conv.handle(m.CreateResponse())
     for _ in range(50):
         await asyncio.sleep(0.01)
         if any(o.type == "audio" for o in out):
-            break
+            return
+
+
+async def test_speech_starts_before_the_llm_finishes():
+    gate = asyncio.Event()
+    conv, out, requests, spoken = make([["Hello there, my", " friend. How", " are you?"]], gate=gate)
+    await ask_until_audio(conv, out)
     assert any(o.type == "audio" for o in out) and "response_done" not in statuses(out)  # first audio, LLM held
     gate.set()
     await conv.wait_idle()
@@ -140,13 +145,7 @@ async def test_llm_error_before_text_cancels_and_after_text_keeps_it():
 async def test_chat_interrupt_while_streaming_stops_the_llm():
     gate = asyncio.Event()
     conv, out, _, _ = make([["One sentence here.", " Two", " three four.", " five."]], gate=gate)
-    await conv.start()
-    await conv.handle(m.Text("Hi"))
-    await conv.handle(m.CreateResponse())
-    for _ in range(50):
-        await asyncio.sleep(0.01)
-        if any(o.type == "audio" for o in out):
-            break
+    await ask_until_audio(conv, out)
     await conv.handle(m.Interrupt("1", 0.05))
     await conv.wait_idle()
     assert statuses(out)[-1] == "response_cancelled"
