@@ -6,7 +6,9 @@ LiteLLM reaches it through the ``voi-local`` provider (agents/local_provider.py)
 
 llama.cpp is not re-entrant, so a replica runs one generation at a time in its own worker thread and
 the other requests wait their turn on an asyncio lock (FIFO); the event loop only moves chunks. A
-caller's cancel (barge-in) stops generation after the token being computed; the lock is handed on only
+caller's ``response.cancel()`` (barge-in) stops generation after the token being computed. Outside a Serve
+request (e.g. in the SessionActor) cancelling the task that iterates the response does NOT reach the replica
+in Ray 2.60: call ``cancel()`` on the response too (in a ``finally``). The lock is handed on only
 when the worker thread has really finished, so two generations never overlap. A stream the caller
 abandoned while still waiting for its turn never starts. ``complete`` is not interruptible: once
 started it runs to its end (bound it with ``max_tokens``).
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,20 +34,20 @@ _END = object()
 @serve.deployment(name="LocalLLM", max_ongoing_requests=32, ray_actor_options={"num_cpus": 1})
 class LocalLLM:
     def __init__(self, model_path: str | None = None, n_ctx: int = 2048, n_threads: int | None = None,
-                 seed: int | None = None) -> None:
-        # llama.cpp's OpenMP threads spin while they wait for each other; on a CPU shared with STT and TTS
-        # that spinning steals the cores they wait for (measured: 2 threads ~10x slower under load). Read
-        # when llama_cpp is first imported, which LocalChatModel does below.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+                 n_threads_batch: int | None = None, seed: int | None = None) -> None:
+        # Threads: see agents.local_model.default_threads; on a 2-core machine shared with STT and TTS keep
+        # n_threads (decoding) at 1, n_threads_batch=2 makes the prompt pass faster when the CPU is free.
         started = time.perf_counter()
-        self.model = LocalChatModel(model_path, n_ctx=n_ctx, n_threads=n_threads, seed=seed)
+        self.model = LocalChatModel(model_path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch,
+                                    seed=seed)
         loaded = time.perf_counter()
         # The first generation pays for buffer allocation and page faults: not a user's.
         self.model.complete({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="llama")
         self._lock = asyncio.Lock()
-        log.info("LocalLLM ready: %s, %d threads, loaded in %.2f s, warmed up in %.2f s", self.model.path.name,
-                 self.model.n_threads, loaded - started, time.perf_counter() - loaded)
+        log.info("LocalLLM ready: %s, %d/%d threads (decode/prompt), loaded in %.2f s, warmed up in %.2f s",
+                 self.model.path.name, self.model.n_threads, self.model.n_threads_batch, loaded - started,
+                 time.perf_counter() - loaded)
 
     async def stream(self, request: dict) -> AsyncGenerator[dict, None]:
         """Yield ``chat.completion.chunk`` dicts as llama.cpp makes tokens; a bad request raises ValueError."""
