@@ -54,7 +54,8 @@ def handle_services(transcriber: DeploymentHandle, synthesizer: DeploymentHandle
 
     async def synthesize(text: str, voice: VoiceSpec, tone: str | None, cached: bool) -> AsyncIterator[bytes]:
         for delay in (*RETRY_DELAYS_S, None):
-            stream = synthesizer.options(stream=True).synthesize.remote(text, voice.model, voice.voice, voice.speed, tone, cached)
+            stream = synthesizer.options(stream=True).synthesize.remote(
+                text, voice.model, voice.voice, voice.speed, tone=tone, cache=cached)
             sent = False
             try:
                 async for chunk in stream:

@@ -11,6 +11,17 @@ from tests.scripted_llm import API_KEY, ScriptedLlm
 
 TEST_AGENTS = ROOT / "tests" / "integration" / "agents.yaml"
 TEST_MODELS = ROOT / "tests" / "integration" / "models.yaml"
+GREETING_FILE = ROOT / "tests" / ".cache" / "greeting.wav"  # named by the file_greeter agent
+GREETING_TEXT = "Welcome to the recorded greeting."
+
+
+def write_greeting_file() -> None:
+    """A server-side greeting recording (the test agents name it, so it must exist before the server starts)."""
+    from speech.audio import INPUT_RATE, write_wav
+    from tests.speech_fixtures import speech_pcm16k
+
+    GREETING_FILE.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(GREETING_FILE, speech_pcm16k(GREETING_TEXT), INPUT_RATE)
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +36,7 @@ def scripted_llm() -> ScriptedLlm:
 def server(tmp_path_factory: pytest.TempPathFactory, scripted_llm: ScriptedLlm) -> Server:
     """The real graph, started once per test session (with the test agents and the scripted LLM)."""
     log = tmp_path_factory.mktemp("server") / "serve.log"
+    write_greeting_file()
     srv = start_server(log, f"agents={TEST_AGENTS}", f"models={TEST_MODELS}",
                        env_extra={"LITELLM_API_BASE": scripted_llm.url, "LITELLM_API_KEY": API_KEY})
     yield srv

@@ -280,3 +280,18 @@ async def test_greeting_comes_from_the_cache(connect):
         await client.close()
     assert len(greetings[0]) > 24_000 and greetings[0] == greetings[1]
     assert longest_zero_run_s(greetings[0]) >= 0.55
+
+
+async def test_greeting_from_a_server_file(connect):
+    """A {content, file} greeting plays the recording named in the server's agents file (16 kHz WAV -> 24 kHz)."""
+    from tests.integration.conftest import GREETING_FILE, GREETING_TEXT
+    from speech.audio import read_wav
+
+    client = await connect()
+    await client.init("file_greeter", init_greeting=True)
+    items = await client.until(lambda r: r.is_status("init_done"), 60)
+    items += await client.drain(1.5)
+    assert text_of([i for i in items if i.type == "message"][0]) == GREETING_TEXT
+    audio, rate = read_wav(GREETING_FILE)
+    played = len(reply_audio(items, "0")) / 2 / 24_000
+    assert abs(played - len(audio) / rate) < 0.05, (played, len(audio) / rate)
