@@ -180,6 +180,9 @@ def cached_random_xtts(size: str = "tiny", cache_dir: Path | None = None) -> dic
                     staging.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        for stale in target.parent.glob(f"{size}-*"):  # earlier versions of the generator
+            if stale != target and len(stale.name) == len(target.name):
+                shutil.rmtree(stale, ignore_errors=True)
     return {role: target / name for role, name in FILES.items()}
 
 

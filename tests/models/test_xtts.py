@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -122,13 +123,16 @@ def test_closing_the_stream_stops_generation(backend):
     assert closed_in < 0.5
 
 
-def test_same_chunks_as_coqui_inference_stream(files, backend):
-    same_sizes = XttsBackend(**files, **{**OPTIONS, "first_chunk_size": None})  # one chunk size, as upstream
-    ours = render(same_sizes, voice="excited_speaker")
-    latent, embedding = same_sizes._voices["excited_speaker"]
+def test_same_chunks_as_coqui_inference_stream(backend):
+    backend.first_chunk_size = CHUNK  # one chunk size, as upstream
+    try:
+        ours = render(backend, voice="excited_speaker")
+    finally:
+        backend.first_chunk_size = FIRST
+    latent, embedding = backend._voices["excited_speaker"]
     torch.manual_seed(0)
-    upstream = same_sizes._model.inference_stream(
-        TEXT, "en", latent, embedding, stream_chunk_size=CHUNK, **same_sizes._sampling()
+    upstream = backend._model.inference_stream(
+        TEXT, "en", latent, embedding, stream_chunk_size=CHUNK, **backend._sampling()
     )
     theirs = [chunk.numpy() for chunk in upstream]
     assert len(ours) > 2 and [len(c) for c in ours] == [len(c) for c in theirs]
@@ -163,27 +167,39 @@ def test_empty_text_yields_nothing(backend):
     assert render(backend, text="   ") == []
 
 
-def test_interleaved_streams_do_not_mix(files, backend, tmp_path):
+def test_interleaved_streams_do_not_mix(backend):
     # top_k=1 makes generation deterministic, so each stream's audio can be compared with itself alone.
-    config = json.loads(files["config"].read_text())
-    config["top_k"] = 1
-    greedy = tmp_path / "config.json"
-    greedy.write_text(json.dumps(config))
-    greedy_backend = XttsBackend(**{**files, "config": greedy}, **OPTIONS)
-    requests = [("Hello there.", "warm_speaker"), (TEXT, None)]  # different lengths of text prefix
-    alone = [np.concatenate(render(greedy_backend, text, voice)) for text, voice in requests]
-    streams = {i: greedy_backend.synthesize(text, voice, 1.0) for i, (text, voice) in enumerate(requests)}
-    mixed: dict[int, list[np.ndarray]] = {i: [] for i in streams}
-    while streams:
-        for i, stream in list(streams.items()):  # one chunk from each in turn
-            chunk = next(stream, None)
-            if chunk is None:
-                del streams[i]
-            else:
-                mixed[i].append(chunk)
+    top_k, backend.config.top_k = backend.config.top_k, 1
+    try:
+        requests = [("Hello there.", "warm_speaker"), (TEXT, None)]  # different lengths of text prefix
+        alone = [np.concatenate(render(backend, text, voice)) for text, voice in requests]
+        streams = {i: backend.synthesize(text, voice, 1.0) for i, (text, voice) in enumerate(requests)}
+        mixed: dict[int, list[np.ndarray]] = {i: [] for i in streams}
+        while streams:
+            for i, stream in list(streams.items()):  # one chunk from each in turn
+                chunk = next(stream, None)
+                if chunk is None:
+                    del streams[i]
+                else:
+                    mixed[i].append(chunk)
+    finally:
+        backend.config.top_k = top_k
     for i, expected in enumerate(alone):
         assert len(mixed[i]) > 1
         np.testing.assert_allclose(np.concatenate(mixed[i]), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_stream_can_be_resumed_from_worker_threads(backend, neutral):
+    # The Synthesizer pulls each chunk from whichever worker thread is free.
+    torch.manual_seed(0)
+    stream = backend.synthesize(TEXT, None, 1.0)
+    got = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        while (chunk := pool.submit(next, stream, None).result()) is not None:
+            got.append(chunk)
+            assert not torch.is_inference_mode_enabled()  # nothing leaks into the caller's thread
+    assert len(got) == len(neutral)
+    np.testing.assert_array_equal(np.concatenate(got), np.concatenate(neutral))
 
 
 def test_missing_file_is_named(files, tmp_path):
