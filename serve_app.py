@@ -77,7 +77,7 @@ def greeting_renders(agents: AgentsConfig) -> list[dict[str, Any]]:
             if isinstance(choice, GreetingFile) and choice.file:
                 continue
             text = choice.content if isinstance(choice, GreetingFile) else choice
-            parser = ReplyParser(agent.greetings.voice_tone)
+            parser = ReplyParser(agent.greetings.voice_tone, plain=True)
             for segment in parser.feed(text) + parser.finish():
                 voice = agent.voices.narrator if segment.role == "narrator" and agent.voices.narrator else agent.voices.character
                 if voice is not None:

@@ -352,7 +352,7 @@ class Conversation:
         await self._emit(m.status("response_created"))
         try:
             if self.agent.is_echo:
-                await self._say_all(reply, ReplyParser(), self._echo_reply(inputs), timeline)
+                await self._say_all(reply, ReplyParser(plain=True), self._echo_reply(inputs), timeline)
             else:
                 await self._llm_reply(reply, timeline)
             await self._end_reply(reply, "response_done", timeline)
@@ -396,15 +396,14 @@ class Conversation:
         config = self._control_config
         temperatures = config.temperatures(self.agent.temperature) if config else [self.agent.temperature]
         giveup = config.giveup_text(self._rng) if config else None
-        default_tone = self.agent.greetings.voice_tone if self.agent.greetings else None
         for attempt, temperature in enumerate(temperatures, 1):
             check = self._control if (attempt < len(temperatures) or giveup) else None
             request = LlmRequest(self.agent.llm_model, messages, temperature, self.agent.max_tokens, self.agent.llm_timeout_s)
-            if await self._stream_attempt(reply, request, ReplyParser(default_tone), check, timeline):
+            if await self._stream_attempt(reply, request, ReplyParser(), check, timeline):
                 return
             log.info("agent=%s control agent refused attempt %d/%d (temperature %.2f)", self.agent_name, attempt,
                      len(temperatures), temperature)
-        await self._say_all(reply, ReplyParser(default_tone), giveup or "", timeline)
+        await self._say_all(reply, ReplyParser(plain=True), giveup or "", timeline)
 
     async def _stream_attempt(self, reply: _Reply, request: LlmRequest, parser: ReplyParser, check: Verdict | None,
                               timeline: TurnTimeline) -> bool:
@@ -444,10 +443,10 @@ class Conversation:
         if reply.stored is None:
             reply.stored = self._add_message("assistant", [m.text_part(text)])
             reply.speech = self._start_speech(reply.stored, timeline)
+        if reply.speech is not None and reply.speech.interrupted:
+            return  # the stored text is what was heard: it must not grow again
         reply.stored.set_text(text)
         reply.stored.tone = parser.tone
-        if reply.speech is not None and reply.speech.interrupted:
-            return
         if segments:
             reply.sent_text = text
             await self._emit(m.message("assistant", reply.stored.id, reply.stored.content, final=False))
@@ -486,7 +485,7 @@ class Conversation:
             return
         choice = self._rng.choice(greetings.choices)
         text = choice.content if isinstance(choice, GreetingFile) else choice
-        parser = ReplyParser(greetings.voice_tone)
+        parser = ReplyParser(greetings.voice_tone, plain=True)
         segments = parser.feed(text) + parser.finish()
         stored = self._add_message("assistant", [m.text_part(parser.text or text)])
         stored.tone = greetings.voice_tone

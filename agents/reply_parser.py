@@ -48,9 +48,9 @@ class Segment:
 class ReplyDecoder:
     """Raw streamed reply -> voice tone and text, incrementally."""
 
-    def __init__(self) -> None:
+    def __init__(self, plain: bool = False) -> None:
         self.raw = ""
-        self.mode: Literal["undecided", "json", "plain"] = "undecided"
+        self.mode: Literal["undecided", "json", "plain"] = "plain" if plain else "undecided"
         self.tone: str | None = None
         self.text = ""
         self._pos: int | None = None  # where undecoded text of the JSON "text" value starts in raw
@@ -189,8 +189,9 @@ class SpeechSplitter:
 class ReplyParser:
     """A whole streamed reply: ``feed`` model output, get segments to speak; ``text`` is what to show."""
 
-    def __init__(self, default_tone: str | None = None) -> None:
-        self.decoder = ReplyDecoder()
+    def __init__(self, default_tone: str | None = None, *, plain: bool = False) -> None:
+        """``plain``: the text is not a model's reply (echo, greetings): never read it as JSON."""
+        self.decoder = ReplyDecoder(plain)
         self.splitter = SpeechSplitter()
         self.default_tone = default_tone
 
