@@ -80,6 +80,9 @@ def server_stages(log_text: str, agent: str) -> dict[str, list[float]]:
             continue
         for key, value in re.findall(r"(\w+_ms)=(-?\d+)", match.group(2)):
             stages.setdefault(key, []).append(float(value))
+        marks = {k: float(v) for k, v in re.findall(r"(\w+)@(-?\d+)", match.group(2))}
+        if "first_text_to_tts" in marks and "transcript_final" in marks:  # the LLM's share: until the first piece
+            stages.setdefault("llm_first_piece_ms", []).append(marks["first_text_to_tts"] - marks["transcript_final"])
     return stages
 
 
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     llm = ScriptedLlm(delay_scale=0.0).start()
-    log_path = args.out.parent / "bench_llm_server.log"
+    log_path = ROOT / "bench_results" / "bench_llm_server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     server = start_server(log_path, f"agents={ROOT / 'tests' / 'integration' / 'agents.yaml'}",
                           env_extra={"LITELLM_API_BASE": llm.url, "LITELLM_API_KEY": API_KEY})
     report: dict = {"machine": f"{platform.machine()} cpus={os.cpu_count()}", "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         llm.stop()
     print(f"\n{'agent':>10} {'turns':>5} {'fail':>4} {'v2v p50':>8} {'p95':>6} {'stt p50':>8} {'llm 1st tok p50':>16} "
-          f"{'p95':>6} {'tts 1st p50':>12}")
+          f"{'p95':>6} {'llm 1st piece p50':>18} {'p95':>6} {'tts 1st p50':>12}")
     for agent, r in report["agents"].items():
         s = r["server_stages_ms"]
 
@@ -120,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"{agent:>10} {r['turns']:>5} {r['failed']:>4} {r['v2v_ms']['p50'] or 0:>6.0f}ms {r['v2v_ms']['p95'] or 0:>4.0f}ms "
               f"{g('stt_final_ms', 'p50'):>6.0f}ms {g('llm_first_token_ms', 'p50'):>14.0f}ms {g('llm_first_token_ms', 'p95'):>4.0f}ms "
+              f"{g('llm_first_piece_ms', 'p50'):>16.0f}ms {g('llm_first_piece_ms', 'p95'):>4.0f}ms "
               f"{g('tts_first_audio_ms', 'p50'):>10.0f}ms")
     args.out.write_text(json.dumps(report, indent=2))
     print(f"written to {args.out}")
