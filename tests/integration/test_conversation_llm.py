@@ -295,3 +295,23 @@ async def test_greeting_from_a_server_file(connect):
     audio, rate = read_wav(GREETING_FILE)
     played = len(reply_audio(items, "0")) / 2 / 24_000
     assert abs(played - len(audio) / rate) < 0.05, (played, len(audio) / rate)
+
+
+async def test_dropped_connection_mid_reply_stops_the_llm(connect, scripted_llm):
+    """A client that goes away while the reply streams: the LLM stream is closed, the server goes on."""
+    client = await connect()
+    await start_session(client, "scripted")
+    await client.send({"type": "text", "content": "Tell me a long story, dropped."})
+    await client.send({"type": "create_response"})
+    await client.until(lambda r: r.type == "audio", 60)
+    await client.ws.close()
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if scripted_llm.find("long story, dropped"):
+            break
+    await asyncio.sleep(5.0)  # read to its end, the scripted story would be done streaming by now (~4 s)
+    assert scripted_llm.find("long story, dropped")[-1].finished is None
+    client = await connect()
+    await start_session(client, "scripted")
+    items = await ask(client, "Still there?")
+    assert text_of(assistant_messages(items)[-1]) == "You said: still there?."
