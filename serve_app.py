@@ -149,6 +149,11 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, MissingSecretError, ValueError) as exc:
         print(f"voi: cannot start: {exc}", file=sys.stderr)
         sys.exit(2)
+    # Provider keys in .env (OPENAI_API_KEY, GEMINI_API_KEY, ...) are read by LiteLLM inside the session actors:
+    # put them in this process's environment (never overriding it), which a local Ray passes to its workers.
+    from dotenv import load_dotenv
+
+    load_dotenv(Path(builder_args.get("env_file", ROOT / ".env")), override=False)
     init_args: dict[str, Any] = {}
     if ns.metrics_port and not ns.address:
         init_args["_metrics_export_port"] = ns.metrics_port
