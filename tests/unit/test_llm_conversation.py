@@ -173,3 +173,12 @@ async def test_images_reach_the_llm_as_content_parts():
     await ask(conv, "What is this?")
     assert requests[0].messages[-1] == {"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:image/webp;base64,UklGRg=="}}, {"type": "text", "text": "What is this?"}]}
+
+
+async def test_narrator_aside_without_a_narrator_voice_is_spoken_by_the_character():
+    no_narrator = agent(voices={"character": {"model": "piper-joe", "voice": "joe"}})
+    conv, out, _, spoken = make([["Hi there. @he bows@ Welcome."]], no_narrator)
+    await conv.start()
+    await ask(conv)
+    assert spoken == [("Hi there.", "joe", None), ("he bows", "joe", None), ("Welcome.", "joe", None)]
+    assert conv.messages[-1].text == "Hi there. @he bows@ Welcome."
