@@ -77,9 +77,8 @@ def greeting_renders(agents: AgentsConfig) -> list[dict[str, Any]]:
             if isinstance(choice, GreetingFile) and choice.file:
                 continue
             text = choice.content if isinstance(choice, GreetingFile) else choice
-            parser = ReplyParser(agent.greetings.voice_tone, plain=True)
-            for segment in parser.feed(text) + parser.finish():
-                voice = agent.voices.narrator if segment.role == "narrator" and agent.voices.narrator else agent.voices.character
+            for segment in ReplyParser(agent.greetings.voice_tone, plain=True).parse(text):
+                voice = agent.voices.for_role(segment.role)
                 if voice is not None:
                     renders.append({"text": segment.spoken, "model": voice.model, "voice": voice.voice,
                                     "tone": segment.tone, "speed": voice.speed})

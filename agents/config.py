@@ -41,6 +41,12 @@ class Voices(BaseModel):
     character: VoiceSpec | None = None
     narrator: VoiceSpec | None = None
 
+    def for_role(self, role: str) -> VoiceSpec | None:
+        """The narrator's voice for asides when there is one; else the character speaks them."""
+        if role == "narrator" and self.narrator is not None:
+            return self.narrator
+        return self.character
+
 
 class GreetingFile(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -433,7 +433,7 @@ class Conversation:
 
     async def _say_all(self, reply: _Reply, parser: ReplyParser, text: str, timeline: TurnTimeline) -> None:
         timeline.mark("llm_first_token")
-        await self._say(reply, parser, parser.feed(text) + parser.finish(), timeline)
+        await self._say(reply, parser, parser.parse(text), timeline)
 
     async def _say(self, reply: _Reply, parser: ReplyParser, segments: list[Segment], timeline: TurnTimeline) -> None:
         """Show the reply's text so far and hand its finished segments to speech."""
@@ -486,7 +486,7 @@ class Conversation:
         choice = self._rng.choice(greetings.choices)
         text = choice.content if isinstance(choice, GreetingFile) else choice
         parser = ReplyParser(greetings.voice_tone, plain=True)
-        segments = parser.feed(text) + parser.finish()
+        segments = parser.parse(text)
         stored = self._add_message("assistant", [m.text_part(parser.text or text)])
         stored.tone = greetings.voice_tone
         await self._emit(m.message("assistant", stored.id, stored.content))
@@ -504,12 +504,6 @@ class Conversation:
         self._speeches[speech.speech_id] = speech
         speech.task = asyncio.create_task(self._play(speech, timeline, file, cached), name=f"speech:{stored.id}")
         return speech
-
-    def _voice_for(self, segment: Segment) -> VoiceSpec | None:
-        """The narrator's voice for asides when the agent has one; else the character speaks them."""
-        if segment.role == "narrator" and self.agent.voices.narrator is not None:
-            return self.agent.voices.narrator
-        return self.agent.voices.character
 
     async def _play(self, speech: _Speech, timeline: TurnTimeline | None, file: Path | None, cached: bool) -> None:
         """Speak the segments queued for ``speech`` as they come; a reply's ``timeline`` gets its TTS marks."""
@@ -542,7 +536,7 @@ class Conversation:
                         pass
                 else:
                     while (segment := await speech.segments.get()) is not None:
-                        voice = self._voice_for(segment)
+                        voice = self.agent.voices.for_role(segment.role)
                         if voice is None:
                             continue
                         aside = segment.role == "narrator" and voice is self.agent.voices.narrator

@@ -99,7 +99,7 @@ class LlmClient:
                 if delta:
                     yield delta
         except asyncio.TimeoutError:
-            raise LlmError(f"the language model did not answer within {request.timeout_s:g} s", "llm_timeout") from None
+            raise _timeout_error(request.timeout_s) from None
         except (asyncio.CancelledError, GeneratorExit, LlmError):
             raise
         except Exception as exc:
@@ -112,15 +112,19 @@ class LlmClient:
         try:
             response = await asyncio.wait_for(self._litellm.acompletion(**self._arguments(request, False)), request.timeout_s)
         except asyncio.TimeoutError:
-            raise LlmError(f"the language model did not answer within {request.timeout_s:g} s", "llm_timeout") from None
+            raise _timeout_error(request.timeout_s) from None
         except Exception as exc:
             raise _safe_error(request.model, exc, request.timeout_s) from None
         return response.choices[0].message.content or ""
 
 
+def _timeout_error(timeout_s: float) -> LlmError:
+    return LlmError(f"the language model did not answer within {timeout_s:g} s", "llm_timeout")
+
+
 def _safe_error(model: str, exc: Exception, timeout_s: float) -> LlmError:
     if "Timeout" in type(exc).__name__:  # litellm.Timeout / openai.APITimeoutError
-        return LlmError(f"the language model did not answer within {timeout_s:g} s", "llm_timeout")
+        return _timeout_error(timeout_s)
     status = getattr(exc, "status_code", None)
     log.warning("LLM %s failed: %s: %s", model, type(exc).__name__, str(exc)[:300])
     detail = f"{type(exc).__name__}" + (f", HTTP {status}" if status else "")

@@ -207,6 +207,10 @@ class ReplyParser:
         new_text = self.decoder.feed(delta)
         return self.splitter.feed(new_text, self.tone) if new_text else []
 
+    def parse(self, text: str) -> list[Segment]:
+        """A whole text at once (echo, greetings, a give-up response): all its segments."""
+        return self.feed(text) + self.finish()
+
     def finish(self) -> list[Segment]:
         tail = self.decoder.finish()
         segments = self.splitter.feed(tail, self.tone) if tail else []

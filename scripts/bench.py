@@ -205,12 +205,13 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
 # ---- report ---------------------------------------------------------------------------------------------------
 
 
+def pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
 def summarize(results: list[CallerResult]) -> dict:
     v2v = [t.voice_to_voice_s * 1000 for r in results for t in r.turns if t.voice_to_voice_s is not None]
     stt = [t.transcript_s * 1000 for r in results for t in r.turns if t.transcript_s is not None]
-
-    def pct(values: list[float], q: float) -> float | None:
-        return round(float(np.percentile(values, q)), 1) if values else None
 
     return {
         "turns": sum(len(r.turns) for r in results),

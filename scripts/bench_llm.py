@@ -21,13 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from protocol.client import VoiClient  # noqa: E402
 from protocol.tokens import issue_token  # noqa: E402
+from scripts.bench import pct  # noqa: E402
 from tests.integration.server import TEST_SECRET, start_server  # noqa: E402
 from tests.scripted_llm import API_KEY, ScriptedLlm  # noqa: E402
 from tests.speech_fixtures import speech_pcm16k, trim_trailing_silence  # noqa: E402
@@ -42,10 +42,6 @@ AGENTS = {"scripted": "scripted instant LLM (LiteLLM -> loopback)", "assistant":
 _TURN_LINE = re.compile(r"turn speech=\d+ agent=(\w+) mode=chat (.*?) speech_s=")
 
 
-def pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 1) if values else None
-
-
 async def run_agent(url: str, agent: str, turns: int) -> list[float | None]:
     client = await VoiClient.connect(url, issue_token(TEST_SECRET, "bench"))
     await client.init(agent, mode="chat", init_greeting=False)
@@ -53,10 +49,7 @@ async def run_agent(url: str, agent: str, turns: int) -> list[float | None]:
     clips = [trim_trailing_silence(speech_pcm16k(q)) for q in QUESTIONS]
     out: list[float | None] = []
     for t in range(turns):
-        started = time.monotonic()
-        for i, offset in enumerate(range(0, len(clips[t % len(clips)]), 8192)):
-            await asyncio.sleep(max(0.0, started + i * 8192 / 32_000 - time.monotonic()))
-            await client.send({"type": "audio"}, clips[t % len(clips)][offset : offset + 8192])
+        await client.send_audio(clips[t % len(clips)], realtime=True)
         await client.send({"type": "create_response"})
         end_of_audio = time.monotonic()
         first_audio = None

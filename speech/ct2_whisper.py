@@ -91,6 +91,11 @@ def to_openai_state_dict(v: dict[str, np.ndarray]) -> tuple[dict[str, int], dict
             if not dst.endswith(".key"):
                 state[f"{dst}.bias"] = bias
 
+    def self_attention(src: str, dst: str) -> None:
+        norm(f"{src}/self_attention/layer_norm", f"{dst}.attn_ln")
+        split(f"{src}/self_attention/linear_0", [f"{dst}.attn.query", f"{dst}.attn.key", f"{dst}.attn.value"])
+        linear(f"{src}/self_attention/linear_1", f"{dst}.attn.out")
+
     def mlp(src: str, dst: str) -> None:
         norm(f"{src}/layer_norm", f"{dst}.mlp_ln")
         linear(f"{src}/linear_0", f"{dst}.mlp.0")
@@ -102,9 +107,7 @@ def to_openai_state_dict(v: dict[str, np.ndarray]) -> tuple[dict[str, int], dict
     audio_layers = _layers(v, "encoder")
     for i in range(audio_layers):
         src, dst = f"encoder/layer_{i}", f"encoder.blocks.{i}"
-        norm(f"{src}/self_attention/layer_norm", f"{dst}.attn_ln")
-        split(f"{src}/self_attention/linear_0", [f"{dst}.attn.query", f"{dst}.attn.key", f"{dst}.attn.value"])
-        linear(f"{src}/self_attention/linear_1", f"{dst}.attn.out")
+        self_attention(src, dst)
         mlp(f"{src}/ffn", dst)
     norm("encoder/layer_norm", "encoder.ln_post")
 
@@ -113,9 +116,7 @@ def to_openai_state_dict(v: dict[str, np.ndarray]) -> tuple[dict[str, int], dict
     text_layers = _layers(v, "decoder")
     for i in range(text_layers):
         src, dst = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        norm(f"{src}/self_attention/layer_norm", f"{dst}.attn_ln")
-        split(f"{src}/self_attention/linear_0", [f"{dst}.attn.query", f"{dst}.attn.key", f"{dst}.attn.value"])
-        linear(f"{src}/self_attention/linear_1", f"{dst}.attn.out")
+        self_attention(src, dst)
         norm(f"{src}/attention/layer_norm", f"{dst}.cross_attn_ln")
         linear(f"{src}/attention/linear_0", f"{dst}.cross_attn.query")
         split(f"{src}/attention/linear_1", [f"{dst}.cross_attn.key", f"{dst}.cross_attn.value"])
