@@ -96,8 +96,11 @@ class _Speech:
         return min(now - self.first_audio_at, self.timeline.seconds)
 
     def playing(self, now: float) -> bool:
-        if self.interrupted or self.first_audio_at is None:
-            return not self.interrupted and not self.timeline.complete
+        """Still being made, or (by the estimate above) still being played by the client."""
+        if self.interrupted:
+            return False
+        if self.first_audio_at is None:
+            return not self.timeline.complete
         return not self.timeline.complete or now < self.first_audio_at + self.timeline.seconds
 
 
