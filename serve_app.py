@@ -1,13 +1,14 @@
 """Builds the Voi application graph from config.
 
     serve run serve_app:app                      # 127.0.0.1:8000, agents.yaml + models.yaml
-    serve run serve_app:app agents=my_agents.yaml models=my_models.yaml session_pool_size=2
+    serve run serve_app:app agents=my_agents.yaml models=my_models.yaml sessions_per_host=32
     python serve_app.py --port 8443 --ssl-certfile cert.pem --ssl-keyfile key.pem   # also TLS (wss://)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ from typing import Any
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, field_validator  # noqa: E402
 from ray import serve  # noqa: E402
 from ray.serve import Application  # noqa: E402
 
@@ -27,7 +28,8 @@ from agents.config import AgentsConfig, load_agents_config  # noqa: E402
 from agents.llm import LOCAL_PROVIDER  # noqa: E402
 from agents.conversation import Limits  # noqa: E402
 from agents.turns import TurnConfig  # noqa: E402
-from deployments.ingress import Ingress, IngressOptions  # noqa: E402
+from deployments.ingress import INGRESS_REQUEST_HEADROOM, Ingress, IngressOptions  # noqa: E402
+from deployments.placement import HostOptions  # noqa: E402
 from deployments.synthesizer import Synthesizer  # noqa: E402
 from deployments.transcriber import Transcriber  # noqa: E402
 from protocol.config_errors import ConfigError  # noqa: E402
@@ -45,8 +47,14 @@ class AppArgs(BaseModel):
 
     agents: str = str(ROOT / "agents.yaml")
     models: str = str(ROOT / "models.yaml")
-    session_pool_size: int = Field(default=1, ge=0, le=32)
-    max_sessions_per_ingress: int = Field(default=64, ge=1)
+    sessions_per_host: int = Field(default=64, ge=1)  # conversations one session host process runs
+    min_session_hosts: int = Field(default=1, ge=0)  # hosts kept started per Ingress replica
+    max_session_hosts: int = Field(default=4, ge=1)  # hosts one Ingress replica may start
+    free_session_slots: int = Field(default=16, ge=0)  # start another host when fewer slots are free
+    session_host_idle_s: float = Field(default=120.0, ge=0)  # retire an empty host above the minimum after this
+    session_host_num_cpus: float = Field(default=0.0, ge=0)  # Ray CPUs reserved per host
+    session_host_resources: dict[str, float] = Field(default_factory=dict)  # custom resources: nodes that may run hosts
+    max_sessions_per_ingress: int = Field(default=256, ge=1)  # open conversations per Ingress replica
     max_turn_seconds: float = Field(default=120.0, gt=0)
     env_file: str = str(ROOT / ".env")
     end_of_turn_s: float = Field(default=0.7, gt=0)  # call mode: trailing silence that ends the user's turn
@@ -54,6 +62,12 @@ class AppArgs(BaseModel):
     stt_batch_max_size: int | None = Field(default=None, ge=1)  # override models.yaml (1 = batching off)
     local_llm_threads: int | None = Field(default=None, ge=1)  # llama.cpp threads (default: half the cores)
     local_llm_num_cpus: float = Field(default=0.5, ge=0)  # Ray CPUs reserved for it (threads may use more)
+
+    @field_validator("session_host_resources", mode="before")
+    @classmethod
+    def _json_mapping(cls, value: Any) -> Any:
+        """On the command line a mapping comes as JSON: session_host_resources='{"voice_node": 0.01}'."""
+        return json.loads(value) if isinstance(value, str) else value
 
 
 def uses_local_llm(agents: AgentsConfig) -> bool:
@@ -96,10 +110,18 @@ def app(args: dict[str, Any] | None = None) -> Application:
     models_path, agents_path = _absolute(parsed.models), _absolute(parsed.agents)
     models = load_models_config(models_path)
     agents = load_agents_config(agents_path, models)
+    hosts = HostOptions(sessions_per_host=parsed.sessions_per_host, min_hosts=parsed.min_session_hosts,
+                        max_hosts=parsed.max_session_hosts, free_slots=parsed.free_session_slots,
+                        retire_idle_s=parsed.session_host_idle_s, num_cpus=parsed.session_host_num_cpus,
+                        resources=parsed.session_host_resources)
+    if parsed.max_sessions_per_ingress > hosts.capacity:
+        raise ValueError(f"max_sessions_per_ingress={parsed.max_sessions_per_ingress} is more than the session hosts "
+                         f"hold (sessions_per_host x max_session_hosts = {hosts.capacity})")
     options = IngressOptions(
         agents_path=agents_path,
         models_path=models_path,
-        session_pool_size=parsed.session_pool_size,
+        hosts=hosts,
+        max_sessions=parsed.max_sessions_per_ingress,
         limits=Limits(
             max_turn_seconds=parsed.max_turn_seconds,
             turn=TurnConfig(end_of_turn_s=parsed.end_of_turn_s, quick_end_of_turn_s=parsed.quick_end_of_turn_s),
@@ -119,9 +141,27 @@ def app(args: dict[str, Any] | None = None) -> Application:
 
         local_llm = LocalLLM.options(ray_actor_options={"num_cpus": parsed.local_llm_num_cpus}).bind(
             n_threads=parsed.local_llm_threads)
-    ingress = Ingress.options(max_ongoing_requests=parsed.max_sessions_per_ingress)
+    # One open socket is one ongoing request; the headroom lets HTTP calls and server_busy refusals through.
+    ingress = Ingress.options(max_ongoing_requests=parsed.max_sessions_per_ingress + INGRESS_REQUEST_HEADROOM)
     return ingress.bind(transcriber.bind(models_path), synthesizer.bind(models_path, greeting_renders(agents)), local_llm,
                         secrets, options)
+
+
+def wait_for_session_hosts(url: str, api_key: str, timeout_s: float = 180.0) -> None:
+    """"Ready" means a caller is answered at once: wait until the Ingress has a started session host."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            view = httpx.get(f"{url}/sessions", headers={"Authorization": f"Bearer {api_key}"}, timeout=10,
+                             verify=False).json()  # loopback, possibly a self-signed certificate
+            if view.get("ready_hosts", 0) >= 1 or view.get("min_hosts") == 0:
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    log.warning("no session host was ready after %.0f s; the first callers will wait for one", timeout_s)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -164,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     serve.start(http_options=http_options)
     serve.run(application, name="voi", route_prefix="/")
     scheme = "https" if ns.ssl_certfile else "http"
+    wait_for_session_hosts(f"{scheme}://{'127.0.0.1' if ns.host in ('0.0.0.0', '::') else ns.host}:{ns.port}",
+                           load_secrets(dotenv_path=Path(builder_args.get("env_file", ROOT / ".env"))).api_key)
     print(f"Voi is ready on {scheme}://{ns.host}:{ns.port} (websocket {'wss' if ns.ssl_certfile else 'ws'}://"
           f"{ns.host}:{ns.port}/ws) after {time.monotonic() - started:.1f} s; Ray at {ray.get_runtime_context().gcs_address}",
           flush=True)

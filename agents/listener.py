@@ -99,7 +99,8 @@ class Listener:
         started = ended = False
         samples = pcm16_to_float(pcm)
         loud = dbfs(samples) >= self.config.barge_in_min_dbfs
-        for probability in self._vad.process(samples):
+        # Off the event loop: a session host runs many conversations on one loop (ONNX releases the GIL).
+        for probability in await asyncio.to_thread(self._vad.process, samples):
             event = self.activity.update(probability)
             ended |= event == "end"
             if event == "end":

@@ -1,8 +1,10 @@
-"""Ingress deployment: HTTP routes, token checks and the wire format. One SessionActor per websocket.
+"""Ingress deployment: HTTP routes, token checks and the wire format. One conversation per websocket,
+placed on one of this replica's session hosts (deployments/host_pool.py).
 
 It never transcribes, calls an LLM or synthesizes: it decodes frames into typed messages, hands them to the
-session's actor in order, and encodes what the actor emits. Ray Serve counts an open socket as one ongoing
-request, so ``max_ongoing_requests`` is the per-replica session cap.
+session's host in order, and encodes what the host emits. Ray Serve counts an open socket as one ongoing
+request: the replica's own session cap (``max_sessions``) sits a little below ``max_ongoing_requests``, so a
+caller beyond it is told ``server_busy`` (close 1013) instead of waiting in Serve's queue.
 """
 
 
@@ -25,8 +27,9 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from agents.config import AgentRefused, load_agents_config, resolve_agent
 from agents.conversation import Limits
 from agents.llm import LlmSettings
+from deployments.host_pool import HostPool, HostsBusy, Lease
 from deployments.metrics import VoiMetrics
-from deployments.session import SessionActor
+from deployments.placement import HostOptions
 from protocol import messages as m
 from protocol.framing import FrameError, decode_frame, encode_frame
 from protocol.settings import Secrets
@@ -39,6 +42,8 @@ CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+INGRESS_REQUEST_HEADROOM = 16  # max_ongoing_requests above the session cap: HTTP calls and refusals get through
 
 # Serve's class-based ingress copies the route methods when the class is decorated: everything they use
 # must be defined above the Ingress class.
@@ -49,47 +54,14 @@ api = FastAPI(title="Voi on Ray Serve", docs_url=None, redoc_url=None)
 class IngressOptions:
     agents_path: str
     models_path: str
-    session_pool_size: int = 1  # warm SessionActors kept ready, so a connection does not wait for a process
+    hosts: HostOptions = HostOptions()
+    max_sessions: int = 256  # open conversations on one Ingress replica; more callers get server_busy
     init_timeout_s: float = 30.0
     limits: Limits = Limits()
 
 
 class _SessionClosed(Exception):
     pass
-
-
-class ActorPool:
-    """Keeps ``size`` started SessionActors ready; a connection takes one and a new one is started behind it."""
-
-    def __init__(self, size: int, *actor_args: Any) -> None:
-        self._size = size
-        self._args = actor_args  # what each SessionActor gets: model handles and LLM settings
-        self._ready: asyncio.Queue[Any] = asyncio.Queue()
-        self._starting = 0
-
-    async def _start_one(self) -> Any:
-        # Named, so operators (and fault tests) can find a session's actor with `ray list actors`.
-        actor = SessionActor.options(name=f"voi_session_{uuid.uuid4().hex[:12]}").remote(*self._args)
-        await actor.ready.remote()
-        return actor
-
-    async def _refill(self) -> None:
-        self._starting += 1
-        try:
-            self._ready.put_nowait(await self._start_one())
-        except Exception:
-            log.exception("could not start a warm SessionActor")
-        finally:
-            self._starting -= 1
-
-    def fill(self) -> None:
-        for _ in range(self._size - self._ready.qsize() - self._starting):
-            asyncio.create_task(self._refill())
-
-    async def take(self) -> Any:
-        actor = self._ready.get_nowait() if not self._ready.empty() else None
-        self.fill()
-        return actor if actor is not None else await self._start_one()
 
 
 class _Connection:
@@ -165,41 +137,60 @@ class _Connection:
 
     async def _converse(self, ingress: "Ingress", init: m.Init, early_audio: list[m.Audio], agent: Any, app_name: str,
                         started: float) -> None:
-        actor = await ingress.pool.take()
-        log.info("session app=%s agent=%s mode=%s actor_wait_ms=%.0f", app_name, init.agent_name, init.mode,
-                 (time.monotonic() - started) * 1000)
-        events = actor.events.options(num_returns="streaming").remote()
-        sender = asyncio.create_task(self._pump_events(events))
+        try:
+            lease = await ingress.hosts.place(ingress.options.init_timeout_s)
+        except HostsBusy:
+            log.warning("session refused: every session slot of this replica is taken")
+            await self.refuse("the server is full; please try again in a moment", "server_busy", CLOSE_TRY_AGAIN_LATER)
+            return
+        session_id = uuid.uuid4().hex
+        log.info("session %s app=%s agent=%s mode=%s host=%s placed_ms=%.0f", session_id[:12], app_name,
+                 init.agent_name, init.mode, lease.host_id, (time.monotonic() - started) * 1000)
+        tasks: list[asyncio.Task[Any]] = []
         try:
             server_dir = None if init.agent_name not in ingress.agents.agents else ingress.agents.base_dir
-            await actor.start.remote(init.agent_name, agent, init, server_dir, ingress.options.limits)
-            for audio in early_audio:
-                await actor.push.remote(audio)
-            await self._pump_client(actor, sender)
+            await lease.host.open.remote(session_id, init.agent_name, agent, init, server_dir, ingress.options.limits)
+            events = lease.host.events.options(num_returns="streaming").remote(session_id)
+            tasks = [asyncio.create_task(self._pump_events(events)),
+                     asyncio.create_task(self._pump_client(lease.host, session_id, early_audio))]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            sender, receiver = tasks
+            if sender in done and sender.exception() is None:
+                # The host ended the conversation without the client leaving: it failed there (the error is sent).
+                await self.close(CLOSE_INTERNAL_ERROR)
+            for task in done:
+                task.result()
         except ray.exceptions.RayActorError:
-            log.warning("session actor of agent %s died", init.agent_name)
+            ingress.hosts.lost(lease)
+            log.warning("session %s: its host %s died", session_id[:12], lease.host_id)
             await self.refuse("the session ended unexpectedly on the server; please reconnect", "session_lost",
                               CLOSE_INTERNAL_ERROR)
         except Exception:  # a bug must end this session cleanly, with a message, and nothing else
-            log.exception("session of agent %s failed", init.agent_name)
+            log.exception("session %s of agent %s failed", session_id[:12], init.agent_name)
             await self.refuse("the session failed on the server; please reconnect", "internal", CLOSE_INTERNAL_ERROR)
         finally:
-            if not sender.done():
-                try:
-                    await asyncio.wait_for(actor.close.remote(), 2.0)
-                except Exception:
-                    pass
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
-            ray.kill(actor)
-            if self.ws.client_state == WebSocketState.CONNECTED:
-                try:
-                    await self.ws.close(CLOSE_NORMAL)
-                except RuntimeError:
-                    pass
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            try:  # the conversation stops on its host (also when it already did: then this returns at once)
+                await asyncio.wait_for(lease.host.close.remote(session_id), 2.0)
+            except Exception:
+                pass
+            ingress.hosts.release(lease)
+            await self.close(CLOSE_NORMAL)
 
-    async def _pump_client(self, actor: Any, sender: asyncio.Task[None]) -> None:
-        while not sender.done():
+    async def close(self, code: int) -> None:
+        if self.ws.client_state == WebSocketState.CONNECTED:
+            try:
+                await self.ws.close(code)
+            except RuntimeError:
+                pass
+
+    async def _pump_client(self, host: Any, session_id: str, early_audio: list[m.Audio]) -> None:
+        """Client -> host, in order; returns when the client leaves."""
+        for audio in early_audio:
+            await host.push.remote(session_id, audio)
+        while True:
             try:
                 msg = await self._receive()
             except FrameError as exc:
@@ -207,17 +198,15 @@ class _Connection:
                 continue
             except (_SessionClosed, WebSocketDisconnect):
                 return
-            await actor.push.remote(msg)
+            await host.push.remote(session_id, msg)
 
     async def _pump_events(self, events: Any) -> None:
+        """Host -> client; returns when the host ends the conversation, raises RayActorError when it died."""
         try:
             async for ref in events:
                 await self.send(await ref)
-        except ray.exceptions.RayActorError:
-            await self.refuse("the session ended unexpectedly on the server; please reconnect", "session_lost",
-                              CLOSE_INTERNAL_ERROR)
         except (WebSocketDisconnect, RuntimeError):
-            pass
+            await asyncio.Event().wait()  # the client is gone: the other pump sees it and ends the session
 
 
 def _check_bearer(authorization: str | None, api_key: str) -> None:
@@ -261,17 +250,30 @@ class Ingress:
         invoke_models = tuple(self.agents.client_agent_config.invoke_llm_models)
         self.options = replace(options, limits=replace(options.limits, invoke_llm_models=invoke_models))
         llm_settings = LlmSettings(api_base=secrets.llm_api_base, api_key=secrets.llm_api_key)
-        self.pool = ActorPool(options.session_pool_size, transcriber, synthesizer, local_llm, llm_settings)
+        self.hosts = HostPool(options.hosts, transcriber, synthesizer, local_llm, llm_settings)
         self.metrics = VoiMetrics()
+        self.open_sessions = 0
         try:
             asyncio.get_running_loop()
-            self.pool.fill()
-        except RuntimeError:  # no loop in this constructor: the first connection fills the pool
+            self.hosts.start()
+        except RuntimeError:  # no loop in this constructor: the first connection starts the hosts
             pass
+
+    def check_health(self) -> None:
+        """Serve calls this every health_check_period_s on the replica's loop: the hosts start here at the
+        latest (the constructor may run without a loop), so the first caller finds a warm host."""
+        self.hosts.start()
 
     @api.get("/")
     async def root(self) -> dict[str, str]:
         return {"status": "running"}
+
+    @api.get("/sessions")
+    async def sessions(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """For operators (``Authorization: Bearer API_KEY``): this replica's hosts and their conversations."""
+        _check_bearer(authorization, self.secrets.api_key)
+        return {"open_sessions": self.open_sessions, "max_sessions": self.options.max_sessions,
+                **self.hosts.describe(), "conversations": await self.hosts.conversations()}
 
     @api.get("/v1/models")
     async def openai_models(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
@@ -325,4 +327,14 @@ class Ingress:
         except TokenError as exc:
             await connection.refuse(str(exc), "bad_token", CLOSE_POLICY_VIOLATION)
             return
-        await connection.run(self, claims.app)
+        if self.open_sessions >= self.options.max_sessions:
+            log.warning("session refused: %d sessions open on this replica (max_sessions)", self.open_sessions)
+            await connection.refuse("the server is full; please try again in a moment", "server_busy",
+                                    CLOSE_TRY_AGAIN_LATER)
+            return
+        self.hosts.start()
+        self.open_sessions += 1
+        try:
+            await connection.run(self, claims.app)
+        finally:
+            self.open_sessions -= 1

@@ -1,8 +1,12 @@
-"""SessionActor: one Ray actor per websocket connection, running one Conversation.
+"""SessionHost: one Ray async actor running many Conversations, one per websocket, as asyncio tasks.
 
-The ingress pushes typed client messages in order (``push`` only enqueues) and drains server messages from
-the ``events`` streaming generator. The actor reaches the models through the Transcriber and Synthesizer
-deployment handles.
+A process per conversation cost about 365 MB and a process start on the caller's path (a burst of 16 callers
+waited a median of 107 s for ``init_done``). A host imports and warms LiteLLM once and then serves up to
+``sessions_per_host`` conversations, each with its own Conversation, bounded inbox and outbox, keyed by a
+session id the Ingress makes. The Ingress ``open``s a conversation, pushes typed client messages in order
+(``push`` only enqueues) and drains server messages from the ``events`` streaming generator. One
+conversation's failure ends that conversation alone; the host and its other conversations go on.
+The host reaches the models through the Transcriber and Synthesizer deployment handles.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
+from dataclasses import dataclass
 from typing import AsyncGenerator, AsyncIterator
 
 import ray
@@ -25,7 +30,6 @@ from speech.audio import OUTPUT_RATE, float_to_pcm16, read_wav, resample
 from speech.stt import Transcript
 
 log = logging.getLogger("voi.session")
-_CLOSED = None
 
 
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)  # while Serve replaces a replica that died, calls are tried again
@@ -99,10 +103,30 @@ def register_local_llm(local_llm: DeploymentHandle) -> None:
     register_local_provider(stream, complete)
 
 
+class _Ended:
+    """The end of a conversation's event stream (the Ingress closes the socket when it sees the stream end)."""
+
+
+_END = _Ended()
+FAULT_INJECTION_ENV = "VOI_FAULT_INJECTION"  # "1": a typed text FAULT_TEXT makes the handler raise (fault tests)
+FAULT_TEXT = "__voi_raise__"
+
+
+@dataclass
+class _Hosted:
+    """One conversation on the host: its state, its queues and the task that feeds it."""
+
+    conversation: Conversation
+    inbox: asyncio.Queue[m.ClientMessage | None]
+    outbox: asyncio.Queue[m.ServerMessage | _Ended]
+    task: asyncio.Task[None] | None = None
+    flooding: bool = False  # the inbox overflowed and the client was told; reset when it has drained
+
+
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
-class SessionActor:
+class SessionHost:
     def __init__(self, transcriber: DeploymentHandle, synthesizer: DeploymentHandle, local_llm: DeploymentHandle | None,
-                 llm_settings: LlmSettings) -> None:
+                 llm_settings: LlmSettings, sessions_per_host: int, inbox_size: int) -> None:
         # One line per turn with its latencies goes to this worker's log (and the driver's console).
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(asctime)s %(name)s -- %(message)s")
         logging.getLogger("LiteLLM").setLevel(logging.WARNING)
@@ -110,58 +134,106 @@ class SessionActor:
             register_local_llm(local_llm)
         self._llm = LlmClient(llm_settings)
         self._services = handle_services(transcriber, synthesizer, self._llm)
-        self._outbox: asyncio.Queue[m.ServerMessage | None] = asyncio.Queue()
-        self._inbox: asyncio.Queue[m.ClientMessage | None] = asyncio.Queue()
-        self._conversation: Conversation | None = None
-        self._consumer: asyncio.Task[None] | None = None
+        self._capacity = sessions_per_host
+        self._inbox_size = inbox_size
+        self._sessions: dict[str, _Hosted] = {}
+        self._fault_injection = os.environ.get(FAULT_INJECTION_ENV) == "1"
 
-    async def ready(self) -> int:
-        """Called while the actor waits in the pool: LiteLLM's first-call cost is paid here, not by a turn."""
+    async def ready(self) -> dict[str, object]:
+        """Called once after start: LiteLLM's first-call cost is paid here, not by a caller's turn."""
         await warm_up_litellm(self._llm)
-        return os.getpid()
+        return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
 
     def describe(self) -> dict[str, object]:
-        """What this actor serves (for operators and fault tests): agent, mode, messages so far."""
-        conv = self._conversation
-        if conv is None:
-            return {"started": False, "pid": os.getpid()}
-        return {"started": True, "pid": os.getpid(), "agent": conv.agent_name, "mode": conv.options.mode,
-                "messages": len(conv.messages)}
+        """What this host serves, per conversation (for operators and fault tests)."""
+        sessions = [{"session_id": sid, "agent": h.conversation.agent_name, "mode": h.conversation.options.mode,
+                     "messages": len(h.conversation.messages), "queued": h.inbox.qsize()}
+                    for sid, h in self._sessions.items()]
+        return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "capacity": self._capacity,
+                "sessions": sessions}
 
-    async def start(self, agent_name: str, agent: AgentConfig, init: m.Init, greeting_dir: str | None, limits: Limits) -> None:
-        self._conversation = Conversation(
+    async def open(self, session_id: str, agent_name: str, agent: AgentConfig, init: m.Init, greeting_dir: str | None,
+                   limits: Limits) -> None:
+        """Start a conversation (``init_done`` and the greeting go to its outbox, read by ``events``)."""
+        if session_id in self._sessions:
+            raise ValueError(f"session {session_id} is already open on this host")
+        if len(self._sessions) >= self._capacity:
+            raise RuntimeError(f"this host already runs {self._capacity} conversations")
+        outbox: asyncio.Queue[m.ServerMessage | _Ended] = asyncio.Queue()
+        conversation = Conversation(
             agent_name=agent_name,
             agent=agent,
             options=init,
             services=self._services,
-            emit=self._outbox.put,
+            emit=outbox.put,
             limits=limits,
             greeting_dir=Path(greeting_dir) if greeting_dir else None,
         )
-        await self._conversation.start()
-        self._consumer = asyncio.create_task(self._consume())
+        hosted = _Hosted(conversation, asyncio.Queue(maxsize=self._inbox_size), outbox)
+        self._sessions[session_id] = hosted
+        hosted.task = asyncio.create_task(self._run(session_id, hosted), name=f"session:{session_id}")
 
-    async def push(self, msg: m.ClientMessage) -> None:
-        """Enqueue one client message; the ingress awaits each push, so messages keep their order."""
-        self._inbox.put_nowait(msg)
+    async def push(self, session_id: str, msg: m.ClientMessage) -> None:
+        """Enqueue one client message; the Ingress awaits each push, so messages keep their order."""
+        hosted = self._sessions.get(session_id)
+        if hosted is None:
+            return  # the conversation already ended; the Ingress is closing the socket
+        if hosted.flooding and hosted.inbox.qsize() <= self._inbox_size // 2:
+            hosted.flooding = False
+        try:
+            hosted.inbox.put_nowait(msg)
+        except asyncio.QueueFull:
+            if not hosted.flooding:  # once per flood, not once per dropped frame
+                hosted.flooding = True
+                await hosted.outbox.put(m.error(
+                    f"too many messages: the server could not keep up and dropped some (at most {self._inbox_size} "
+                    "may wait); send audio at real-time pace", "flood"))
 
-    async def _consume(self) -> None:
-        assert self._conversation is not None
-        while (msg := await self._inbox.get()) is not _CLOSED:
+    async def events(self, session_id: str) -> AsyncGenerator[m.ServerMessage, None]:
+        hosted = self._sessions.get(session_id)
+        if hosted is None:
+            return
+        try:
+            while not isinstance(msg := await hosted.outbox.get(), _Ended):
+                yield msg
+        finally:  # the Ingress stopped reading (the socket closed, or the Ingress died): end the conversation
+            self._stop(session_id)
+
+    async def close(self, session_id: str) -> None:
+        """End a conversation and wait until it has stopped (the client left)."""
+        hosted = self._sessions.get(session_id)
+        if hosted is not None and hosted.task is not None:
+            self._stop(session_id)
+            await asyncio.gather(hosted.task, return_exceptions=True)
+
+    def _stop(self, session_id: str) -> None:
+        hosted = self._sessions.get(session_id)
+        if hosted is None:
+            return
+        try:
+            hosted.inbox.put_nowait(None)
+        except asyncio.QueueFull:  # a flooded inbox: stop without handling what is queued
+            if hosted.task is not None:
+                hosted.task.cancel()
+
+    async def _run(self, session_id: str, hosted: _Hosted) -> None:
+        """Start the conversation and feed it its inbox; any failure ends this conversation alone."""
+        conversation = hosted.conversation
+        try:
+            await conversation.start()
+            while (msg := await hosted.inbox.get()) is not None:
+                if self._fault_injection and isinstance(msg, m.Text) and msg.content == FAULT_TEXT:
+                    raise RuntimeError("fault injected by the client (VOI_FAULT_INJECTION=1)")
+                await conversation.handle(msg)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("conversation %s (agent %s) failed; ending it", session_id, conversation.agent_name)
+            await hosted.outbox.put(m.error("the session failed on the server; please reconnect", "internal"))
+        finally:
             try:
-                await self._conversation.handle(msg)
+                await conversation.close()
             except Exception:
-                log.exception("handling %s failed", type(msg).__name__)
-                await self._outbox.put(m.error("the server failed to handle that message", "internal"))
-
-    async def events(self) -> AsyncGenerator[m.ServerMessage, None]:
-        while (msg := await self._outbox.get()) is not _CLOSED:
-            yield msg
-
-    async def close(self) -> None:
-        self._inbox.put_nowait(_CLOSED)
-        if self._consumer:
-            await asyncio.gather(self._consumer, return_exceptions=True)
-        if self._conversation:
-            await self._conversation.close()
-        self._outbox.put_nowait(_CLOSED)
+                log.exception("closing conversation %s failed", session_id)
+            self._sessions.pop(session_id, None)
+            hosted.outbox.put_nowait(_END)

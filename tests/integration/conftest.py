@@ -4,6 +4,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from deployments.session import FAULT_INJECTION_ENV
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.server import ROOT, TEST_SECRET, Server, start_server
@@ -37,8 +38,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, scripted_llm: ScriptedLlm) 
     """The real graph, started once per test session (with the test agents and the scripted LLM)."""
     log = tmp_path_factory.mktemp("server") / "serve.log"
     write_greeting_file()
-    srv = start_server(log, f"agents={TEST_AGENTS}", f"models={TEST_MODELS}",
-                       env_extra={"LITELLM_API_BASE": scripted_llm.url, "LITELLM_API_KEY": API_KEY})
+    # Two session hosts, so fault tests can end one host's conversations while another host's go on; the
+    # fault switch lets a test make one conversation's handler raise.
+    srv = start_server(log, f"agents={TEST_AGENTS}", f"models={TEST_MODELS}", "min_session_hosts=2",
+                       env_extra={"LITELLM_API_BASE": scripted_llm.url, "LITELLM_API_KEY": API_KEY,
+                                  FAULT_INJECTION_ENV: "1"})
     yield srv
     srv.stop()
 
@@ -64,3 +68,16 @@ async def connect(server: Server, token: str) -> AsyncIterator[Connect]:
     yield open_client
     for client in clients:
         await client.close()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(server):
+    """This test process joins the server's Ray cluster as a driver, to find and kill actors."""
+    import os
+
+    import ray
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # as the test server runs it
+    ray.init(address=server.ray_address, namespace="serve", log_to_driver=False)
+    yield ray
+    ray.shutdown()

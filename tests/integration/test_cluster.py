@@ -29,13 +29,26 @@ def cluster_config(http_port: int) -> dict:
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     config["http_options"].update(host="127.0.0.1", port=http_port)
     app = config["applications"][0]
-    app["args"]["session_pool_size"] = 1
+    app["args"].update(min_session_hosts=2, free_session_slots=0)  # two hosts: SPREAD puts one on each node
     for deployment in app["deployments"]:
         deployment.pop("autoscaling_config", None)
         deployment["num_replicas"] = 1
         node = "stt_node" if deployment["name"] == "Transcriber" else "head_node"
         deployment["ray_actor_options"]["resources"] = {node: 0.1}
     return config
+
+
+def forget_ray_address(address: str) -> None:
+    """`ray start` writes its address to /tmp/ray/ray_current_cluster, where a later plain `ray.init()` or
+    `serve run` looks for a cluster to join: once this test's cluster is gone, that file must not point at it."""
+    from ray._common.utils import get_ray_address_file
+
+    path = Path(get_ray_address_file(None))
+    try:
+        if path.read_text().strip() == address:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +97,7 @@ def cluster(tmp_path_factory):
                 os.killpg(group, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        forget_ray_address(f"127.0.0.1:{gcs}")
 
 
 def test_replicas_are_placed_by_their_resources(cluster):
@@ -99,6 +113,15 @@ def test_replicas_are_placed_by_their_resources(cluster):
     assert placed.pop("ServeReplica:voi:LocalLLM") in (stt_node, head_node)
     assert placed == {"ServeReplica:voi:Transcriber": stt_node, "ServeReplica:voi:Synthesizer": head_node,
                       "ServeReplica:voi:Ingress": head_node}
+    # The Ingress keeps two session hosts started (min_session_hosts=2), spread over the two nodes.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        hosts = [a for a in list_actors(address=cluster["dashboard"], filters=[("state", "=", "ALIVE")], limit=1000)
+                 if a.class_name == "SessionHost"]
+        if len(hosts) >= 2:
+            break
+        time.sleep(1)
+    assert {h.node_id for h in hosts} == {stt_node, head_node}, hosts
 
 
 async def test_conversation_through_the_deployed_config(cluster):
@@ -128,7 +151,7 @@ async def test_redeploy_keeps_live_sessions(cluster):
         old_ingress = {a.actor_id for a in list_actors(address=cluster["dashboard"], filters=[
             ("class_name", "=", "ServeReplica:voi:Ingress"), ("state", "=", "ALIVE")])}
         config = cluster_config(cluster["http_port"])
-        config["applications"][0]["args"]["session_pool_size"] = 2  # a new version of the application
+        config["applications"][0]["args"]["session_host_idle_s"] = 60  # a new version of the application
         path = cluster["folder"] / "serve_config_v2.yaml"
         path.write_text(yaml.safe_dump(config))
         deploy = subprocess.run([str(BIN / "serve"), "deploy", str(path), "--address", cluster["dashboard"]],

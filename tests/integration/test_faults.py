@@ -1,25 +1,14 @@
-"""Failures: a model replica dies mid-conversation, a session actor dies; other sessions are untouched."""
+"""Failures: a model replica dies mid-conversation, a session host dies; other sessions are untouched."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import websockets
 
 from tests.integration.helpers import ends_response, expect_refused, final_user_text, start_session, text_of
 from tests.speech_fixtures import speech_pcm16k, wer
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(server):
-    """This test process joins the server's Ray cluster as a driver, to find and kill actors."""
-    import os
-
-    import ray
-
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # as the test server runs it
-    ray.init(address=server.ray_address, namespace="serve", log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def named_actors(ray, fragment: str) -> list[str]:
@@ -49,20 +38,39 @@ async def test_session_survives_a_killed_transcriber_replica(ray_cluster, connec
     assert named_actors(ray_cluster, "Transcriber") != replicas  # Serve started a new replica
 
 
-async def test_killed_session_actor_closes_only_its_own_session(ray_cluster, connect):
-    doomed, survivor = await connect(), await connect()
-    await start_session(doomed, mode="call")
-    await start_session(survivor, mode="chat")
-    victims = []
-    for name in named_actors(ray_cluster, "voi_session_"):
-        actor = ray_cluster.get_actor(name, namespace="serve")
-        described = await actor.describe.remote()
-        if described.get("mode") == "call":
-            victims.append(actor)
-    assert len(victims) == 1
-    ray_cluster.kill(victims[0])
+def hosts(ray) -> dict[str, dict]:
+    """Every live session host's describe() view, by actor name."""
+    return {name: ray.get(ray.get_actor(name, namespace="serve").describe.remote())
+            for name in named_actors(ray, "voi_host_")}
 
-    await expect_refused(doomed, "session_lost", 1011)
+
+def host_of(ray, mode: str) -> str:
+    """The host running the one conversation in ``mode``."""
+    found = [name for name, view in hosts(ray).items() for s in view["sessions"] if s["mode"] == mode]
+    assert len(found) == 1, hosts(ray)
+    return found[0]
+
+
+async def test_killed_host_loses_only_its_own_sessions(ray_cluster, connect):
+    doomed = await connect()
+    await start_session(doomed, mode="call")
+    victim = host_of(ray_cluster, "call")
+    survivor = None
+    for _ in range(3):  # least loaded first: a second caller goes to the other (emptier) host
+        candidate = await connect()
+        await start_session(candidate, mode="chat")
+        if any(s["mode"] == "chat" for s in hosts(ray_cluster)[victim]["sessions"]):
+            continue
+        survivor = candidate
+        break
+    assert survivor is not None, hosts(ray_cluster)
+    killed_at = time.monotonic()
+    ray_cluster.kill(ray_cluster.get_actor(victim, namespace="serve"))
+
+    error = await expect_refused(doomed, "session_lost", 1011)
+    lost_after_s = error.at - killed_at
+    print(f"session_lost {lost_after_s * 1000:.0f} ms after the host was killed")
+    assert lost_after_s <= 2.0, lost_after_s
     await survivor.send({"type": "text", "content": "are you still there"})
     await survivor.send({"type": "create_response"})
     items = await survivor.until(ends_response, 60)
@@ -70,6 +78,9 @@ async def test_killed_session_actor_closes_only_its_own_session(ray_cluster, con
     assert text_of([i for i in items if i.type == "message"][-1]) == "are you still there"
     with pytest.raises(websockets.ConnectionClosed):
         await doomed.send({"type": "text", "content": "hello?"})
+    fresh = await connect()  # a new caller goes to a live host
+    await start_session(fresh)
+    assert victim not in hosts(ray_cluster)
 
 
 async def test_session_survives_a_killed_synthesizer_replica(ray_cluster, connect):

@@ -1,0 +1,172 @@
+"""The session hosts of one Ingress replica: started ahead of need, chosen per connection, retired when idle.
+
+The policy (how many, which one) is deployments/placement.py; this module only starts, watches and kills
+the SessionHost actors it asks for. Hosts are owned by the Ingress replica (they end with it) and spread
+over the nodes that may run them (``scheduling_strategy="SPREAD"``, ``num_cpus`` / custom ``resources``),
+so one node's loss takes only its hosts' conversations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from deployments.placement import HostOptions, HostPlacement
+from deployments.session import SessionHost
+
+log = logging.getLogger("ray.serve")
+
+MAINTAIN_EVERY_S = 5.0
+RETRY_START_AFTER_S = 5.0
+
+
+class HostsBusy(Exception):
+    """Every slot of every host this replica may start is taken."""
+
+
+@dataclass
+class Lease:
+    """A slot on a host for one conversation; ``release`` it when the conversation ends."""
+
+    host_id: str
+    host: Any  # the SessionHost actor handle
+
+
+class HostPool:
+    def __init__(self, options: HostOptions, *host_args: Any) -> None:
+        self.options = options
+        self.placement = HostPlacement(options)
+        self._args = host_args  # what each SessionHost gets: model handles and LLM settings
+        self._actors: dict[str, Any] = {}
+        self._changed = asyncio.Event()  # a host became ready or a slot was released
+        self._maintainer: asyncio.Task[None] | None = None
+        self._start_failed_at = 0.0
+        self.nodes: dict[str, str] = {}  # host id -> Ray node id (for operators and the cluster test)
+
+    def start(self) -> None:
+        """Start the minimum of hosts and the loop that keeps the headroom and retires idle hosts."""
+        if self._maintainer is None:
+            self._maintainer = asyncio.create_task(self._maintain())
+        self._start_wanted()
+
+    def _start_wanted(self) -> None:
+        if time.monotonic() - self._start_failed_at < RETRY_START_AFTER_S:
+            return
+        for _ in range(self.placement.hosts_to_start()):
+            host_id = f"voi_host_{uuid.uuid4().hex[:12]}"
+            self.placement.starting(host_id)
+            asyncio.create_task(self._start_one(host_id))
+
+    async def _start_one(self, host_id: str) -> None:
+        # Named, so operators (and fault tests) can find hosts with `ray list actors`. An async actor runs many
+        # calls at once: each conversation holds an `events` stream and sends pushes.
+        options: dict[str, Any] = {"name": host_id, "scheduling_strategy": "SPREAD",
+                                   "max_concurrency": 4 * self.options.sessions_per_host + 16,
+                                   "num_cpus": self.options.num_cpus}
+        if self.options.resources:
+            options["resources"] = dict(self.options.resources)
+        started = time.monotonic()
+        try:
+            actor = SessionHost.options(**options).remote(
+                *self._args, sessions_per_host=self.options.sessions_per_host, inbox_size=self.options.inbox_size)
+            self._actors[host_id] = actor
+            where = await actor.ready.remote()
+        except Exception as exc:
+            log.error("could not start session host %s: %s", host_id, exc)
+            self._start_failed_at = time.monotonic()
+            self._forget(host_id)
+            return
+        self.nodes[host_id] = str(where.get("node_id", ""))
+        self.placement.ready(host_id, time.monotonic())
+        log.info("session host %s ready in %.1f s (pid %s, %d hosts)", host_id, time.monotonic() - started,
+                 where.get("pid"), len(self.placement.hosts))
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _forget(self, host_id: str) -> None:
+        self.placement.remove(host_id)
+        self.nodes.pop(host_id, None)
+        actor = self._actors.pop(host_id, None)
+        if actor is not None:
+            try:
+                ray.kill(actor)
+            except Exception:
+                pass
+        self._notify()
+
+    async def place(self, timeout_s: float) -> Lease:
+        """A slot on the least loaded ready host; waits for a host being started, refuses when all are full."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            host_id = self.placement.choose()
+            self._start_wanted()  # keep the headroom: the next callers must not wait for a process start
+            if host_id is not None:
+                return Lease(host_id, self._actors[host_id])
+            if self.placement.full():
+                raise HostsBusy()
+            changed = self._changed
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise HostsBusy()
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    def release(self, lease: Lease) -> None:
+        self.placement.release(lease.host_id, time.monotonic())
+        self._notify()
+
+    def lost(self, lease: Lease) -> None:
+        """The lease's host died: no new conversation goes there; a replacement starts if one is wanted."""
+        if lease.host_id in self._actors:
+            log.warning("session host %s died; its conversations are lost", lease.host_id)
+            self._forget(lease.host_id)
+            self._start_wanted()
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTAIN_EVERY_S)
+            try:
+                for host_id in self.placement.to_retire(time.monotonic()):
+                    log.info("retiring idle session host %s", host_id)
+                    self._forget(host_id)
+                await self._check_alive()
+                self._start_wanted()
+            except Exception:
+                log.exception("session host upkeep failed")
+
+    async def _check_alive(self) -> None:
+        """A host with no conversation can die unnoticed (nothing streams from it): ask each empty one."""
+        for host_id, state in list(self.placement.hosts.items()):
+            if not state.ready or state.sessions:
+                continue
+            try:
+                await asyncio.wait_for(self._actors[host_id].describe.remote(), 10)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, KeyError):
+                log.warning("idle session host %s is gone", host_id)
+                self._forget(host_id)
+            except asyncio.TimeoutError:
+                pass
+
+    async def conversations(self) -> dict[str, Any]:
+        """Each ready host's own view: pid, node and its conversations (agent, mode, messages, queued)."""
+        ids = [h.host_id for h in self.placement.hosts.values() if h.ready and h.host_id in self._actors]
+        views = await asyncio.gather(*(asyncio.wait_for(self._actors[i].describe.remote(), 10) for i in ids),
+                                     return_exceptions=True)
+        return {i: (v if isinstance(v, dict) else {"error": type(v).__name__}) for i, v in zip(ids, views)}
+
+    def describe(self) -> dict[str, Any]:
+        return {"hosts": {h.host_id: {"ready": h.ready, "sessions": h.sessions, "node_id": self.nodes.get(h.host_id)}
+                          for h in self.placement.hosts.values()},
+                "ready_hosts": sum(h.ready for h in self.placement.hosts.values()), "min_hosts": self.options.min_hosts,
+                "sessions": self.placement.sessions, "free_slots": self.placement.free_slots()}

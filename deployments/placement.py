@@ -1,0 +1,122 @@
+"""Where a new conversation goes: the session-host bookkeeping of one Ingress replica, free of Ray.
+
+A session host runs up to ``sessions_per_host`` conversations. The policy keeps ``min_hosts`` hosts
+started, starts another in the background while fewer than ``free_slots`` slots are free (so a burst of
+callers never waits for a process start), places a new conversation on the least loaded ready host with
+room, and retires a host that has been empty for ``retire_idle_s`` when the others still leave the headroom.
+The Ray side (deployments/host_pool.py) starts and kills the actors this policy asks for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    sessions_per_host: int = 64  # conversations one host process runs (asyncio tasks)
+    min_hosts: int = 1  # hosts kept started even when idle
+    max_hosts: int = 4  # hosts one Ingress replica may start
+    free_slots: int = 16  # start another host (in the background) when fewer slots than this are free
+    retire_idle_s: float = 120.0  # an empty host above the minimum is stopped after this long
+    num_cpus: float = 0.0  # Ray CPUs reserved per host (conversations mostly wait on the model deployments)
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources: which nodes may run hosts
+    inbox_size: int = 256  # client messages queued per conversation before the client is told it floods
+
+    def __post_init__(self) -> None:
+        if self.sessions_per_host < 1 or self.min_hosts < 0 or self.max_hosts < max(1, self.min_hosts):
+            raise ValueError("session hosts: need sessions_per_host >= 1 and max_hosts >= max(1, min_hosts)")
+        if self.free_slots < 0 or self.retire_idle_s < 0 or self.num_cpus < 0 or self.inbox_size < 1:
+            raise ValueError("session hosts: free_slots, retire_idle_s and num_cpus must be >= 0, inbox_size >= 1")
+
+    @property
+    def capacity(self) -> int:
+        return self.sessions_per_host * self.max_hosts
+
+
+@dataclass
+class HostState:
+    host_id: str
+    ready: bool = False  # started and warmed up
+    sessions: int = 0
+    idle_since: float = 0.0  # time.monotonic() when its last session ended (or it became ready)
+
+
+class HostPlacement:
+    def __init__(self, options: HostOptions) -> None:
+        self.options = options
+        self.hosts: dict[str, HostState] = {}
+
+    # ---- the hosts' lifecycle --------------------------------------------------------------------------
+
+    def starting(self, host_id: str) -> None:
+        self.hosts[host_id] = HostState(host_id)
+
+    def ready(self, host_id: str, now: float) -> None:
+        if host_id in self.hosts:
+            self.hosts[host_id].ready = True
+            self.hosts[host_id].idle_since = now
+
+    def remove(self, host_id: str) -> None:
+        """A host that failed to start, died or was retired."""
+        self.hosts.pop(host_id, None)
+
+    # ---- sessions ----------------------------------------------------------------------------------------
+
+    def choose(self) -> str | None:
+        """Take a slot on the least loaded ready host with room (None: no ready host has room)."""
+        ready = [h for h in self.hosts.values() if h.ready and h.sessions < self.options.sessions_per_host]
+        if not ready:
+            return None
+        host = min(ready, key=lambda h: h.sessions)
+        host.sessions += 1
+        return host.host_id
+
+    def release(self, host_id: str, now: float) -> None:
+        host = self.hosts.get(host_id)
+        if host is not None and host.sessions > 0:
+            host.sessions -= 1
+            if host.sessions == 0:
+                host.idle_since = now
+
+    @property
+    def sessions(self) -> int:
+        return sum(h.sessions for h in self.hosts.values())
+
+    def free_slots(self) -> int:
+        """Slots on ready hosts and on hosts being started."""
+        return sum(self.options.sessions_per_host - h.sessions for h in self.hosts.values())
+
+    def any_starting(self) -> bool:
+        return any(not h.ready for h in self.hosts.values())
+
+    def full(self) -> bool:
+        """Every host that may exist is started and has no room: a new caller must be refused."""
+        return len(self.hosts) >= self.options.max_hosts and self.free_slots() == 0
+
+    @property
+    def _headroom(self) -> int:
+        return max(self.options.free_slots, 1)  # at least one free slot, or the next caller waits for a start
+
+    # ---- what the pool should do now --------------------------------------------------------------------
+
+    def hosts_to_start(self) -> int:
+        """How many hosts to start now: up to the minimum, then one while the headroom is short."""
+        count, free = len(self.hosts), self.free_slots()
+        wanted = 0
+        while count < self.options.max_hosts and (count < self.options.min_hosts or free < self._headroom):
+            count, free, wanted = count + 1, free + self.options.sessions_per_host, wanted + 1
+        return wanted
+
+    def to_retire(self, now: float) -> list[str]:
+        """Empty hosts idle for ``retire_idle_s``, as long as the rest keep the minimum and the headroom."""
+        out: list[str] = []
+        count, free = len(self.hosts), self.free_slots()
+        idle = sorted((h for h in self.hosts.values() if h.ready and h.sessions == 0
+                       and now - h.idle_since >= self.options.retire_idle_s), key=lambda h: h.idle_since)
+        for host in idle:
+            if count - 1 < self.options.min_hosts or free - self.options.sessions_per_host < self._headroom:
+                break
+            out.append(host.host_id)
+            count, free = count - 1, free - self.options.sessions_per_host
+        return out

@@ -1,0 +1,100 @@
+"""The session-host policy: warm minimum, headroom, least loaded first, refusal when full, idle retirement."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployments.placement import HostOptions, HostPlacement
+
+
+def ready_pool(options: HostOptions, *ids: str) -> HostPlacement:
+    placement = HostPlacement(options)
+    for host_id in ids:
+        placement.starting(host_id)
+        placement.ready(host_id, now=0.0)
+    return placement
+
+
+def test_the_minimum_is_started_then_the_headroom_is_kept():
+    placement = HostPlacement(HostOptions(sessions_per_host=4, min_hosts=2, max_hosts=5, free_slots=3))
+    assert placement.hosts_to_start() == 2
+    placement = ready_pool(placement.options, "a", "b")
+    assert placement.hosts_to_start() == 0  # 8 free slots
+    for _ in range(6):
+        assert placement.choose() is not None
+    assert placement.free_slots() == 2
+    assert placement.hosts_to_start() == 1  # fewer than 3 free: one more host, in the background
+
+
+def test_a_host_being_started_counts_as_headroom():
+    placement = ready_pool(HostOptions(sessions_per_host=4, min_hosts=1, max_hosts=3, free_slots=2), "a")
+    placement.choose(), placement.choose(), placement.choose()
+    assert placement.hosts_to_start() == 1
+    placement.starting("b")
+    assert placement.hosts_to_start() == 0
+    assert placement.choose() == "a"  # the starting host takes nobody until it is ready
+    assert placement.choose() is None and placement.any_starting() and not placement.full()
+
+
+def test_least_loaded_host_first():
+    placement = ready_pool(HostOptions(sessions_per_host=4, min_hosts=2, max_hosts=2, free_slots=0), "a", "b")
+    picks = [placement.choose() for _ in range(4)]
+    assert sorted(picks) == ["a", "a", "b", "b"]
+    placement.release("a", now=1.0)
+    assert placement.choose() == "a"
+
+
+def test_full_when_every_allowed_host_is_full():
+    placement = ready_pool(HostOptions(sessions_per_host=2, min_hosts=1, max_hosts=2, free_slots=0), "a", "b")
+    assert [placement.choose() for _ in range(4)].count(None) == 0
+    assert placement.choose() is None and placement.full()
+    assert placement.hosts_to_start() == 0  # at the maximum
+    placement.release("b", now=1.0)
+    assert not placement.full() and placement.choose() == "b"
+
+
+def test_no_headroom_still_keeps_one_free_slot():
+    placement = ready_pool(HostOptions(sessions_per_host=1, min_hosts=1, max_hosts=3, free_slots=0), "a")
+    placement.choose()
+    assert placement.hosts_to_start() == 1
+
+
+def test_idle_hosts_above_the_minimum_are_retired_after_the_delay():
+    options = HostOptions(sessions_per_host=4, min_hosts=1, max_hosts=4, free_slots=2, retire_idle_s=60)
+    placement = ready_pool(options, "a", "b", "c")
+    busy = placement.choose()
+    assert placement.to_retire(now=30.0) == []  # not idle long enough
+    retired = placement.to_retire(now=61.0)
+    assert len(retired) == 2 and busy not in retired
+    for host_id in retired:
+        placement.remove(host_id)
+    assert placement.to_retire(now=1000.0) == []  # the busy host is the minimum
+    placement.release(busy, now=1000.0)
+    assert placement.to_retire(now=2000.0) == []  # the minimum is kept even when idle
+
+
+def test_retirement_keeps_the_headroom():
+    options = HostOptions(sessions_per_host=4, min_hosts=1, max_hosts=3, free_slots=6, retire_idle_s=0)
+    placement = ready_pool(options, "a", "b")
+    for _ in range(3):
+        placement.choose()  # "a" and "b" share 3 sessions: neither is empty
+    placement.starting("c")
+    placement.ready("c", now=0.0)
+    assert placement.to_retire(now=10.0) == []  # without "c" only 5 slots would be free
+    placement.release("a", now=10.0)
+    assert placement.to_retire(now=10.0) == ["c"]  # now 6 would be
+
+
+def test_a_lost_host_takes_its_slots_away():
+    placement = ready_pool(HostOptions(sessions_per_host=2, min_hosts=2, max_hosts=2, free_slots=0), "a", "b")
+    placement.choose(), placement.choose()
+    placement.remove("a")
+    assert set(placement.hosts) == {"b"} and placement.sessions == 1
+    assert placement.hosts_to_start() == 1  # back to the minimum
+
+
+@pytest.mark.parametrize("bad", [dict(sessions_per_host=0), dict(min_hosts=3, max_hosts=2), dict(free_slots=-1),
+                                 dict(inbox_size=0)])
+def test_bad_options_are_refused(bad):
+    with pytest.raises(ValueError, match="session hosts"):
+        HostOptions(**bad)
