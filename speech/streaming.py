@@ -4,17 +4,24 @@ Each update re-transcribes the audio window since the last trim point, condition
 before it. A word is confirmed once two successive hypotheses agree on it; the window is cut after the last
 confirmed word once it grows past ``max_window_s``, so the compute per second of speech stays bounded
 however long the user talks. ``finish`` transcribes what is left and confirms everything.
+
+Every pass is checked for a Whisper repetition loop (speech.repetition): a looping pass is run again
+without the prompt, and if that loops too the repeated run is kept once, so no timing of the windows can
+put "an an an an" in the transcript.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import logging
+from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
-from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+from speech.repetition import drop_repeats, has_loop, normalize, repeated_runs
 from speech.stt import Transcript, Word
+
+log = logging.getLogger("voi.streaming")
 
 BYTES_PER_SECOND = 32_000  # 16 kHz PCM16
 HARD_WINDOW_S = 25.0
@@ -29,8 +36,7 @@ class StreamingConfig:
     prompt_chars: int = 200  # confirmed text given to Whisper as the previous text
 
 
-def _norm(text: str) -> str:
-    return re.sub(r"[^\w']+", "", text.lower())
+_norm = normalize
 
 
 @dataclass
@@ -75,6 +81,18 @@ class LocalAgreement:
     def _confirm(self, words: list[Word]) -> None:
         self.confirmed.extend(words)
         self.in_window += len(words)
+        self._drop_loops()
+
+    def _drop_loops(self) -> None:
+        """Each pass is already free of loops, but a hypothesis lined up with the words confirmed before it
+        can still complete a run with them: the confirmed text keeps such a run once too."""
+        runs = repeated_runs([_norm(w.text) for w in self.confirmed])
+        if not runs:
+            return
+        dropped = {i for start, n, count in runs for i in range(start + n, start + n * count)}
+        first_in_window = len(self.confirmed) - self.in_window
+        self.in_window -= sum(1 for i in dropped if i >= first_in_window)
+        self.confirmed = [w for i, w in enumerate(self.confirmed) if i not in dropped]
 
     def insert(self, words: list[Word]) -> list[Word]:
         """Take a new hypothesis; confirm (and return) the words it shares with the previous one."""
@@ -105,6 +123,7 @@ class LocalAgreement:
             self.confirmed = self.confirmed[: len(self.confirmed) - self.in_window] + window
             self.in_window = len(window)
             self.pending = []
+            self._drop_loops()
         else:
             self.confirm_all(window_words)
         self.window_hypothesis = []
@@ -142,6 +161,7 @@ class StreamingTranscriber:
         self._last_update_s = 0.0
         self._lock = asyncio.Lock()
         self.updates = 0
+        self.loops = 0  # passes that fell into a repetition loop (each was repaired)
 
     @property
     def received_s(self) -> float:
@@ -181,8 +201,31 @@ class StreamingTranscriber:
         """Transcribe the current window; returns the transcript, the window's start and its length."""
         start, audio = self._window_start_s, bytes(self._window)
         self._last_update_s = self._received_s
-        transcript = await self._transcribe(audio, self._prompt())
+        transcript = await self._without_loop(audio, self._prompt())
         return transcript, start, len(audio) / BYTES_PER_SECOND
+
+    async def _without_loop(self, audio: bytes, prompt: str | None) -> Transcript:
+        """One windowed pass, free of repetition loops.
+
+        A loop depends on the decoder's context, so a looping pass is first run again without the prompt
+        (the confirmed text, which often primes the loop); should that loop as well (or there was no
+        prompt), the repeated runs of the first pass are kept once. Loops are rare: the extra pass is too.
+        """
+        transcript = await self._transcribe(audio, prompt)
+        if not has_loop(transcript.words):
+            return transcript
+        self.loops += 1
+        words = drop_repeats(transcript.words)
+        if prompt is not None:
+            retry = await self._transcribe(audio, None)
+            # Trusted only if it heard about as much: an empty retry would read as silence and cut the window.
+            if retry.words and len(retry.words) >= len(words) - 1 and not has_loop(retry.words):
+                log.info("repetition loop in a %.1f s window, fixed without the prompt: %r -> %r",
+                         len(audio) / BYTES_PER_SECOND, transcript.text[-120:], retry.text[-120:])
+                return retry
+        log.info("repetition loop in a %.1f s window, repeated words dropped: %r", len(audio) / BYTES_PER_SECOND,
+                 transcript.text[-120:])
+        return replace(transcript, text=LocalAgreement.text(words), words=words)
 
     @staticmethod
     def _absolute(transcript: Transcript, offset: float) -> list[Word]:
