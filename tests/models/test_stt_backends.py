@@ -50,7 +50,10 @@ def test_same_transcript_from_both_backends(backends, sentence):
     audio = pcm16_to_float(speech_pcm16k(sentence))
     a, b = faster.transcribe(audio).text, openai.transcribe(audio).text
     assert wer(sentence, a) <= 0.1 and wer(sentence, b) <= 0.1, (a, b)
-    assert words(a) == words(b), (a, b)
+    # int8 CTranslate2 and fp32 PyTorch round differently, and which kernels run depends on the CPU (AVX-512
+    # or not): on a borderline word ("a storm" / "the storm") they may disagree. A wrong weight mapping gives
+    # far more than one word in a sentence.
+    assert wer(a, b) <= 0.1, (a, b)
 
 
 def test_openai_backend_words_have_times_and_streaming_api(backends):
