@@ -27,7 +27,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from agents.config import AgentRefused, load_agents_config, resolve_agent
 from agents.conversation import Limits
 from agents.llm import LlmSettings
-from deployments.host_pool import HostPool, HostsBusy, Lease
+from deployments.host_pool import HostPool, HostsBusy
 from deployments.metrics import VoiMetrics
 from deployments.placement import HostOptions
 from protocol import messages as m
