@@ -32,17 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import CallerResult, graph_caller, summarize, turn_audio  # noqa: E402
+from bench import CallerResult, graph_caller, pct, summarize, turn_audio  # noqa: E402
 from protocol.client import VoiClient  # noqa: E402
 from protocol.tokens import issue_token  # noqa: E402
 from tests.integration.server import TEST_SECRET, Server, start_server  # noqa: E402
 
 AGENT = "stt_test"
 STEP_TIMEOUT_S = 120.0
-
-
-def pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 1) if values else None
 
 
 def stats(values: list[float]) -> dict[str, float | None]:

@@ -36,8 +36,6 @@ class StreamingConfig:
     prompt_chars: int = 200  # confirmed text given to Whisper as the previous text
 
 
-_norm = normalize
-
 
 @dataclass
 class LocalAgreement:
@@ -58,10 +56,10 @@ class LocalAgreement:
         return self.confirmed[-1].end if self.confirmed else 0.0
 
     def _new_words(self, words: list[Word]) -> list[Word]:
-        words = [w for w in words if _norm(w.text)]
-        heard = [_norm(w.text) for w in words]
+        words = [w for w in words if normalize(w.text)]
+        heard = [normalize(w.text) for w in words]
         if self.in_window:
-            known = [_norm(w.text) for w in self.confirmed[-self.in_window :]]
+            known = [normalize(w.text) for w in self.confirmed[-self.in_window :]]
             blocks = [b for b in SequenceMatcher(a=known, b=heard, autojunk=False).get_matching_blocks() if b.size]
             if blocks:
                 return words[blocks[-1].b + blocks[-1].size :]
@@ -70,9 +68,9 @@ class LocalAgreement:
 
     def _without_repeat(self, words: list[Word]) -> list[Word]:
         """A window starts right after confirmed words: Whisper may still repeat the last few of them."""
-        words = [w for w in words if _norm(w.text)]
-        heard = [_norm(w.text) for w in words]
-        tail = [_norm(w.text) for w in self.confirmed[len(self.confirmed) - self.in_window - 5 : len(self.confirmed) - self.in_window]]
+        words = [w for w in words if normalize(w.text)]
+        heard = [normalize(w.text) for w in words]
+        tail = [normalize(w.text) for w in self.confirmed[len(self.confirmed) - self.in_window - 5 : len(self.confirmed) - self.in_window]]
         for n in range(min(len(tail), len(words)), 0, -1):
             if heard[:n] == tail[-n:]:
                 return words[n:]
@@ -86,7 +84,7 @@ class LocalAgreement:
     def _drop_loops(self) -> None:
         """Each pass is already free of loops, but a hypothesis lined up with the words confirmed before it
         can still complete a run with them: the confirmed text keeps such a run once too."""
-        runs = repeated_runs([_norm(w.text) for w in self.confirmed])
+        runs = repeated_runs([normalize(w.text) for w in self.confirmed])
         if not runs:
             return
         dropped = {i for start, n, count in runs for i in range(start + n, start + n * count)}
@@ -100,7 +98,7 @@ class LocalAgreement:
         fresh = self._new_words(words)
         agreed = 0
         for new, old in zip(fresh, self.pending):
-            if _norm(new.text) != _norm(old.text):
+            if normalize(new.text) != normalize(old.text):
                 break
             agreed += 1
         newly = fresh[:agreed]
