@@ -22,6 +22,8 @@ from starlette.routing import Route
 
 API_KEY = "scripted-llm-key"
 LONG_STORY = " ".join(f"This is sentence number {n} of a long story." for n in range(1, 41))
+LONG_STORY_TOKEN_DELAY_S = 0.06  # 180 tokens: about 11 s, so a stream that was cut is told from one read to its end
+LONG_STORY_S = len(range(0, len(LONG_STORY), 10)) * LONG_STORY_TOKEN_DELAY_S
 
 
 @dataclass
@@ -74,7 +76,7 @@ def script_for(body: dict[str, Any]) -> Script:
         return Script(_pieces("Once upon a time, there was a small robot. It liked to sing songs all day long. "
                               "Then it went to sleep. The end.", 8), delay_s=0.25)
     if "long story" in said:
-        return Script(_pieces(LONG_STORY, 10), delay_s=0.02)
+        return Script(_pieces(LONG_STORY, 10), delay_s=LONG_STORY_TOKEN_DELAY_S)
     for tone in ("excited", "sad", "neutral"):
         if f"be {tone}" in said:
             reply = json.dumps({"voice_tone": tone, "text": "I have some news for you today, my friend."})

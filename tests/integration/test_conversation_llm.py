@@ -10,7 +10,7 @@ import numpy as np
 from protocol.client import reply_audio
 from speech.audio import float_to_pcm16, pcm16_to_float, resample
 from tests.integration.helpers import ends_response, expect_refused, final_user_text, start_session, text_of
-from tests.scripted_llm import LONG_STORY
+from tests.scripted_llm import LONG_STORY, LONG_STORY_S
 from tests.speech_fixtures import speech_pcm16k, wer
 
 
@@ -309,7 +309,7 @@ async def test_dropped_connection_mid_reply_stops_the_llm(connect, scripted_llm)
         await asyncio.sleep(0.1)
         if scripted_llm.find("long story, dropped"):
             break
-    await asyncio.sleep(5.0)  # read to its end, the scripted story would be done streaming by now (~4 s)
+    await asyncio.sleep(LONG_STORY_S + 1.0)  # read to its end, the scripted story would be done streaming by now
     assert scripted_llm.find("long story, dropped")[-1].finished is None
     client = await connect()
     await start_session(client, "scripted")
