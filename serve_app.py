@@ -28,12 +28,12 @@ from agents.config import AgentsConfig, load_agents_config  # noqa: E402
 from agents.llm import LOCAL_PROVIDER  # noqa: E402
 from agents.conversation import Limits  # noqa: E402
 from agents.turns import TurnConfig  # noqa: E402
+from common.config_errors import ConfigError  # noqa: E402
+from common.settings import MissingSecretError, load_secrets  # noqa: E402
 from deployments.ingress import INGRESS_REQUEST_HEADROOM, Ingress, IngressOptions  # noqa: E402
 from deployments.placement import HostOptions  # noqa: E402
 from deployments.synthesizer import Synthesizer  # noqa: E402
 from deployments.transcriber import Transcriber  # noqa: E402
-from protocol.config_errors import ConfigError  # noqa: E402
-from protocol.settings import MissingSecretError, load_secrets  # noqa: E402
 from speech.models_config import load_models_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agents.control import ControlAgentConfig
 from agents.prompts import BUILTIN_PATTERNS, TemplateError, example_messages, join_prompt, render
-from protocol.config_errors import ConfigError, describe_validation_error
+from common.config_errors import ConfigError, describe_validation_error
 from speech.models_config import ModelsConfig
 
 log = logging.getLogger(__name__)

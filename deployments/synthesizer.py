@@ -31,7 +31,7 @@ from typing import Any, AsyncGenerator, Iterator
 
 from ray import serve
 
-from protocol.config_errors import ConfigError
+from common.config_errors import ConfigError
 from speech.models_config import load_models_config
 from speech.synthesis import SpeechEngine
 

@@ -7,7 +7,7 @@ bash scripts/setup.sh
 if [ -z "${TOKEN_SECRET_KEY:-}" ] || [ -z "${API_KEY:-}" ]; then
   .venv/bin/python - <<'PY'
 from pathlib import Path
-from protocol.settings import write_first_run_dotenv
+from common.settings import write_first_run_dotenv
 if write_first_run_dotenv(Path(".env")):
     print("run: first run: wrote .env with a random TOKEN_SECRET_KEY and API_KEY (edit or delete it to change them)")
 PY

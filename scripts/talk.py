@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common.settings import load_secrets  # noqa: E402
 from protocol.client import VoiClient, reply_audio  # noqa: E402
-from protocol.settings import load_secrets  # noqa: E402
 from protocol.tokens import issue_token  # noqa: E402
 from speech.audio import INPUT_RATE, OUTPUT_RATE, float_to_pcm16, read_wav, resample, write_wav  # noqa: E402
 

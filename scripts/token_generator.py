@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from protocol.settings import MissingSecretError, load_secrets  # noqa: E402
+from common.settings import MissingSecretError, load_secrets  # noqa: E402
 from protocol.tokens import issue_token  # noqa: E402
 
 

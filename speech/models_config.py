@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from protocol.config_errors import ConfigError
+from common.config_errors import ConfigError
 
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -250,7 +250,7 @@ def _read_old_tts_models(path: Path) -> dict:
 
 def _describe(exc: ValidationError, models_path: Path, tts_source: Path) -> ConfigError:
     """Errors inside one TTS model name the file that defines it, the model and the field; others keep the
-    general form of protocol.config_errors (``models.yaml: models: field 'stt': ...``)."""
+    general form of common.config_errors (``models.yaml: models: field 'stt': ...``)."""
     general: list[str] = []
     tts: list[str] = []
     for err in exc.errors():

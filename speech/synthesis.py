@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from protocol.config_errors import ConfigError
+from common.config_errors import ConfigError
 from speech.audio import BYTES_PER_SAMPLE, OUTPUT_RATE, float_to_pcm16
 from speech.models_config import ModelsConfig, PiperModel, XttsModel, resolve_files, xtts_speaker_names
 from speech.tts import PiperBackend, PiperVoiceSettings, TextToSpeech

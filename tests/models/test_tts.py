@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protocol.config_errors import ConfigError
+from common.config_errors import ConfigError
 from speech.audio import INPUT_RATE, OUTPUT_RATE, pcm16_to_float, resample
 from speech.models_config import load_models_config, resolve_files
 from speech.stt import load_stt_backend

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from agents.config import AgentRefused, load_agents_config, resolve_agent
-from protocol.config_errors import ConfigError
+from common.config_errors import ConfigError
 from speech.models_config import load_models_config, resolve_files
 
 ROOT = Path(__file__).resolve().parents[2]

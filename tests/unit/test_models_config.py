@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol.config_errors import ConfigError
+from common.config_errors import ConfigError
 from speech.models_config import PiperModel, XttsModel, load_models_config, resolve_files, xtts_speaker_names
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from agents.config import AgentRefused, load_agents_config, resolve_agent
 from agents.control import ControlAgentConfig, PatternControl, _class_of
 from agents.prompts import BUILTIN_PATTERNS, Persona, TemplateError, example_messages, render, wants_json
 from agents.reply_parser import FALLBACK_TEXT, ReplyDecoder, ReplyParser, speakable
-from protocol.config_errors import ConfigError
+from common.config_errors import ConfigError
 from speech.models_config import load_models_config
 
 

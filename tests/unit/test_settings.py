@@ -1,6 +1,6 @@
 import pytest
 
-from protocol.settings import MissingSecretError, load_secrets, write_first_run_dotenv
+from common.settings import MissingSecretError, load_secrets, write_first_run_dotenv
 
 LONG = "k" * 40
 
