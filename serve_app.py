@@ -25,7 +25,6 @@ from ray import serve  # noqa: E402
 from ray.serve import Application  # noqa: E402
 
 from agents.config import AgentsConfig, load_agents_config  # noqa: E402
-from agents.llm import LOCAL_PROVIDER  # noqa: E402
 from agents.conversation import Limits  # noqa: E402
 from agents.turns import TurnConfig  # noqa: E402
 from common.config_errors import ConfigError  # noqa: E402
@@ -34,6 +33,7 @@ from deployments.ingress import INGRESS_REQUEST_HEADROOM, Ingress, IngressOption
 from deployments.placement import HostOptions  # noqa: E402
 from deployments.synthesizer import Synthesizer  # noqa: E402
 from deployments.transcriber import Transcriber  # noqa: E402
+from llm.client import LOCAL_PROVIDER  # noqa: E402
 from speech.models_config import load_models_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent

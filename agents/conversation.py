@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 from agents.config import AgentConfig, GreetingFile, VoiceSpec
 from agents.control import ControlAgentConfig, LlmControl, PatternControl, Verdict
 from agents.listener import Listener, ListenerEvents, UserTurn
-from agents.llm import LlmError, LlmRequest
+from llm.client import LlmError, LlmRequest
 from agents.prompts import Persona, example_messages, join_prompt, wants_json
 from agents.reply_parser import ReplyParser, Segment
 from agents.speech_timeline import SpeechTimeline, truncated

@@ -26,13 +26,13 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from agents.config import AgentRefused, load_agents_config, resolve_agent
 from agents.conversation import Limits
-from agents.llm import LlmSettings
-from common.settings import Secrets
+from llm.client import LlmSettings
 from deployments.host_pool import HostPool, HostsBusy
 from deployments.metrics import VoiMetrics
 from deployments.placement import HostOptions
 from protocol import messages as m
 from protocol.framing import FrameError, decode_frame, encode_frame
+from common.settings import Secrets
 from protocol.tokens import TokenError, issue_token, verify_token
 from speech.models_config import load_models_config
 

@@ -1,8 +1,8 @@
-"""LocalLLM deployment: the embedded llama.cpp chat model (agents/local_model.py) as a Serve deployment.
+"""LocalLLM deployment: the embedded llama.cpp chat model (llm/local_model.py) as a Serve deployment.
 
 Calls take and give OpenAI dicts: ``handle.options(stream=True).stream.remote(request)`` yields
 ``chat.completion.chunk`` dicts, ``handle.complete.remote(request)`` returns a ``chat.completion``.
-LiteLLM reaches it through the ``voi-local`` provider (agents/local_provider.py).
+LiteLLM reaches it through the ``voi-local`` provider (llm/local_provider.py).
 
 llama.cpp is not re-entrant, so a replica runs one generation at a time in its own worker thread and
 the other requests wait their turn on an asyncio lock (FIFO); the event loop only moves chunks. A
@@ -25,7 +25,7 @@ from typing import Any, AsyncGenerator, Callable
 
 from ray import serve
 
-from agents.local_model import LocalChatModel, chat_arguments
+from llm.local_model import LocalChatModel, chat_arguments
 
 log = logging.getLogger("ray.serve")
 _END = object()
@@ -35,7 +35,7 @@ _END = object()
 class LocalLLM:
     def __init__(self, model_path: str | None = None, n_ctx: int = 2048, n_threads: int | None = None,
                  n_threads_batch: int | None = None, seed: int | None = None) -> None:
-        # Threads: see agents.local_model.default_threads; on a 2-core machine shared with STT and TTS keep
+        # Threads: see llm.local_model.default_threads; on a 2-core machine shared with STT and TTS keep
         # n_threads (decoding) at 1, n_threads_batch=2 makes the prompt pass faster when the CPU is free.
         started = time.perf_counter()
         self.model = LocalChatModel(model_path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch,

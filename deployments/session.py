@@ -23,8 +23,8 @@ from ray.serve.handle import DeploymentHandle
 
 from agents.config import AgentConfig, VoiceSpec
 from agents.conversation import Conversation, Limits, Services
-from agents.llm import LlmClient, LlmSettings
-from agents.llm_warmup import warm_up_litellm
+from llm.client import LlmClient, LlmSettings
+from llm.warmup import warm_up_litellm
 from protocol import messages as m
 from speech.audio import OUTPUT_RATE, float_to_pcm16, read_wav, resample
 from speech.stt import Transcript
@@ -87,7 +87,7 @@ def handle_services(transcriber: DeploymentHandle, synthesizer: DeploymentHandle
 
 def register_local_llm(local_llm: DeploymentHandle) -> None:
     """Models named ``voi-local/...`` reach the LocalLLM deployment through a LiteLLM custom provider."""
-    from agents.local_provider import register_local_provider
+    from llm.local_provider import register_local_provider
 
     async def stream(request: dict) -> AsyncIterator[dict]:
         response = local_llm.options(stream=True).stream.remote(request)

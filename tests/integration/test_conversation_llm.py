@@ -248,7 +248,7 @@ async def test_local_llm_is_an_openai_endpoint_for_litellm(server):
     """Other apps reach the graph's LocalLLM through LiteLLM like any OpenAI-compatible server."""
     import httpx
 
-    from agents.llm import LlmClient, LlmRequest, LlmSettings
+    from llm.client import LlmClient, LlmRequest, LlmSettings
     from tests.integration.server import TEST_API_KEY
 
     client = LlmClient(LlmSettings(api_base=f"{server.http_url}/v1", api_key=TEST_API_KEY))

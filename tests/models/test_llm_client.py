@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from agents.llm import LlmClient, LlmError, LlmRequest, LlmSettings
-from agents.llm_warmup import warm_up_litellm
+from llm.client import LlmClient, LlmError, LlmRequest, LlmSettings
+from llm.warmup import warm_up_litellm
 from tests.scripted_llm import API_KEY, ScriptedLlm
 
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from agents.local_model import LocalChatModel, bundled_model_path
+from llm.local_model import LocalChatModel, bundled_model_path
 
 QUESTION = [{"role": "system", "content": "Answer in one short sentence."},
             {"role": "user", "content": "What is the capital of France?"}]
@@ -111,7 +111,7 @@ def test_bad_request_raises_value_error_naming_the_field(model, request_body, fi
 async def test_through_litellm_end_to_end(model):
     import litellm
 
-    from agents.local_provider import MODEL, register_local_provider
+    from llm.local_provider import MODEL, register_local_provider
 
     async def stream_fn(request: dict) -> AsyncIterator[dict]:
         for chunk in model.stream(request):  # a few ms per token: fine inline in a test

@@ -7,7 +7,7 @@ from agents.config import AgentConfig, resolve_templates
 from agents.prompts import BUILTIN_PATTERNS
 from agents.control import ControlAgentConfig
 from agents.conversation import Conversation, Limits, Services
-from agents.llm import LlmError
+from llm.client import LlmError
 from protocol import messages as m
 
 

