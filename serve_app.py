@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator  # noqa: E402
 from ray import serve  # noqa: E402
@@ -33,7 +32,7 @@ from deployments.ingress import INGRESS_REQUEST_HEADROOM, Ingress, IngressOption
 from deployments.placement import HostOptions  # noqa: E402
 from deployments.synthesizer import Synthesizer  # noqa: E402
 from deployments.transcriber import Transcriber  # noqa: E402
-from llm.client import LOCAL_PROVIDER  # noqa: E402
+from llm.names import LOCAL_PROVIDER  # noqa: E402  (importing llm/ also keeps litellm offline)
 from speech.models_config import load_models_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent

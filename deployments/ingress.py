@@ -27,6 +27,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from agents.config import AgentRefused, load_agents_config, resolve_agent
 from agents.conversation import Limits
 from llm.client import LlmSettings
+from llm.names import LOCAL_MODEL_NAME
 from deployments.host_pool import HostPool, HostsBusy
 from deployments.metrics import VoiMetrics
 from deployments.placement import HostOptions
@@ -278,7 +279,7 @@ class Ingress:
     @api.get("/v1/models")
     async def openai_models(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
         _check_bearer(authorization, self.secrets.api_key)
-        models = [{"id": "smollm2-135m", "object": "model", "owned_by": "voi"}] if self.local_llm is not None else []
+        models = [{"id": LOCAL_MODEL_NAME, "object": "model", "owned_by": "voi"}] if self.local_llm is not None else []
         return {"object": "list", "data": models}
 
     @api.post("/v1/chat/completions")

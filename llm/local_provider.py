@@ -9,21 +9,15 @@ pipeline never blocks on an LLM.
 
 from __future__ import annotations
 
-import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-# LiteLLM fetches a model cost map from the network at import unless told to use its bundled copy.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import litellm  # offline: importing llm/ chose the bundled cost map (llm.use_bundled_cost_map)
+from litellm import CustomLLM
+from litellm.llms.custom_llm import CustomLLMError
+from litellm.types.utils import GenericStreamingChunk, ModelResponse
 
-from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
-from typing import Any  # noqa: E402
-
-import litellm  # noqa: E402
-from litellm import CustomLLM  # noqa: E402
-from litellm.llms.custom_llm import CustomLLMError  # noqa: E402
-from litellm.types.utils import GenericStreamingChunk, ModelResponse  # noqa: E402
-
-PROVIDER = "voi-local"
-MODEL = f"{PROVIDER}/smollm2-135m"
+from llm.names import LOCAL_PROVIDER
 
 StreamFn = Callable[[dict], AsyncIterator[dict]]
 CompleteFn = Callable[[dict], Awaitable[dict]]
@@ -67,21 +61,21 @@ class LocalProvider(CustomLLM):
         return ModelResponse(**result)
 
     def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
-        raise CustomLLMError(status_code=400, message=f"{PROVIDER}: use litellm.acompletion (async only)")
+        raise CustomLLMError(status_code=400, message=f"{LOCAL_PROVIDER}: use litellm.acompletion (async only)")
 
     def streaming(self, *args: Any, **kwargs: Any) -> Any:
-        raise CustomLLMError(status_code=400, message=f"{PROVIDER}: use litellm.acompletion (async only)")
+        raise CustomLLMError(status_code=400, message=f"{LOCAL_PROVIDER}: use litellm.acompletion (async only)")
 
 
 def register_local_provider(stream_fn: StreamFn, complete_fn: CompleteFn) -> None:
     """Make `voi-local/<name>` models reach these functions; calling it again replaces them."""
     for entry in litellm.custom_provider_map:
-        if entry["provider"] == PROVIDER and isinstance(entry["custom_handler"], LocalProvider):
+        if entry["provider"] == LOCAL_PROVIDER and isinstance(entry["custom_handler"], LocalProvider):
             entry["custom_handler"].stream_fn = stream_fn
             entry["custom_handler"].complete_fn = complete_fn
             return
-    litellm.custom_provider_map = [entry for entry in litellm.custom_provider_map if entry["provider"] != PROVIDER]
-    litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": LocalProvider(stream_fn, complete_fn)})
+    litellm.custom_provider_map = [entry for entry in litellm.custom_provider_map if entry["provider"] != LOCAL_PROVIDER]
+    litellm.custom_provider_map.append({"provider": LOCAL_PROVIDER, "custom_handler": LocalProvider(stream_fn, complete_fn)})
 
 
 def openai_request(model: str, messages: list, optional_params: dict) -> dict:

@@ -111,7 +111,8 @@ def test_bad_request_raises_value_error_naming_the_field(model, request_body, fi
 async def test_through_litellm_end_to_end(model):
     import litellm
 
-    from llm.local_provider import MODEL, register_local_provider
+    from llm.local_provider import register_local_provider
+    from llm.names import LOCAL_MODEL as MODEL
 
     async def stream_fn(request: dict) -> AsyncIterator[dict]:
         for chunk in model.stream(request):  # a few ms per token: fine inline in a test
