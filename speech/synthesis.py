@@ -21,9 +21,10 @@ import numpy as np
 
 from common.config_errors import ConfigError
 from speech.audio import BYTES_PER_SAMPLE, OUTPUT_RATE, float_to_pcm16
-from speech.models_config import ModelsConfig, PiperModel, XttsModel, resolve_files, xtts_speaker_names
+from speech.models_config import ModelsConfig, PiperModel, XttsModel, resolve_files
 from speech.tts import PiperBackend, PiperVoiceSettings, TextToSpeech
 from speech.tts_cache import TtsCache
+from speech.xtts_speakers import xtts_speaker_names
 
 log = logging.getLogger(__name__)
 

