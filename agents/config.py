@@ -11,12 +11,12 @@ import logging
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agents.control import ControlAgentConfig
 from agents.prompts import BUILTIN_PATTERNS, TemplateError, example_messages, join_prompt, render
 from common.config_errors import ConfigError, describe_validation_error
+from common.yaml_files import read_yaml
 from speech.models_config import ModelsConfig
 
 log = logging.getLogger(__name__)
@@ -116,12 +116,7 @@ class AgentsConfig(BaseModel):
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from None
+    return read_yaml(path)
 
 
 def parse_agent(raw: Any, *, source: str | Path, name: str) -> AgentConfig:

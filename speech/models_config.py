@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,6 +28,7 @@ from pydantic import (
 )
 
 from common.config_errors import ConfigError
+from common.yaml_files import read_yaml_mapping
 from speech.xtts_speakers import xtts_speaker_names
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -196,7 +196,7 @@ class ModelsConfig(_Strict):
 
 def load_models_config(path: str | Path) -> ModelsConfig:
     path = Path(path)
-    raw = _read_mapping(path, "must be a mapping with 'stt' and 'tts' sections")
+    raw = read_yaml_mapping(path, "must be a mapping with 'stt' and 'tts' sections")
     tts_source: Path = path
     if isinstance(raw.get("tts"), str):  # tts: path/to/tts_models.json (the original Voi's format)
         tts_source = _relative_to(Path(raw["tts"]), path.parent)
@@ -207,18 +207,6 @@ def load_models_config(path: str | Path) -> ModelsConfig:
         return ModelsConfig.model_validate(raw)
     except ValidationError as exc:
         raise _describe(exc, path, tts_source) from None
-
-
-def _read_mapping(path: Path, what: str) -> dict:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: {what}")
-    return raw
 
 
 def _relative_to(path: Path, base_dir: Path) -> Path:
@@ -240,7 +228,7 @@ def _absolute_xtts_paths(spec: Any, base_dir: Path) -> Any:
 def _read_old_tts_models(path: Path) -> dict:
     """The original Voi's tts_models.json: model name -> {checkpoint, config, tokenizer, voices, language,
     voice_tone_map, avg_text_len, speed}, all XTTS, paths relative to the file."""
-    raw = _read_mapping(path, "must be a mapping of TTS model names to models (tts_models.json)")
+    raw = read_yaml_mapping(path, "must be a mapping of TTS model names to models (tts_models.json)")
     return {name: _absolute_xtts_paths({"backend": "xtts", **spec} if isinstance(spec, dict) and "backend" not in spec
                                        else spec, path.parent)
             for name, spec in raw.items()}
