@@ -18,6 +18,8 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from llm.text import strip_code_fence
+
 log = logging.getLogger("voi.control")
 
 PATTERN_MATCHING = "pattern_matching"
@@ -93,7 +95,7 @@ class LlmControl:
 
 
 def _class_of(answer: str) -> str:
-    body = answer.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    body = strip_code_fence(answer)
     try:
         data = json.loads(body)
         if isinstance(data, dict) and "class" in data:

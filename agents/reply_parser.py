@@ -18,6 +18,7 @@ from typing import Literal
 
 from agents.prompts import NARRATOR_MARKER
 from agents.segmenter import split_sentences
+from llm.text import strip_code_fence
 
 log = logging.getLogger("voi.reply")
 
@@ -114,7 +115,7 @@ class ReplyDecoder:
         """The end of the stream: recover what a malformed JSON reply said; returns text added now."""
         if self.mode != "json" or self._pos is not None:
             return ""
-        body = self.raw.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+        body = strip_code_fence(self.raw)
         try:
             data = json.loads(body)
         except json.JSONDecodeError:

@@ -1,5 +1,6 @@
 """The LLM plumbing, Ray-free: the LiteLLM client and its warm-up, the embedded llama.cpp chat model and the
-LiteLLM provider that reaches it. Below agents/ (which decides what to ask) and above speech/.
+LiteLLM provider that reaches it, the names of that model, the clean-up of answers. Below agents/ (which decides
+what to ask) and above speech/.
 
 Importing this package (any module of it) keeps ``import litellm`` off the network (``use_bundled_cost_map``), so
 every litellm import in llm/ comes after it, and serve_app, which imports llm/, passes it on to a local Ray's workers.
