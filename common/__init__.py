@@ -1,1 +1,2 @@
-"""Plumbing every layer may use, Ray-free and below protocol/: configuration errors, secrets from the environment."""
+"""Plumbing every layer may use, Ray-free and below protocol/: configuration errors and YAML files, secrets from
+the environment, and iterating a blocking generator from asyncio."""

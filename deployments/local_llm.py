@@ -4,8 +4,9 @@ Calls take and give OpenAI dicts: ``handle.options(stream=True).stream.remote(re
 ``chat.completion.chunk`` dicts, ``handle.complete.remote(request)`` returns a ``chat.completion``.
 LiteLLM reaches it through the ``voi-local`` provider (llm/local_provider.py).
 
-llama.cpp is not re-entrant, so a replica runs one generation at a time in its own worker thread and
-the other requests wait their turn on an asyncio lock (FIFO); the event loop only moves chunks. A
+llama.cpp is not re-entrant, so a replica runs one generation at a time in its own worker thread, token by
+token as the caller asks for them (common/threads.py), and the other requests wait their turn on an asyncio
+lock (FIFO); the event loop only moves chunks. A
 caller's ``response.cancel()`` (barge-in) stops generation after the token being computed. Outside a Serve
 request (e.g. in the SessionActor) cancelling the task that iterates the response does NOT reach the replica
 in Ray 2.60: call ``cancel()`` on the response too (in a ``finally``). The lock is handed on only
@@ -18,17 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from typing import Any, AsyncGenerator, Callable
 
 from ray import serve
 
+from common.threads import iterate_in_thread
 from llm.local_model import LocalChatModel, chat_arguments
 
 log = logging.getLogger("ray.serve")
-_END = object()
 
 
 @serve.deployment(name="LocalLLM", max_ongoing_requests=32, ray_actor_options={"num_cpus": 1})
@@ -52,45 +53,12 @@ class LocalLLM:
     async def stream(self, request: dict) -> AsyncGenerator[dict, None]:
         """Yield ``chat.completion.chunk`` dicts as llama.cpp makes tokens; a bad request raises ValueError."""
         chunks = self.model.stream(request)  # validates now, before waiting for a turn
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
-
-        def put(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is gone (replica shutting down): nobody to tell
-                stop.set()
-
-        def generate() -> None:
-            try:
-                for chunk in chunks:
-                    if stop.is_set():
-                        break
-                    put(chunk)
-                else:
-                    put(_END)
-            except BaseException as exc:  # noqa: BLE001  # handed to the caller's task
-                put(exc)
-            finally:
-                chunks.close()
-
         await self._lock.acquire()
-        try:
-            self._run_then_release(generate)
-        except BaseException:
-            self._lock.release()
-            raise
-        try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
+        # Token by token in the llama thread; the lock is handed on once that thread is done with this generation
+        # (no await between acquiring it and iterating: iterate_in_thread releases it only once started).
+        async with aclosing(iterate_in_thread(chunks, self._pool, on_finished=self._lock.release)) as pieces:
+            async for chunk in pieces:
+                yield chunk
 
     async def complete(self, request: dict) -> dict:
         """A whole ``chat.completion`` for ``request``; a bad request raises ValueError."""

@@ -23,20 +23,20 @@ generator is closed right after it, so nothing more is synthesized (XTTS: no fur
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from pathlib import Path
-from typing import Any, AsyncGenerator, Iterator
+from typing import Any, AsyncGenerator
 
 from ray import serve
 
 from common.config_errors import ConfigError
+from common.threads import iterate_in_thread
 from speech.models_config import load_models_config
 from speech.synthesis import SpeechEngine
 
 log = logging.getLogger("ray.serve")
-_DONE = object()
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "tts"
 PRERENDER_FIELDS = {"text", "model", "voice", "tone", "speed"}
 
@@ -81,26 +81,10 @@ class Synthesizer:
             chunks = self.engine.stream_cached(text, model, voice, speed, tone)
         else:
             chunks = self.engine.stream(text, model, voice, speed, tone)
-        async for chunk in self._in_thread(chunks):
-            yield chunk
-
-    async def _in_thread(self, chunks: Iterator[bytes]) -> AsyncGenerator[bytes, None]:
-        pending: Future | None = None
-        try:
-            while True:
-                pending = self._pool.submit(next, chunks, _DONE)
-                chunk = await asyncio.wrap_future(pending)
-                pending = None
-                if chunk is _DONE:
-                    return
+        # Chunk by chunk in the pool; cancelled, the chunk under way finishes and the generator is closed after it.
+        async with aclosing(iterate_in_thread(chunks, self._pool)) as pieces:
+            async for chunk in pieces:
                 yield chunk
-        finally:
-            if pending is not None and not pending.done():
-                # Cancelled while a chunk is being made: the generator is running in its thread and can only be
-                # closed once that chunk is done (or at once, if it never started).
-                pending.add_done_callback(lambda _: chunks.close())
-            else:
-                chunks.close()
 
     def cache_stats(self) -> dict:
         """Cache hits/misses/writes and stream counters of this replica."""
