@@ -11,7 +11,6 @@ be the path of an old ``tts_models.json``, which loads unchanged (its relative p
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
