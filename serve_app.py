@@ -24,7 +24,7 @@ from ray import serve  # noqa: E402
 from ray.serve import Application  # noqa: E402
 
 from agents.config import AgentsConfig, load_agents_config  # noqa: E402
-from agents.conversation import Limits  # noqa: E402
+from agents.services import SessionPolicy  # noqa: E402
 from agents.turns import TurnConfig  # noqa: E402
 from common.config_errors import ConfigError  # noqa: E402
 from common.settings import MissingSecretError, load_secrets  # noqa: E402
@@ -72,25 +72,21 @@ class AppArgs(BaseModel):
 def uses_local_llm(agents: AgentsConfig) -> bool:
     """The LocalLLM joins the graph only when an agent (or what clients may pick) names a voi-local model."""
     models = [a.llm_model for a in agents.agents.values()]
-    models += [c.model for a in agents.agents.values() if (c := a.control_agent) is not None and not isinstance(c, str)]
+    models += [a.control.model for a in agents.agents.values() if a.control is not None]
     models += agents.client_agent_config.allowed_llm_models + agents.client_agent_config.invoke_llm_models
     return any(model.startswith(f"{LOCAL_PROVIDER}/") for model in models)
 
 
 def greeting_renders(agents: AgentsConfig) -> list[dict[str, Any]]:
     """Every greeting text segment of every agent, for the Synthesizer to render into its cache at start."""
-    from agents.config import GreetingFile
     from agents.reply_parser import ReplyParser
 
     renders: list[dict[str, Any]] = []
     for agent in agents.agents.values():
-        if agent.greetings is None:
-            continue
-        for choice in agent.greetings.choices:
-            if isinstance(choice, GreetingFile) and choice.file:
-                continue
-            text = choice.content if isinstance(choice, GreetingFile) else choice
-            for segment in ReplyParser(agent.greetings.voice_tone, plain=True).parse(text):
+        for choice in agent.greetings:
+            if choice.file:
+                continue  # a recording is played, not synthesized
+            for segment in ReplyParser(agent.greeting_tone, plain=True).parse(choice.content):
                 voice = agent.voices.for_role(segment.role)
                 if voice is not None:
                     renders.append({"text": segment.spoken, "model": voice.model, "voice": voice.voice,
@@ -121,10 +117,8 @@ def app(args: dict[str, Any] | None = None) -> Application:
         models_path=models_path,
         hosts=hosts,
         max_sessions=parsed.max_sessions_per_ingress,
-        limits=Limits(
-            max_turn_seconds=parsed.max_turn_seconds,
-            turn=TurnConfig(end_of_turn_s=parsed.end_of_turn_s, quick_end_of_turn_s=parsed.quick_end_of_turn_s),
-        ),
+        policy=SessionPolicy(max_turn_seconds=parsed.max_turn_seconds),
+        listening=TurnConfig(end_of_turn_s=parsed.end_of_turn_s, quick_end_of_turn_s=parsed.quick_end_of_turn_s),
     )
     stt = models.stt.models[models.stt.default]
     transcriber = Transcriber.options(

@@ -3,95 +3,27 @@
 The file is either the new layout (top-level ``agents:`` plus optional ``prompt_patterns:`` and
 ``client_agent_config:``) or an old ``agents.json`` (a mapping of agent name to agent; JSON is YAML).
 A directory of ``*.json`` / ``*.yaml`` files (the old ``agents/*.json``) loads too, one agent per file.
+Every agent is resolved once, here (agents/agent.py); sessions get the resolved, frozen ``Agent``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.control import ControlAgentConfig
-from agents.prompts import BUILTIN_PATTERNS, TemplateError, example_messages, join_prompt, render
+from agents.agent import ECHO_MODEL, Agent, AgentConfig, build_agent
+from agents.prompts import BUILTIN_PATTERNS
 from common.config_errors import ConfigError, describe_validation_error
 from common.yaml_files import read_yaml
 from speech.models_config import ModelsConfig
 
 log = logging.getLogger(__name__)
 
-ECHO_MODEL = "echo"
 UI_ONLY_FIELDS = ("title", "description")
-
-
-class VoiceSpec(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model: str
-    voice: str | None = None
-    speed: float = Field(default=1.0, gt=0.25, le=4.0)
-    leading_silence: float = Field(default=0.0, ge=0.0, le=5.0)
-    trailing_silence: float = Field(default=0.0, ge=0.0, le=5.0)
-
-
-class Voices(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    character: VoiceSpec | None = None
-    narrator: VoiceSpec | None = None
-
-    def for_role(self, role: str) -> VoiceSpec | None:
-        """The narrator's voice for asides when there is one; else the character speaks them."""
-        if role == "narrator" and self.narrator is not None:
-            return self.narrator
-        return self.character
-
-
-class GreetingFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    content: str
-    file: str | None = None
-
-
-class Greetings(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    choices: list[Union[str, GreetingFile]] = Field(default_factory=list)
-    voice_tone: str | None = None
-
-
-class AgentConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    title: str | None = None
-    description: str | None = None
-    llm_model: str
-    control_agent: ControlAgentConfig | str | None = None  # a config, or the name of another agent that is one
-    temperature: float = Field(default=0.5, ge=0.0, le=2.0)  # of the first attempt (a control agent raises it)
-    max_tokens: int | None = Field(default=None, ge=1)
-    context_tokens: int = Field(default=3000, ge=200)  # system prompt + examples + recent turns (estimated)
-    llm_timeout_s: float = Field(default=30.0, gt=0)  # until the first token, and between tokens
-    voices: Voices = Field(default_factory=Voices)
-    system_prompt: str | list[str] | None = None
-    vars: dict[str, str] = Field(default_factory=dict)
-    examples: list[Any] = Field(default_factory=list)
-    greetings: Greetings | None = None
-
-    @field_validator("llm_model")
-    @classmethod
-    def _model_named(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must name a model ('echo' for the echo agent)")
-        return value
-
-    @property
-    def is_echo(self) -> bool:
-        return self.llm_model == ECHO_MODEL
-
-    def unknown_fields(self) -> list[str]:
-        return sorted(self.model_extra or {})
 
 
 class ClientAgentPolicy(BaseModel):
@@ -105,14 +37,26 @@ class ClientAgentPolicy(BaseModel):
     invoke_llm_models: list[str] = Field(default_factory=list)  # invoke_llm may name these (and its agent's own)
 
 
-class AgentsConfig(BaseModel):
+class _Settings(BaseModel):
+    """The file's settings beside its agents."""
+
     model_config = ConfigDict(extra="forbid")
 
-    agents: dict[str, AgentConfig]
     prompt_patterns: dict[str, str] = Field(default_factory=dict)
     client_agent_config: ClientAgentPolicy = Field(default_factory=ClientAgentPolicy)
+
+
+@dataclass(frozen=True)
+class AgentsConfig:
+    agents: dict[str, Agent]
+    prompt_patterns: dict[str, str] = field(default_factory=dict)
+    client_agent_config: ClientAgentPolicy = field(default_factory=ClientAgentPolicy)
     source: str = "agents.yaml"
     base_dir: str = "."
+
+    @property
+    def patterns(self) -> dict[str, str]:
+        return {**BUILTIN_PATTERNS, **self.prompt_patterns}
 
 
 def _read_yaml(path: Path) -> Any:
@@ -159,98 +103,20 @@ def load_agents_config(path: str | Path, models: ModelsConfig) -> AgentsConfig:
         base_dir = path.parent
     if not sourced:
         raise ConfigError(f"{path}: defines no agents")
-    agents = {str(name): parse_agent(entry, source=src, name=str(name)) for name, (src, entry) in sourced.items()}
+    raw = {str(name): parse_agent(entry, source=src, name=str(name)) for name, (src, entry) in sourced.items()}
     try:
-        config = AgentsConfig(agents=agents, source=str(path), base_dir=str(base_dir), **extra)
+        settings = _Settings(**extra)
     except ValidationError as exc:
         raise describe_validation_error(exc, source=path, entry="settings") from None
-    patterns = {**BUILTIN_PATTERNS, **config.prompt_patterns}
-    for name, agent in config.agents.items():
-        resolve_control_agent(agent, config.agents, source=sourced[name][0], name=name)
-        resolve_templates(agent, patterns, source=sourced[name][0], name=name)
-        check_agent_against_models(agent, models, source=sourced[name][0], name=name, base_dir=base_dir)
-        if agent.unknown_fields():
-            log.warning("%s: agent '%s': ignoring unknown fields %s", path, name, agent.unknown_fields())
-    return config
-
-
-def resolve_control_agent(agent: AgentConfig, agents: dict[str, AgentConfig], *, source: str | Path, name: str) -> None:
-    """A ``control_agent`` named by string is another agent entry (the old ``*_agent`` reference)."""
-    ref = agent.control_agent
-    if isinstance(ref, str):
-        other = agents.get(ref)
-        if other is None:
-            raise ConfigError(f"{source}: agent '{name}': field 'control_agent': no agent named {ref!r}")
-        raw = other.model_dump(exclude_none=True)
-        raw.setdefault("model", other.llm_model)
-        agent.control_agent = ControlAgentConfig.model_validate(raw)
-    if isinstance(agent.control_agent, ControlAgentConfig):
-        try:
-            agent.control_agent.check()
-        except ValueError as exc:
-            raise ConfigError(f"{source}: agent '{name}': field 'control_agent': {exc}") from None
-
-
-def resolve_templates(agent: AgentConfig, patterns: dict[str, str], *, source: str | Path, name: str) -> None:
-    """Resolve ``{prompt_pattern:...}``, ``{vars:...}`` and the older ``{pattern_name}`` form in place."""
-    field = "system_prompt"
-    try:
-        agent.system_prompt = render(join_prompt(agent.system_prompt), patterns, agent.vars) or None
-        field = "examples"
-        agent.examples = [
-            {**ex, "content": render(ex["content"], patterns, agent.vars) if isinstance(ex["content"], str) else ex["content"]}
-            for ex in example_messages(agent.examples)
-        ]
-        if agent.greetings is not None:
-            field = "greetings.choices"
-            agent.greetings.choices = [
-                GreetingFile(content=render(c.content, patterns, agent.vars), file=c.file) if isinstance(c, GreetingFile)
-                else render(c, patterns, agent.vars)
-                for c in agent.greetings.choices
-            ]
-        control = agent.control_agent
-        if isinstance(control, ControlAgentConfig) and control.system_prompt is not None:
-            field = "control_agent.system_prompt"
-            control.system_prompt = render(join_prompt(control.system_prompt), patterns, agent.vars)
-    except TemplateError as exc:
-        raise ConfigError(f"{source}: agent '{name}': field '{field}': {exc}") from None
-
-
-def check_agent_against_models(
-    agent: AgentConfig, models: ModelsConfig, *, source: str | Path, name: str, base_dir: Path | None
-) -> None:
-    """Cross-check voices against models.yaml and greeting files against the disk (server agents only).
-
-    An agent without a character voice gets the first TTS model of models.yaml, with its default voice.
-    """
-    if agent.voices.character is None:
-        agent.voices.character = VoiceSpec(model=next(iter(models.tts)))
-    for role in ("character", "narrator"):
-        spec: VoiceSpec | None = getattr(agent.voices, role)
-        if spec is None:
-            continue
-        if spec.model not in models.tts:
-            raise ConfigError(
-                f"{source}: agent '{name}': field 'voices.{role}.model': unknown TTS model {spec.model!r} "
-                f"(models.yaml has {sorted(models.tts)})"
-            )
-        voices = models.tts_voice_names(spec.model)
-        if spec.voice is not None and spec.voice not in voices:
-            raise ConfigError(
-                f"{source}: agent '{name}': field 'voices.{role}.voice': unknown voice {spec.voice!r} "
-                f"of model {spec.model!r} (it has {voices})"
-            )
-    if agent.greetings is None:
-        return
-    for index, choice in enumerate(agent.greetings.choices):
-        if isinstance(choice, GreetingFile) and choice.file is not None:
-            if base_dir is None:
-                raise ConfigError(f"{source}: agent '{name}': field 'greetings.choices.{index}.file': not allowed here")
-            file = (base_dir / choice.file).resolve()
-            if not file.is_file():
-                raise ConfigError(
-                    f"{source}: agent '{name}': field 'greetings.choices.{index}.file': no such file {file}"
-                )
+    patterns = {**BUILTIN_PATTERNS, **settings.prompt_patterns}
+    agents: dict[str, Agent] = {}
+    for name, config in raw.items():
+        source = sourced[name][0]
+        agents[name] = build_agent(config, patterns=patterns, others=raw, models=models, source=source, name=name,
+                                   base_dir=base_dir)
+        if config.unknown_fields():
+            log.warning("%s: agent '%s': ignoring unknown fields %s", path, name, config.unknown_fields())
+    return AgentsConfig(agents, settings.prompt_patterns, settings.client_agent_config, str(path), str(base_dir))
 
 
 class AgentRefused(Exception):
@@ -263,7 +129,7 @@ class AgentRefused(Exception):
 
 def resolve_agent(
     config: AgentsConfig, models: ModelsConfig, name: str, client_config: dict[str, Any] | None
-) -> AgentConfig:
+) -> Agent:
     """The agent a session runs: the server's, or the client's own when the policy allows it."""
     policy = config.client_agent_config
     server_agent = config.agents.get(name)
@@ -283,19 +149,17 @@ def resolve_agent(
         raise AgentRefused(
             f"{source}: agent '{name}': field 'llm_model': {agent.llm_model[:60]!r} is not an allowed model", "model_not_allowed"
         )
-    if agent.greetings and any(isinstance(c, GreetingFile) and c.file for c in agent.greetings.choices):
+    if agent.greetings and any(not isinstance(c, str) and c.file for c in agent.greetings.choices):
         raise AgentRefused(f"{source}: agent '{name}': field 'greetings': a client may not name server files", "file_not_allowed")
     control = agent.control_agent
     if isinstance(control, str):
         raise AgentRefused(f"{source}: agent '{name}': field 'control_agent': a client may not reference other agents", "bad_agent_config")
-    if isinstance(control, ControlAgentConfig) and not control.is_pattern_matching and control.model not in policy.allowed_llm_models:
+    if control is not None and not control.is_pattern_matching and control.model not in policy.allowed_llm_models:
         raise AgentRefused(
             f"{source}: agent '{name}': field 'control_agent.model': {control.model[:60]!r} is not an allowed model", "model_not_allowed"
         )
     try:
-        resolve_control_agent(agent, {}, source=source, name=name)
-        resolve_templates(agent, {**BUILTIN_PATTERNS, **config.prompt_patterns}, source=source, name=name)
-        check_agent_against_models(agent, models, source=source, name=name, base_dir=None)
+        return build_agent(agent, patterns=config.patterns, others={}, models=models, source=source, name=name,
+                           base_dir=None)
     except ConfigError as exc:
         raise AgentRefused(str(exc), "bad_agent_config") from None
-    return agent

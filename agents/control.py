@@ -81,13 +81,12 @@ Complete = Callable[[list[dict[str, Any]], str], Awaitable[str]]  # (messages, m
 
 @dataclass
 class LlmControl:
-    config: ControlAgentConfig
-    system_prompt: str
-    examples: list[dict[str, Any]]
+    config: ControlAgentConfig  # resolved (agents/agent.py): its system prompt one string, its examples messages
     complete: Complete
 
     async def __call__(self, text: str) -> bool:
-        messages = [{"role": "system", "content": self.system_prompt}, *self.examples, {"role": "user", "content": text}]
+        messages = [{"role": "system", "content": self.config.system_prompt}, *self.config.examples,
+                    {"role": "user", "content": text}]
         answer = await self.complete(messages, self.config.model)
         label = _class_of(answer)
         log.info("control agent %s classified the reply start as %r", self.config.model, label)

@@ -1,18 +1,20 @@
 """Listening: voice activity, streaming transcription and (in call mode) the end of the user's turn.
 
-The Listener gets the session's audio frames and reports through async callbacks: a partial transcript,
-the settled transcript of an utterance, the user starting to speak (what barge-in needs), and in call mode
-the end of the user's turn. Whisper runs through the injected ``transcribe`` callable, never on the caller's
-event loop; updates of one turn never overlap.
+The Listener gets the session's audio frames and reports typed events through one async callback: a
+transcript update (partial, or the settled transcript of an utterance), the user starting to speak (what
+barge-in needs), in call mode the end of the user's turn, and audio past the turn's limit. Whisper runs
+through the injected ``transcribe`` callable, never on the caller's event loop; updates of one turn never
+overlap. What the listener heard is its own state: how it is shown to the client is the Conversation's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Union
 
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
 from speech.audio import dbfs, pcm16_to_float
@@ -20,16 +22,16 @@ from speech.streaming import BYTES_PER_SECOND, StreamingConfig, StreamingTranscr
 from speech.vad import WINDOW_SECONDS, StreamingVad
 
 log = logging.getLogger("voi.listener")
+_turn_numbers = itertools.count(1)
 
 
-@dataclass
+@dataclass(eq=False)
 class UserTurn:
-    """What the user said in one turn: its streaming transcript and the message that shows it."""
+    """What the user said in one turn: its audio, its streaming transcript and when speech ended."""
 
     streamer: StreamingTranscriber
-    message_id: int | None = None
-    sent_text: str = ""
-    sent_final: bool = False
+    number: int = field(default_factory=lambda: next(_turn_numbers))
+    heard: str = ""  # the latest transcript reported for this turn (what the end-of-turn rule reads)
     speech_end_s: float | None = None  # turn audio time where the last utterance ended
     speaking: bool = False
     overflow_reported: bool = False
@@ -40,19 +42,36 @@ class UserTurn:
         return await self.streamer.finish(None if self.speaking else self.speech_end_s)
 
 
-@dataclass
-class ListenerEvents:
-    partial: Callable[[UserTurn, str], Awaitable[None]]
-    settled: Callable[[UserTurn, str], Awaitable[None]]
-    speech_started: Callable[[], Awaitable[None]]  # sustained speech loud enough to be the user (barge-in)
-    turn_ended: Callable[[UserTurn], Awaitable[None]]  # call mode only
-    overflow: Callable[[UserTurn], Awaitable[None]]
+@dataclass(frozen=True)
+class TranscriptUpdate:
+    turn: UserTurn
+    text: str
+    final: bool  # the settled transcript of an utterance (False: a partial while the user speaks)
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """Sustained speech loud enough to be the user (not the agent's own voice leaking back): barge-in."""
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    turn: UserTurn  # call mode only: the user is done
+
+
+@dataclass(frozen=True)
+class AudioOverflow:
+    turn: UserTurn  # the turn's audio passed max_turn_s; the rest is ignored (reported once per turn)
+
+
+ListenerEvent = Union[TranscriptUpdate, SpeechStarted, TurnEnded, AudioOverflow]
+OnListenerEvent = Callable[[ListenerEvent], Awaitable[None]]
 
 
 @dataclass
 class Listener:
     transcribe: Transcribe
-    events: ListenerEvents
+    on_event: OnListenerEvent
     call_mode: bool
     config: TurnConfig = field(default_factory=TurnConfig)
     max_turn_s: float = 120.0
@@ -94,7 +113,7 @@ class Listener:
         if turn.streamer.received_s + len(pcm) / BYTES_PER_SECOND > self.max_turn_s:
             if not turn.overflow_reported:
                 turn.overflow_reported = True
-                await self.events.overflow(turn)
+                await self.on_event(AudioOverflow(turn))
             return
         started = ended = False
         samples = pcm16_to_float(pcm)
@@ -122,7 +141,7 @@ class Listener:
             turn.streamer.add(pcm)
         turn.speaking = self.activity.speaking
         if started:
-            await self.events.speech_started()
+            await self.on_event(SpeechStarted())
         if ended:
             turn.speech_end_s = turn.streamer.received_s - self.activity.silence_s
             turn.speech_ended_at = time.monotonic()
@@ -131,8 +150,8 @@ class Listener:
             self._spawn(self._update(turn))
         elif not self.activity.heard_speech and self.activity.silence_s > 2 * self.config.pre_roll_s:
             turn.streamer.drop_silence()  # chat mode before anyone spoke: do not hoard silence
-        if self.call_mode and end_of_turn(self.activity, turn.sent_text, self.config):
-            await self.events.turn_ended(self.take_turn())
+        if self.call_mode and end_of_turn(self.activity, turn.heard, self.config):
+            await self.on_event(TurnEnded(self.take_turn()))
 
     def _update_wanted(self, turn: UserTurn) -> bool:
         if not self.activity.speaking:
@@ -151,7 +170,7 @@ class Listener:
             log.warning("partial transcription failed: %s", exc)
             return
         if self.stream_partials and hypothesis.text and turn is self.turn:
-            await self.events.partial(turn, hypothesis.text)
+            await self._report(turn, hypothesis.text, final=False)
 
     async def _settle(self, turn: UserTurn) -> None:
         try:
@@ -160,4 +179,9 @@ class Listener:
             log.warning("transcription failed: %s", exc)
             return
         if turn is self.turn:
-            await self.events.settled(turn, text)
+            await self._report(turn, text, final=True)
+
+    async def _report(self, turn: UserTurn, text: str, *, final: bool) -> None:
+        if text.strip():
+            turn.heard = text.strip()
+        await self.on_event(TranscriptUpdate(turn, text, final))

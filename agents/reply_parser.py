@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agents.prompts import NARRATOR_MARKER
-from agents.segmenter import split_sentences
 from llm.text import strip_code_fence
+from speech.segmenter import first_clause_end, split_sentences
 
 log = logging.getLogger("voi.reply")
 
@@ -28,7 +28,6 @@ FALLBACK_TEXT = "Sorry, I was lost in thought. Can you repeat that?"
 _TONE = re.compile(r'"voice_tone"\s*:\s*"([^"\\]{0,40})"')
 _TEXT_KEY = re.compile(r'"text"\s*:\s*"')
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "", "f": "", "n": "\n", "r": "", "t": " "}
-_CLAUSE = re.compile(r"[,;:\u2013\u2014](?=\s)")
 _UNSPOKEN = re.compile(r"[*_~#`\"\u201c\u201d\u00ab\u00bb]")
 
 
@@ -162,10 +161,10 @@ class SpeechSplitter:
                 out += self._segment(sentence, tone)
             self._buffer = self._buffer[cut:] if cut >= 0 else last
         if self._emitted == 0 and not out and self.role == "character":
-            clause = _CLAUSE.search(self._buffer, self.first_clause_chars)
-            if clause:
-                out += self._segment(self._buffer[: clause.end()], tone)
-                self._buffer = self._buffer[clause.end() :]
+            end = first_clause_end(self._buffer, self.first_clause_chars)
+            if end is not None:
+                out += self._segment(self._buffer[:end], tone)
+                self._buffer = self._buffer[end:]
         if len(self._buffer) > self.max_chars:
             cut = self._buffer.rfind(" ", 0, self.max_chars)
             cut = cut if cut > 0 else self.max_chars

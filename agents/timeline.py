@@ -14,7 +14,20 @@ STAGES = (
     "first_audio_sent",  # the first reply audio frame emitted to the client
     "response_done",  # the reply text is complete
 )
-INTERNAL_METRICS_TYPE = "_turn_timeline"  # an internal message: the ingress records it, never sends it
+
+
+@dataclass(frozen=True)
+class TurnReport:
+    """What one answered turn reports to the operator's metrics (not a client message): the stage times in
+    ms after the end of speech, and the derived numbers (None when that stage did not happen)."""
+
+    agent: str
+    mode: str
+    stages_ms: dict[str, float]
+    voice_to_voice_ms: float | None = None  # end of speech -> first reply audio frame sent
+    stt_final_ms: float | None = None  # end of speech -> settled transcript
+    llm_first_token_ms: float | None = None  # settled transcript -> the reply's first text
+    tts_first_audio_ms: float | None = None  # first text handed to TTS -> its first audio
 
 
 @dataclass
@@ -35,22 +48,23 @@ class TurnTimeline:
             return {}
         return {stage: round((self.marks[stage] - start) * 1000, 1) for stage in STAGES[1:] if stage in self.marks}
 
-    def durations(self) -> dict[str, float]:
+    def report(self) -> TurnReport:
         """The derived numbers operators look at: voice-to-voice and each stage's own share."""
         ms = self.ms()
-        out: dict[str, float] = {}
-        if "first_audio_sent" in ms:
-            out["voice_to_voice_ms"] = ms["first_audio_sent"]
-        if "transcript_final" in ms:
-            out["stt_final_ms"] = ms["transcript_final"]
-        if "llm_first_token" in ms and "transcript_final" in ms:
-            out["llm_first_token_ms"] = round(ms["llm_first_token"] - ms["transcript_final"], 1)
-        if "first_tts_chunk" in ms and "first_text_to_tts" in ms:
-            out["tts_first_audio_ms"] = round(ms["first_tts_chunk"] - ms["first_text_to_tts"], 1)
-        return out
+
+        def between(start: str, end: str) -> float | None:
+            return round(ms[end] - ms[start], 1) if start in ms and end in ms else None
+
+        return TurnReport(self.agent, self.mode, ms, voice_to_voice_ms=ms.get("first_audio_sent"),
+                          stt_final_ms=ms.get("transcript_final"),
+                          llm_first_token_ms=between("transcript_final", "llm_first_token"),
+                          tts_first_audio_ms=between("first_text_to_tts", "first_tts_chunk"))
 
     def log_line(self) -> str:
+        report = self.report()
+        durations = {"voice_to_voice_ms": report.voice_to_voice_ms, "stt_final_ms": report.stt_final_ms,
+                     "llm_first_token_ms": report.llm_first_token_ms, "tts_first_audio_ms": report.tts_first_audio_ms}
         parts = [f"agent={self.agent}", f"mode={self.mode}"]
-        parts += [f"{k}={v:.0f}" for k, v in self.durations().items()]
-        parts += [f"{k}@{v:.0f}" for k, v in self.ms().items()]
+        parts += [f"{k}={v:.0f}" for k, v in durations.items() if v is not None]
+        parts += [f"{k}@{v:.0f}" for k, v in report.stages_ms.items()]
         return " ".join(parts)

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 import ray
 from fastapi import FastAPI, Header, HTTPException, Request, WebSocket
@@ -24,8 +24,11 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from agents.agent import Agent
 from agents.config import AgentRefused, load_agents_config, resolve_agent
-from agents.conversation import Limits
+from agents.services import SessionPolicy
+from agents.timeline import TurnReport
+from agents.turns import TurnConfig
 from llm.client import LlmSettings
 from llm.names import LOCAL_MODEL_NAME
 from deployments.host_pool import HostPool, HostsBusy
@@ -58,25 +61,30 @@ class IngressOptions:
     hosts: HostOptions = HostOptions()
     max_sessions: int = 256  # open conversations on one Ingress replica; more callers get server_busy
     init_timeout_s: float = 30.0
-    limits: Limits = Limits()
+    policy: SessionPolicy = SessionPolicy()
+    listening: TurnConfig = TurnConfig()
 
 
 class _SessionClosed(Exception):
     pass
 
 
-class _Connection:
-    """One websocket: the init handshake, then two pumps (client -> actor, actor -> client)."""
+FindAgent = Callable[[m.Init], "tuple[Agent, str | None]"]  # the agent and its greeting files' directory
 
-    def __init__(self, ws: WebSocket, metrics: VoiMetrics) -> None:
+
+class _Connection:
+    """One websocket: the init handshake, then two pumps (client -> host, host -> client)."""
+
+    def __init__(self, ws: WebSocket, metrics: VoiMetrics, options: IngressOptions, hosts: HostPool,
+                 find_agent: FindAgent) -> None:
         self.ws = ws
         self.metrics = metrics
+        self.options = options
+        self.hosts = hosts
+        self.find_agent = find_agent
         self._send_lock = asyncio.Lock()
 
     async def send(self, msg: m.ServerMessage) -> None:
-        if msg.type.startswith("_"):  # internal: a turn's timeline goes to the metrics, never to the client
-            self.metrics.record_turn(msg.header)
-            return
         if msg.type == "error":
             self.metrics.record_error(str(msg.header.get("code", "")))
         async with self._send_lock:
@@ -100,22 +108,22 @@ class _Connection:
             raise FrameError("text frames are not part of the protocol: send binary frames", "text_frame")
         return m.parse_client_message(decode_frame(data))
 
-    async def _handshake(self, ingress: "Ingress") -> tuple[m.Init, list[m.Audio]]:
+    async def _handshake(self) -> tuple[m.Init, list[m.Audio]]:
         early_audio: list[m.Audio] = []
-        deadline = time.monotonic() + ingress.options.init_timeout_s
+        deadline = time.monotonic() + self.options.init_timeout_s
         while True:
             msg = await self._receive(max(deadline - time.monotonic(), 0.001))
             if isinstance(msg, m.Init):
                 return msg, early_audio
             if isinstance(msg, m.Audio):  # call-mode clients stream audio before init: keep it
-                if sum(len(a.pcm) for a in early_audio) < 32_000 * ingress.options.limits.max_turn_seconds:
+                if sum(len(a.pcm) for a in early_audio) < 32_000 * self.options.policy.max_turn_seconds:
                     early_audio.append(msg)
                 continue
             raise FrameError(f"the first message must be 'init', got '{type(msg).__name__}'", "init_expected")
 
-    async def run(self, ingress: "Ingress", app_name: str) -> None:
+    async def run(self, app_name: str) -> None:
         try:
-            init, early_audio = await self._handshake(ingress)
+            init, early_audio = await self._handshake()
         except asyncio.TimeoutError:
             await self.refuse("no 'init' message arrived in time", "init_timeout", CLOSE_POLICY_VIOLATION)
             return
@@ -125,21 +133,21 @@ class _Connection:
         except (_SessionClosed, WebSocketDisconnect):
             return
         try:
-            agent = resolve_agent(ingress.agents, ingress.models, init.agent_name, init.agent_config)
+            agent, greeting_dir = self.find_agent(init)
         except AgentRefused as exc:
             await self.refuse(str(exc), exc.code, CLOSE_POLICY_VIOLATION)
             return
         started = time.monotonic()
         self.metrics.session_opened()
         try:
-            await self._converse(ingress, init, early_audio, agent, app_name, started)
+            await self._converse(init, early_audio, agent, greeting_dir, app_name, started)
         finally:
             self.metrics.session_closed()
 
-    async def _converse(self, ingress: "Ingress", init: m.Init, early_audio: list[m.Audio], agent: Any, app_name: str,
-                        started: float) -> None:
+    async def _converse(self, init: m.Init, early_audio: list[m.Audio], agent: Agent, greeting_dir: str | None,
+                        app_name: str, started: float) -> None:
         try:
-            lease = await ingress.hosts.place(ingress.options.init_timeout_s)
+            lease = await self.hosts.place(self.options.init_timeout_s)
         except HostsBusy:
             log.warning("session refused: every session slot of this replica is taken")
             await self.refuse("the server is full; please try again in a moment", "server_busy", CLOSE_TRY_AGAIN_LATER)
@@ -149,8 +157,8 @@ class _Connection:
                  init.agent_name, init.mode, lease.host_id, (time.monotonic() - started) * 1000)
         tasks: list[asyncio.Task[Any]] = []
         try:
-            server_dir = None if init.agent_name not in ingress.agents.agents else ingress.agents.base_dir
-            await lease.host.open.remote(session_id, init.agent_name, agent, init, server_dir, ingress.options.limits)
+            await lease.host.open.remote(session_id, init.agent_name, agent, init, greeting_dir, self.options.policy,
+                                         self.options.listening)
             events = lease.host.events.options(num_returns="streaming").remote(session_id)
             tasks = [asyncio.create_task(self._pump_events(events)),
                      asyncio.create_task(self._pump_client(lease.host, session_id, early_audio))]
@@ -162,7 +170,7 @@ class _Connection:
             for task in done:
                 task.result()
         except ray.exceptions.RayActorError:
-            ingress.hosts.lost(lease)
+            self.hosts.lost(lease)
             log.warning("session %s: its host %s died", session_id[:12], lease.host_id)
             await self.refuse("the session ended unexpectedly on the server; please reconnect", "session_lost",
                               CLOSE_INTERNAL_ERROR)
@@ -177,7 +185,7 @@ class _Connection:
                 await asyncio.wait_for(lease.host.close.remote(session_id), 2.0)
             except Exception:
                 pass
-            ingress.hosts.release(lease)
+            self.hosts.release(lease)
             await self.close(CLOSE_NORMAL)
 
     async def close(self, code: int) -> None:
@@ -205,7 +213,11 @@ class _Connection:
         """Host -> client; returns when the host ends the conversation, raises RayActorError when it died."""
         try:
             async for ref in events:
-                await self.send(await ref)
+                item = await ref
+                if isinstance(item, TurnReport):  # for the operator's metrics, never for the client
+                    self.metrics.record_turn(item)
+                else:
+                    await self.send(item)
         except (WebSocketDisconnect, RuntimeError):
             await asyncio.Event().wait()  # the client is gone: the other pump sees it and ends the session
 
@@ -249,7 +261,7 @@ class Ingress:
         self.models = load_models_config(options.models_path)
         self.agents = load_agents_config(options.agents_path, self.models)
         invoke_models = tuple(self.agents.client_agent_config.invoke_llm_models)
-        self.options = replace(options, limits=replace(options.limits, invoke_llm_models=invoke_models))
+        self.options = replace(options, policy=replace(options.policy, invoke_llm_models=invoke_models))
         llm_settings = LlmSettings(api_base=secrets.llm_api_base, api_key=secrets.llm_api_key)
         self.hosts = HostPool(options.hosts, transcriber, synthesizer, local_llm, llm_settings)
         self.metrics = VoiMetrics()
@@ -259,6 +271,12 @@ class Ingress:
             self.hosts.start()
         except RuntimeError:  # no loop in this constructor: the first connection starts the hosts
             pass
+
+    def _find_agent(self, init: m.Init) -> tuple[Agent, str | None]:
+        """The agent a session runs (AgentRefused when the policy says no); a server agent's greeting
+        recordings are files beside agents.yaml, a client-defined agent has none."""
+        agent = resolve_agent(self.agents, self.models, init.agent_name, init.agent_config)
+        return agent, (self.agents.base_dir if init.agent_name in self.agents.agents else None)
 
     def check_health(self) -> None:
         """Serve calls this every health_check_period_s on the replica's loop: the hosts start here at the
@@ -322,7 +340,7 @@ class Ingress:
     @api.websocket("/ws")
     async def websocket(self, ws: WebSocket) -> None:
         await ws.accept()
-        connection = _Connection(ws, self.metrics)
+        connection = _Connection(ws, self.metrics, self.options, self.hosts, self._find_agent)
         try:
             claims = verify_token(ws.query_params.get("token"), self.secrets.token_secret_key)
         except TokenError as exc:
@@ -336,6 +354,6 @@ class Ingress:
         self.hosts.start()
         self.open_sessions += 1
         try:
-            await connection.run(self, claims.app)
+            await connection.run(claims.app)
         finally:
             self.open_sessions -= 1

@@ -1,15 +1,15 @@
 """Ray Serve custom metrics of the voice pipeline (Prometheus through Ray's metrics export).
 
-Recorded in the Ingress replica, which sees every turn's timeline (an internal message from the session)
-and every error sent to a client. Names get Ray's ``ray_`` prefix in Prometheus, e.g.
+Recorded in the Ingress replica, which gets every turn's TurnReport from the session hosts (beside, never
+among, the client's messages) and sees every error sent to a client. Names get Ray's ``ray_`` prefix in Prometheus, e.g.
 ``ray_voi_voice_to_voice_ms_bucket``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from ray.serve import metrics
+
+from agents.timeline import TurnReport
 
 _MS_BUCKETS = [25, 50, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000]
 
@@ -17,27 +17,26 @@ _MS_BUCKETS = [25, 50, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000
 class VoiMetrics:
     def __init__(self) -> None:
         tags = ("agent", "mode")
-        self.histograms = {
-            "voice_to_voice_ms": metrics.Histogram(
-                "voi_voice_to_voice_ms", "End of user speech to the first reply audio frame sent (ms).", _MS_BUCKETS, tags),
-            "stt_final_ms": metrics.Histogram(
-                "voi_stt_final_ms", "End of user speech to the settled transcript (ms).", _MS_BUCKETS, tags),
-            "llm_first_token_ms": metrics.Histogram(
-                "voi_llm_first_token_ms", "Settled transcript to the reply's first token (ms).", _MS_BUCKETS, tags),
-            "tts_first_audio_ms": metrics.Histogram(
-                "voi_tts_first_audio_ms", "First text sent to TTS to its first audio chunk (ms).", _MS_BUCKETS, tags),
-        }
+        self.voice_to_voice = metrics.Histogram(
+            "voi_voice_to_voice_ms", "End of user speech to the first reply audio frame sent (ms).", _MS_BUCKETS, tags)
+        self.stt_final = metrics.Histogram(
+            "voi_stt_final_ms", "End of user speech to the settled transcript (ms).", _MS_BUCKETS, tags)
+        self.llm_first_token = metrics.Histogram(
+            "voi_llm_first_token_ms", "Settled transcript to the reply's first token (ms).", _MS_BUCKETS, tags)
+        self.tts_first_audio = metrics.Histogram(
+            "voi_tts_first_audio_ms", "First text sent to TTS to its first audio chunk (ms).", _MS_BUCKETS, tags)
         self.turns = metrics.Counter("voi_turns_total", "Turns answered.", tags)
         self.errors = metrics.Counter("voi_errors_total", "Error messages sent to clients, by kind.", ("kind",))
         self.sessions = metrics.Gauge("voi_active_sessions", "Open websocket sessions on this ingress replica.")
         self._open = 0
 
-    def record_turn(self, event: dict[str, Any]) -> None:
-        tags = {"agent": str(event.get("agent", "")), "mode": str(event.get("mode", ""))}
-        for key, histogram in self.histograms.items():
-            value = event.get(key)
-            if isinstance(value, (int, float)):
-                histogram.observe(float(value), tags=tags)
+    def record_turn(self, report: TurnReport) -> None:
+        tags = {"agent": report.agent, "mode": report.mode}
+        for histogram, value in ((self.voice_to_voice, report.voice_to_voice_ms), (self.stt_final, report.stt_final_ms),
+                                 (self.llm_first_token, report.llm_first_token_ms),
+                                 (self.tts_first_audio, report.tts_first_audio_ms)):
+            if value is not None:
+                histogram.observe(value, tags=tags)
         self.turns.inc(tags=tags)
 
     def record_error(self, kind: str) -> None:

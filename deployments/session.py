@@ -19,10 +19,15 @@ from dataclasses import dataclass
 from typing import AsyncGenerator, AsyncIterator
 
 import ray
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from agents.config import AgentConfig, VoiceSpec
-from agents.conversation import Conversation, Limits, Services
+from agents.agent import Agent, VoiceSpec
+from agents.conversation import Conversation
+from agents.services import Services, SessionPolicy
+from agents.timeline import TurnReport
+from agents.turns import TurnConfig
 from llm.client import LlmClient, LlmSettings
 from llm.warmup import warm_up_litellm
 from protocol import messages as m
@@ -35,11 +40,12 @@ log = logging.getLogger("voi.session")
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)  # while Serve replaces a replica that died, calls are tried again
 
 
+_REPLICA_LOST = (RayActorError, DeploymentUnavailableError, ReplicaUnavailableError, BackPressureError)
+
+
 def _replica_lost(exc: BaseException) -> bool:
     """A call that failed because its replica died or is being replaced (not because of its input)."""
-    return isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)) or type(
-        exc
-    ).__name__ in ("DeploymentUnavailableError", "ReplicaUnavailableError", "BackPressureError")
+    return isinstance(exc, _REPLICA_LOST)
 
 
 def handle_services(transcriber: DeploymentHandle, synthesizer: DeploymentHandle, llm: LlmClient) -> Services:
@@ -56,7 +62,7 @@ def handle_services(transcriber: DeploymentHandle, synthesizer: DeploymentHandle
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def synthesize(text: str, voice: VoiceSpec, tone: str | None, cached: bool) -> AsyncIterator[bytes]:
+    async def speak(text: str, voice: VoiceSpec, tone: str | None, cached: bool) -> AsyncIterator[bytes]:
         for delay in (*RETRY_DELAYS_S, None):
             stream = synthesizer.options(stream=True).synthesize.remote(
                 text, voice.model, voice.voice, voice.speed, tone=tone, cache=cached)
@@ -81,7 +87,7 @@ def handle_services(transcriber: DeploymentHandle, synthesizer: DeploymentHandle
 
         return await asyncio.to_thread(load)
 
-    return Services(transcribe=transcribe, synthesize=synthesize, load_greeting_audio=load_greeting_audio,
+    return Services(transcribe=transcribe, speak=speak, load_greeting_audio=load_greeting_audio,
                     stream_llm=llm.stream, complete_llm=llm.complete)
 
 
@@ -118,7 +124,7 @@ class _Hosted:
 
     conversation: Conversation
     inbox: asyncio.Queue[m.ClientMessage | None]
-    outbox: asyncio.Queue[m.ServerMessage | _Ended]
+    outbox: asyncio.Queue[m.ServerMessage | TurnReport | _Ended]
     task: asyncio.Task[None] | None = None
     flooding: bool = False  # the inbox overflowed and the client was told; reset when it has drained
 
@@ -146,20 +152,20 @@ class SessionHost:
 
     def describe(self) -> dict[str, object]:
         """What this host serves, per conversation (for operators and fault tests)."""
-        sessions = [{"session_id": sid, "agent": h.conversation.agent_name, "mode": h.conversation.options.mode,
+        sessions = [{"session_id": sid, "agent": h.conversation.agent_name, "mode": h.conversation.init.mode,
                      "messages": len(h.conversation.messages), "queued": h.inbox.qsize()}
                     for sid, h in self._sessions.items()]
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "capacity": self._capacity,
                 "sessions": sessions}
 
-    async def open(self, session_id: str, agent_name: str, agent: AgentConfig, init: m.Init, greeting_dir: str | None,
-                   limits: Limits) -> None:
+    async def open(self, session_id: str, agent_name: str, agent: Agent, init: m.Init, greeting_dir: str | None,
+                   policy: SessionPolicy, listening: TurnConfig) -> None:
         """Start a conversation (``init_done`` and the greeting go to its outbox, read by ``events``)."""
         if session_id in self._sessions:
             raise ValueError(f"session {session_id} is already open on this host")
         if len(self._sessions) >= self._capacity:
             raise RuntimeError(f"this host already runs {self._capacity} conversations")
-        outbox: asyncio.Queue[m.ServerMessage | _Ended] = asyncio.Queue()
+        outbox: asyncio.Queue[m.ServerMessage | TurnReport | _Ended] = asyncio.Queue()
         conversation = Conversation(
             agent_name=agent_name,
             agent=agent,
@@ -189,7 +195,7 @@ class SessionHost:
                     f"too many messages: the server could not keep up and dropped some (at most {self._inbox_size} "
                     "may wait); send audio at real-time pace", "flood"))
 
-    async def events(self, session_id: str) -> AsyncGenerator[m.ServerMessage, None]:
+    async def events(self, session_id: str) -> AsyncGenerator[m.ServerMessage | TurnReport, None]:
         hosted = self._sessions.get(session_id)
         if hosted is None:
             return

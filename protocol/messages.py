@@ -14,6 +14,7 @@ from protocol.framing import Frame, FrameError
 
 Mode = Literal["chat", "call"]
 MAX_AUDIO_FRAME_BYTES = 1 << 20  # 32 s of 16 kHz PCM in one frame is far past anything a client sends
+AUDIO_FRAME_BYTES = 24_000  # the server's audio frames: at most 0.5 s of 24 kHz PCM16 each
 
 
 @dataclass(frozen=True)

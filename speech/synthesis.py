@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from common.config_errors import ConfigError
-from speech.audio import BYTES_PER_SAMPLE, OUTPUT_RATE, float_to_pcm16
+from speech.audio import BYTES_PER_SAMPLE, OUTPUT_RATE, float_to_pcm16, split_pcm
 from speech.models_config import ModelsConfig, PiperModel, XttsModel, resolve_files
 from speech.tts import PiperBackend, PiperVoiceSettings, TextToSpeech
 from speech.tts_cache import TtsCache
@@ -61,29 +61,30 @@ def _use_cuda(device: str, backend: str) -> bool:
     return cuda_available() and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
-def pcm_chunks(audio: Iterable[np.ndarray], first_chunk_ms: int, chunk_ms: int) -> Iterator[bytes]:
-    """PCM16 pieces of float chunks: the first piece at most ``first_chunk_ms`` long, later ones at most
-    ``chunk_ms``. Each input chunk is cut up as soon as it arrives: nothing waits to fill a piece."""
+def _ms_bytes(ms: int) -> int:
+    return ms * OUTPUT_RATE // 1000 * BYTES_PER_SAMPLE
+
+
+def cut_pcm(pieces: Iterable[bytes], first_chunk_ms: int, chunk_ms: int) -> Iterator[bytes]:
+    """PCM16 chunks of a stream of PCM16 pieces: the first chunk at most ``first_chunk_ms`` long, later ones
+    at most ``chunk_ms``. Each piece is cut up as soon as it arrives: nothing waits to fill a chunk."""
     first = True
-    for chunk in audio:
-        pcm = float_to_pcm16(chunk)
-        offset = 0
-        while offset < len(pcm):
-            limit = (first_chunk_ms if first else chunk_ms) * OUTPUT_RATE // 1000 * BYTES_PER_SAMPLE
-            piece = pcm[offset : offset + limit]
-            offset += len(piece)
-            first = False
-            yield piece
+    for pcm in pieces:
+        if first and pcm:
+            head = _ms_bytes(first_chunk_ms)
+            yield pcm[:head]
+            pcm, first = pcm[head:], False
+        yield from split_pcm(pcm, _ms_bytes(chunk_ms))
+
+
+def pcm_chunks(audio: Iterable[np.ndarray], first_chunk_ms: int, chunk_ms: int) -> Iterator[bytes]:
+    """A backend's float chunks as PCM16 chunks (see cut_pcm)."""
+    return cut_pcm((float_to_pcm16(chunk) for chunk in audio), first_chunk_ms, chunk_ms)
 
 
 def split_pcm_stream(pcm: bytes, first_chunk_ms: int, chunk_ms: int) -> Iterator[bytes]:
     """Stored PCM16 cut the same way as a live stream."""
-    first = min(len(pcm), first_chunk_ms * OUTPUT_RATE // 1000 * BYTES_PER_SAMPLE)
-    if first:
-        yield pcm[:first]
-    step = chunk_ms * OUTPUT_RATE // 1000 * BYTES_PER_SAMPLE
-    for offset in range(first, len(pcm), step):
-        yield pcm[offset : offset + step]
+    return cut_pcm([pcm], first_chunk_ms, chunk_ms)
 
 
 class SpeechEngine:

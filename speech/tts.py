@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Iterator, Mapping, Protocol
 
 import numpy as np
 
+from speech.segmenter import first_clause_end
 from speech.audio import OUTPUT_RATE, resample
 
 
@@ -42,19 +42,16 @@ class PiperVoiceSettings:
 # espeak-ng (Piper's phonemizer) keeps global state: one phonemization at a time per process. It takes well
 # under a millisecond; the ONNX inference that follows runs outside the lock.
 _ESPEAK_LOCK = threading.Lock()
-_CLAUSE_BREAK = re.compile(r"[,;:](?=\s)|\s[-\u2013\u2014](?=\s)")
 
 
 def split_first_clause(text: str, min_chars: int) -> list[str]:
     """The text up to its first clause break at or after ``min_chars`` characters, then the rest: a long
     sentence's first audio then waits only for its first clause. A short tail is not split off."""
-    if min_chars <= 0:
+    end = first_clause_end(text, min_chars) if min_chars > 0 else None
+    if end is None:
         return [text]
-    for match in _CLAUSE_BREAK.finditer(text):
-        if match.end() >= min_chars:
-            head, tail = text[: match.end()].strip(), text[match.end():].strip()
-            return [head, tail] if len(tail) >= 8 else [text]
-    return [text]
+    head, tail = text[:end].strip(), text[end:].strip()
+    return [head, tail] if len(tail) >= 8 else [text]
 
 
 class RunGate:

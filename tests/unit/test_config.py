@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.agent import GreetingChoice
 from agents.config import AgentRefused, load_agents_config, resolve_agent
 from common.config_errors import ConfigError
 from speech.models_config import load_models_config, resolve_files
@@ -24,7 +25,7 @@ def write(tmp_path, name, text):
 def test_shipped_config_loads(models):
     agents = load_agents_config(ROOT / "agents.yaml", models)
     echo = agents.agents["stt_test"]
-    assert echo.is_echo and echo.greetings.choices and echo.voices.character.model == "piper-joe"
+    assert echo.is_echo and echo.greetings and echo.voices.character.model == "piper-joe"
     assert not agents.client_agent_config.allow_new_agents
 
 
@@ -41,7 +42,8 @@ def test_old_agents_json_loads(tmp_path, models):
     }))
     write(tmp_path, "hi.wav", "")
     agents = load_agents_config(path, models)
-    assert agents.agents["stt_test"].greetings.voice_tone == "warm"
+    assert agents.agents["stt_test"].greeting_tone == "warm"
+    assert agents.agents["stt_test"].greetings == (GreetingChoice("Hello"), GreetingChoice("Hi there", "hi.wav"))
 
 
 def test_directory_of_agent_files(tmp_path, models):
@@ -118,5 +120,5 @@ def test_policy_allowing_new_agents_still_checks_models_and_files(tmp_path, mode
 def test_policy_override(tmp_path, models):
     config = _policy_config(tmp_path, models, allow_override=True)
     agent = resolve_agent(config, models, "stt_test", {"llm_model": "echo", "greetings": {"choices": ["Yo"]}})
-    assert agent.greetings.choices == ["Yo"]
+    assert agent.greetings == (GreetingChoice("Yo"),)
     assert resolve_agent(config, models, "stt_test", {"title": "only UI fields"}) is config.agents["stt_test"]

@@ -1,22 +1,26 @@
 """The Ray-free Conversation with small injected model callables (the real ones run in the integration tests)."""
 
 import asyncio
+import dataclasses
 
 import pytest
 
-from agents.config import AgentConfig
-from agents.conversation import Conversation, Limits, Services
+from agents.agent import AgentConfig, build_agent
+from agents.conversation import Conversation
+from agents.services import Services, SessionPolicy
 from protocol import messages as m
 from speech.stt import Transcript, Word
 
-AGENT = AgentConfig.model_validate({
+AGENT = build_agent(AgentConfig.model_validate({
     "llm_model": "echo",
     "voices": {"character": {"model": "piper-joe", "voice": "joe", "leading_silence": 0.1, "trailing_silence": 0.2}},
     "greetings": {"choices": ["Hello there. Nice to meet you."]},
-})
+}), patterns={}, others={}, models=None, source="test", name="echo", base_dir=None)
 
 
-def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, limits=Limits(), init=None):
+def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, policy=SessionPolicy(), init=None):
+    """The conversation and, in order, what it sent: client messages and each answered turn's TurnReport
+    (as a ``turn_report`` item with the report's fields; the conversation reports turns apart from ``emit``)."""
     out: list[m.ServerMessage] = []
     heard = list(transcripts)
 
@@ -26,7 +30,7 @@ def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, limits=Li
         text = heard.pop(0) if heard else ""
         return Transcript(text=text, words=[Word(" " + w, i * 0.3, i * 0.3 + 0.25, 0.9) for i, w in enumerate(text.split())])
 
-    async def synthesize(text, voice, tone, cached):
+    async def speak(text, voice, tone, cached):
         if fail_tts:
             raise RuntimeError("tts down")
         for _ in text.split():  # 0.1 s of audio per word, in two chunks
@@ -36,13 +40,23 @@ def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, limits=Li
     async def emit(msg):
         out.append(msg)
 
-    conv = Conversation(agent_name="echo", agent=AGENT, options=init or m.Init(agent_name="echo", init_greeting=False),
-                        services=Services(transcribe, synthesize), emit=emit, limits=limits)
+    async def report_turn(report):
+        out.append(TurnItem(dataclasses.asdict(report)))
+
+    conv = Conversation(agent_name="echo", agent=AGENT, init=init or m.Init(agent_name="echo", init_greeting=False),
+                        services=Services(transcribe, speak), emit=emit, report_turn=report_turn, policy=policy)
     return conv, out
 
 
+class TurnItem:
+    type = "turn_report"
+
+    def __init__(self, header):
+        self.header = header
+
+
 def kinds(out):
-    out = [o for o in out if not o.type.startswith("_")]
+    out = [o for o in out if not isinstance(o, TurnItem)]
     return [o.header.get("status") or (o.type + ":" + o.header.get("role", "")) if o.type != "audio" else "audio" for o in out]
 
 
@@ -57,7 +71,7 @@ async def test_spoken_turn_order_and_speech():
     assert kinds(out).index("response_done") < kinds(out).index("audio")
     audio = b"".join(o.payload for o in out if o.type == "audio")
     assert len(audio) == 2 * (2400 + 2 * 2400 + 4800)  # leading silence, two words, trailing silence
-    timeline = [o.header for o in out if o.type == "_turn_timeline"]
+    timeline = [o.header for o in out if o.type == "turn_report"]
     assert len(timeline) == 1 and timeline[0]["agent"] == "echo" and timeline[0]["mode"] == "chat"
     stages = timeline[0]["stages_ms"]
     assert list(stages) == ["transcript_final", "llm_first_token", "first_text_to_tts", "first_tts_chunk",
@@ -103,7 +117,7 @@ async def test_tts_failure_keeps_the_text_and_says_so():
     await conv.wait_idle()
     assert [k for k in kinds(out) if k != "audio"] == [
         "init_done", "message:user", "response_created", "message:assistant", "response_done", "error:"]
-    assert "first_tts_chunk" not in [o.header for o in out if o.type == "_turn_timeline"][0]["stages_ms"]
+    assert "first_tts_chunk" not in [o.header for o in out if o.type == "turn_report"][0]["stages_ms"]
     assert [o for o in out if o.type == "error"][-1].header["code"] == "tts_failed" and conv.messages[1].text == "hi there"
 
 
@@ -132,7 +146,7 @@ async def test_interrupt_after_everything_was_heard_changes_nothing():
 
 
 async def test_audio_past_the_limit_is_refused_once():
-    conv, out = make(limits=Limits(max_turn_seconds=1.0))
+    conv, out = make(policy=SessionPolicy(max_turn_seconds=1.0))
     await conv.start()
     for _ in range(5):
         await conv.handle(m.Audio(b"\x00\x00" * 8000))

@@ -3,10 +3,11 @@
 import asyncio
 import json
 
-from agents.config import AgentConfig, resolve_templates
+from agents.agent import AgentConfig, build_agent
 from agents.prompts import BUILTIN_PATTERNS
 from agents.control import ControlAgentConfig
-from agents.conversation import Conversation, Limits, Services
+from agents.conversation import Conversation
+from agents.services import Services, SessionPolicy
 from llm.client import LlmError
 from protocol import messages as m
 
@@ -16,9 +17,8 @@ def agent(**extra):
            "voices": {"character": {"model": "piper-joe", "voice": "joe"},
                       "narrator": {"model": "piper-joe", "voice": "joe_warm", "leading_silence": 0.1, "trailing_silence": 0.1}}}
     raw.update(extra)
-    config = AgentConfig.model_validate(raw)
-    resolve_templates(config, BUILTIN_PATTERNS, source="test", name="joe")
-    return config
+    return build_agent(AgentConfig.model_validate(raw), patterns=BUILTIN_PATTERNS, others={}, models=None,
+                       source="test", name="joe", base_dir=None)
 
 
 def make(replies, agent_config=None, fail_after=None, gate=None):
@@ -41,7 +41,7 @@ def make(replies, agent_config=None, fail_after=None, gate=None):
         requests.append(request)
         return "a completion"
 
-    async def synthesize(text, voice, tone, cached):
+    async def speak(text, voice, tone, cached):
         spoken.append((text, voice.voice, tone))
         yield b"\x01\x00" * 2400
 
@@ -51,9 +51,9 @@ def make(replies, agent_config=None, fail_after=None, gate=None):
     async def emit(msg):
         out.append(msg)
 
-    conv = Conversation(agent_name="joe", agent=agent_config or agent(), options=m.Init(agent_name="joe", init_greeting=False),
-                        services=Services(transcribe, synthesize, None, stream_llm, complete_llm), emit=emit,
-                        limits=Limits(invoke_llm_models=("other-model",)))
+    conv = Conversation(agent_name="joe", agent=agent_config or agent(), init=m.Init(agent_name="joe", init_greeting=False),
+                        services=Services(transcribe, speak, None, stream_llm, complete_llm), emit=emit,
+                        policy=SessionPolicy(invoke_llm_models=("other-model",)))
     return conv, out, requests, spoken
 
 
@@ -100,7 +100,7 @@ async def test_tone_first_json_and_narrator_voice():
     await ask(conv)
     assert spoken == [("Great news!", "joe", "excited"), ("he grins", "joe_warm", "excited"), ("Tell me more.", "joe", "excited")]
     assert conv.messages[-1].text == "Great news! @he grins@ Tell me more." and conv.messages[-1].tone == "excited"
-    history = conv._history()
+    history = conv.history.for_llm(json_replies=True)  # the persona asks for JSON replies
     assert json.loads(history[-1]["content"]) == {"voice_tone": "excited", "text": "Great news! @he grins@ Tell me more."}
     audio = b"".join(o.payload for o in out if o.type == "audio")
     assert len(audio) == 2 * (3 * 2400 + 2 * 2400)  # three pieces plus the narrator's 0.1 s silences

@@ -100,7 +100,8 @@ def test_config_errors_name_agent_and_field(tmp_path):
     ok = _write(tmp_path, "agents:\n  a:\n    llm_model: m\n    control_agent: c\n  c:\n    llm_model: judge\n"
                           "    system_prompt: Classify.\n    denial_classes: [refusal]\n")
     agent = load_agents_config(ok, models).agents["a"]
-    assert agent.control_agent.model == "judge" and agent.control_agent.denial_classes == ["refusal"]
+    assert agent.control.model == "judge" and agent.control.denial_classes == ["refusal"]
+    assert agent.control.system_prompt == "Classify."
 
 
 def test_client_policy_for_llm_agents(tmp_path):
@@ -108,7 +109,7 @@ def test_client_policy_for_llm_agents(tmp_path):
     config = load_agents_config(_write(tmp_path, "agents:\n  a:\n    llm_model: m\nclient_agent_config:\n"
                                                  "  allow_new_agents: true\n  allowed_llm_models: [m]\n"), models)
     assert resolve_agent(config, models, "mine", {"llm_model": "m", "system_prompt": "Hi {vars:x}", "vars": {"x": "y"}}
-                         ).system_prompt == "Hi y"
+                         ).persona.system_prompt == "Hi y"
     for agent_config, code in (
         ({"llm_model": "gpt-4o"}, "model_not_allowed"),
         ({"llm_model": "m", "control_agent": {"model": "gpt-4o", "system_prompt": "s", "denial_classes": ["d"]}},

@@ -1,4 +1,4 @@
-from agents.segmenter import split_sentences
+from speech.segmenter import split_sentences
 from agents.speech_timeline import SpeechTimeline, truncated
 
 

@@ -10,8 +10,9 @@ def test_stages_relative_to_the_end_of_speech():
         t.mark(stage, at)
     t.mark("speech_end", 99.0)  # the first mark of a stage wins
     assert t.ms()["first_audio_sent"] == 700.0
-    assert t.durations() == {"voice_to_voice_ms": 700.0, "stt_final_ms": 200.0, "llm_first_token_ms": 300.0,
-                             "tts_first_audio_ms": 100.0}
+    report = t.report()
+    assert (report.voice_to_voice_ms, report.stt_final_ms, report.llm_first_token_ms, report.tts_first_audio_ms) == (
+        700.0, 200.0, 300.0, 100.0)
     assert "voice_to_voice_ms=700" in t.log_line() and "agent=a" in t.log_line()
 
 
@@ -20,4 +21,7 @@ def test_unknown_stage_and_missing_start():
     with pytest.raises(ValueError):
         t.mark("lunch")
     t.mark("first_audio_sent", 1.0)
-    assert t.ms() == {} and t.durations() == {}
+    report = t.report()
+    assert t.ms() == {} and report.stages_ms == {}
+    assert (report.voice_to_voice_ms, report.stt_final_ms, report.llm_first_token_ms, report.tts_first_audio_ms) == (
+        None, None, None, None)

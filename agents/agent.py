@@ -1,0 +1,207 @@
+"""An agent: its config as written (``AgentConfig``) and as resolved (``Agent``), what a conversation runs.
+
+Everything a config leaves open is settled here, so consumers never branch on it again: prompt templates
+rendered, the system prompt one string, examples as chat messages, a ``control_agent`` named by reference
+replaced by that agent's settings, greetings all of one shape, the character voice always set (the first
+TTS model of models.yaml when the agent names none). Errors name the file, the agent and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agents.control import ControlAgentConfig
+from agents.prompts import Persona, TemplateError, example_messages, join_prompt, render, wants_json
+from common.config_errors import ConfigError
+from speech.models_config import ModelsConfig
+
+ECHO_MODEL = "echo"
+
+
+class VoiceSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    model: str
+    voice: str | None = None
+    speed: float = Field(default=1.0, gt=0.25, le=4.0)
+    leading_silence: float = Field(default=0.0, ge=0.0, le=5.0)
+    trailing_silence: float = Field(default=0.0, ge=0.0, le=5.0)
+
+
+class Voices(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    character: VoiceSpec | None = None
+    narrator: VoiceSpec | None = None
+
+    def for_role(self, role: str) -> VoiceSpec | None:
+        """The narrator's voice for asides when there is one; else the character speaks them."""
+        if role == "narrator" and self.narrator is not None:
+            return self.narrator
+        return self.character
+
+
+class GreetingFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str
+    file: str | None = None
+
+
+class Greetings(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    choices: list[Union[str, GreetingFile]] = Field(default_factory=list)
+    voice_tone: str | None = None
+
+
+class AgentConfig(BaseModel):
+    """One agent as written in agents.yaml (or sent by a client), before it is resolved."""
+
+    model_config = ConfigDict(extra="allow")
+
+    title: str | None = None
+    description: str | None = None
+    llm_model: str
+    control_agent: ControlAgentConfig | str | None = None  # a config, or the name of another agent that is one
+    temperature: float = Field(default=0.5, ge=0.0, le=2.0)  # of the first attempt (a control agent raises it)
+    max_tokens: int | None = Field(default=None, ge=1)
+    context_tokens: int = Field(default=3000, ge=200)  # system prompt + examples + recent turns (estimated)
+    llm_timeout_s: float = Field(default=30.0, gt=0)  # until the first token, and between tokens
+    voices: Voices = Field(default_factory=Voices)
+    system_prompt: str | list[str] | None = None
+    vars: dict[str, str] = Field(default_factory=dict)
+    examples: list[Any] = Field(default_factory=list)
+    greetings: Greetings | None = None
+
+    @field_validator("llm_model")
+    @classmethod
+    def _model_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a model ('echo' for the echo agent)")
+        return value
+
+    def unknown_fields(self) -> list[str]:
+        return sorted(self.model_extra or {})
+
+
+
+
+@dataclass(frozen=True)
+class GreetingChoice:
+    content: str
+    file: str | None = None  # a recording beside agents.yaml, played instead of synthesizing ``content``
+
+
+@dataclass(frozen=True)
+class Agent:
+    llm_model: str
+    voices: Voices  # ``character`` is always set
+    persona: Persona
+    control: ControlAgentConfig | None = None  # resolved: its system prompt rendered, its examples messages
+    greetings: tuple[GreetingChoice, ...] = ()
+    greeting_tone: str | None = None
+    temperature: float = 0.5  # of the first attempt (a control agent raises it)
+    max_tokens: int | None = None
+    context_tokens: int = 3000  # system prompt + examples + recent turns (estimated)
+    llm_timeout_s: float = 30.0  # until the first token, and between tokens
+    title: str | None = None
+    description: str | None = None
+
+    @property
+    def is_echo(self) -> bool:
+        return self.llm_model == ECHO_MODEL
+
+    @property
+    def character(self) -> VoiceSpec:
+        assert self.voices.character is not None
+        return self.voices.character
+
+
+def build_agent(config: AgentConfig, *, patterns: Mapping[str, str], others: Mapping[str, AgentConfig],
+                models: ModelsConfig | None, source: str | Path, name: str, base_dir: Path | None) -> Agent:
+    """Resolve ``config``. ``others`` are the agents a ``control_agent`` may name; ``models`` (None in tests
+    that give every voice) checks voices and gives the default one; ``base_dir`` None forbids greeting files."""
+    where = f"{source}: agent '{name}'"
+    control = _control(config.control_agent, others, patterns, config.vars, where)
+    field = "system_prompt"
+    try:
+        system_prompt = render(join_prompt(config.system_prompt), patterns, config.vars)
+        field = "examples"
+        examples = tuple(
+            {**ex, "content": render(ex["content"], patterns, config.vars) if isinstance(ex["content"], str) else ex["content"]}
+            for ex in example_messages(config.examples))
+        field = "greetings.choices"
+        raw_choices = config.greetings.choices if config.greetings else []
+        greetings = tuple(GreetingChoice(render(c.content, patterns, config.vars), c.file) if isinstance(c, GreetingFile)
+                          else GreetingChoice(render(c, patterns, config.vars)) for c in raw_choices)
+    except TemplateError as exc:
+        raise ConfigError(f"{where}: field '{field}': {exc}") from None
+    voices = _voices(config.voices, models, where)
+    _check_greeting_files(greetings, base_dir, where)
+    return Agent(llm_model=config.llm_model, voices=voices, control=control,
+                 persona=Persona(system_prompt, examples, wants_json(system_prompt)), greetings=greetings,
+                 greeting_tone=config.greetings.voice_tone if config.greetings else None,
+                 temperature=config.temperature, max_tokens=config.max_tokens, context_tokens=config.context_tokens,
+                 llm_timeout_s=config.llm_timeout_s, title=config.title, description=config.description)
+
+
+def _control(ref: ControlAgentConfig | str | None, others: Mapping[str, AgentConfig], patterns: Mapping[str, str],
+             variables: Mapping[str, Any], where: str) -> ControlAgentConfig | None:
+    """A ``control_agent`` named by string is another agent entry (the old ``*_agent`` reference)."""
+    if ref is None:
+        return None
+    if isinstance(ref, str):
+        other = others.get(ref)
+        if other is None:
+            raise ConfigError(f"{where}: field 'control_agent': no agent named {ref!r}")
+        raw = other.model_dump(exclude_none=True)
+        raw.setdefault("model", other.llm_model)
+        ref = ControlAgentConfig.model_validate(raw)
+    try:
+        ref.check()
+    except ValueError as exc:
+        raise ConfigError(f"{where}: field 'control_agent': {exc}") from None
+    try:
+        prompt = render(join_prompt(ref.system_prompt), patterns, variables) if ref.system_prompt is not None else None
+        examples = example_messages(ref.examples)
+    except TemplateError as exc:
+        raise ConfigError(f"{where}: field 'control_agent.system_prompt': {exc}") from None
+    return ref.model_copy(update={"system_prompt": prompt, "examples": examples})
+
+
+def _voices(voices: Voices, models: ModelsConfig | None, where: str) -> Voices:
+    """Check the voices against models.yaml; without a character voice, the first TTS model's default voice."""
+    if models is None:
+        if voices.character is None:
+            raise ConfigError(f"{where}: field 'voices.character': required")
+        return voices
+    if voices.character is None:
+        voices = voices.model_copy(update={"character": VoiceSpec(model=next(iter(models.tts)))})
+    for role in ("character", "narrator"):
+        spec: VoiceSpec | None = getattr(voices, role)
+        if spec is None:
+            continue
+        if spec.model not in models.tts:
+            raise ConfigError(f"{where}: field 'voices.{role}.model': unknown TTS model {spec.model!r} "
+                              f"(models.yaml has {sorted(models.tts)})")
+        known = models.tts_voice_names(spec.model)
+        if spec.voice is not None and spec.voice not in known:
+            raise ConfigError(f"{where}: field 'voices.{role}.voice': unknown voice {spec.voice!r} "
+                              f"of model {spec.model!r} (it has {known})")
+    return voices
+
+
+def _check_greeting_files(greetings: tuple[GreetingChoice, ...], base_dir: Path | None, where: str) -> None:
+    for index, choice in enumerate(greetings):
+        if choice.file is None:
+            continue
+        if base_dir is None:
+            raise ConfigError(f"{where}: field 'greetings.choices.{index}.file': not allowed here")
+        file = (base_dir / choice.file).resolve()
+        if not file.is_file():
+            raise ConfigError(f"{where}: field 'greetings.choices.{index}.file': no such file {file}")

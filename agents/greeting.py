@@ -1,0 +1,32 @@
+"""The greeting: one of the agent's greeting choices, as text, segments to speak and an optional recording.
+
+A choice with a ``file`` plays that server-side recording instead of synthesizing the text.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from agents.agent import GreetingChoice
+from agents.reply_parser import ReplyParser, Segment
+
+
+@dataclass(frozen=True)
+class Greeting:
+    text: str
+    tone: str | None
+    segments: list[Segment]
+    file: Path | None  # a recording to play instead of synthesized speech
+
+
+def choose_greeting(choices: tuple[GreetingChoice, ...], tone: str | None, rng: random.Random,
+                    greeting_dir: Path | None) -> Greeting | None:
+    if not choices:
+        return None
+    choice = rng.choice(choices)
+    parser = ReplyParser(tone, plain=True)
+    segments = parser.parse(choice.content)
+    file = (greeting_dir / choice.file).resolve() if choice.file and greeting_dir is not None else None
+    return Greeting(parser.text or choice.content, tone, segments, file)

@@ -1,0 +1,108 @@
+"""The messages of one conversation, as the client sees them and as the LLM is shown them.
+
+Ids are positions: the greeting is message 0 and every later message takes the next id, so the client's
+message ids, a speech's ``speech_id`` and a cut after an interrupt all name the same stored message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import messages as m
+
+
+@dataclass
+class StoredMessage:
+    id: int
+    role: str
+    content: list[dict[str, Any]]
+    tone: str | None = None  # an assistant message's voice tone
+
+    @property
+    def text(self) -> str:
+        return " ".join(p["text"] for p in self.content if p.get("type") == "text")
+
+    def set_text(self, text: str) -> None:
+        self.content = [m.text_part(text)] + [p for p in self.content if p.get("type") != "text"]
+
+
+class History:
+    """The message store of a conversation and its view for the LLM."""
+
+    def __init__(self) -> None:
+        self.messages: list[StoredMessage] = []
+
+    def add(self, role: str, content: list[dict[str, Any]], tone: str | None = None) -> StoredMessage:
+        stored = StoredMessage(id=len(self.messages), role=role, content=content, tone=tone)
+        self.messages.append(stored)
+        return stored
+
+    def __getitem__(self, message_id: int) -> StoredMessage:
+        return self.messages[message_id]
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def for_llm(self, json_replies: bool) -> list[dict[str, Any]]:
+        """The conversation as LLM messages: consecutive user messages merged, image parts kept.
+
+        With ``json_replies`` the assistant's own turns are shown in the JSON format it must answer in.
+        """
+        out: list[dict[str, Any]] = []
+        for stored in self.messages:
+            if stored.role == "assistant":
+                if not stored.text:
+                    continue
+                content: Any = stored.text
+                if json_replies:  # keep showing the model its own format
+                    content = json.dumps({"voice_tone": stored.tone or "neutral", "text": stored.text})
+                out.append({"role": "assistant", "content": content})
+                continue
+            parts = [p for p in stored.content if p.get("type") in ("text", "image_url")]
+            if out and out[-1]["role"] == "user":
+                out[-1]["content"] = out[-1]["content"] + parts
+            else:
+                out.append({"role": "user", "content": list(parts)})
+        for message in out:
+            content = message["content"]
+            if isinstance(content, list) and all(p.get("type") == "text" for p in content):
+                message["content"] = "\n".join(p["text"] for p in content)
+        return out
+
+
+@dataclass
+class _Shown:
+    message_id: int
+    text: str = ""
+    final: bool = False
+
+
+class TranscriptMessages:
+    """Each user turn's growing transcript shown as one user message whose id stays, updated in place."""
+
+    def __init__(self, history: History) -> None:
+        self._history = history
+        self._shown: dict[int, _Shown] = {}  # by turn number
+
+    def show(self, turn: int, text: str, *, final: bool) -> StoredMessage | None:
+        """The message to send for this update of ``turn`` (None: nothing new to show)."""
+        text, shown = text.strip(), self._shown.get(turn)
+        if not text:
+            if not (final and shown is not None and not shown.final):
+                return None
+            text = shown.text  # the final pass heard nothing new: keep what was shown
+        if shown is not None and text == shown.text and (shown.final or not final):
+            return None
+        if shown is None:
+            shown = self._shown[turn] = _Shown(self._history.add("user", [m.text_part(text)]).id)
+        else:
+            self._history[shown.message_id].content = [m.text_part(text)]
+        shown.text, shown.final = text, final
+        return self._history[shown.message_id]
+
+    def take(self, turn: int) -> str:
+        """The text shown for ``turn``, which has ended: it is forgotten here."""
+        shown = self._shown.pop(turn, None)
+        return shown.text if shown else ""

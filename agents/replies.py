@@ -1,0 +1,164 @@
+"""The reply writer: one assistant reply per turn, its text shown as it streams and spoken as it comes.
+
+The text comes from the LLM (with the control agent's retries at higher temperatures and its give-up
+text), or from the echo agent. Each finished segment goes to the Speaker at once, so speech starts long
+before the LLM is done. Every reply that started ends with ``response_done`` or ``response_cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from agents.agent import Agent
+from agents.control import ControlAgentConfig, LlmControl, PatternControl, Verdict
+from agents.history import History, StoredMessage
+from llm.client import LlmError, LlmRequest
+from agents.reply_parser import ReplyParser, Segment
+from agents.services import Emit, Services
+from agents.speaker import Speaker, Speech
+from agents.timeline import TurnTimeline
+from protocol import messages as m
+
+log = logging.getLogger("voi.conversation")
+
+
+@dataclass
+class Reply:
+    stored: StoredMessage | None = None
+    speech: Speech | None = None
+    sent_text: str = ""
+    ended: bool = False  # response_done or response_cancelled was sent
+
+
+class ReplyWriter:
+    def __init__(self, *, agent_name: str, agent: Agent, history: History, speaker: Speaker, services: Services,
+                 emit: Emit, rng: random.Random) -> None:
+        self._agent_name = agent_name
+        self._agent = agent
+        self._persona = agent.persona
+        self._history = history
+        self._speaker = speaker
+        self._services = services
+        self._emit = emit
+        self._rng = rng
+        self._control = self._make_control(agent.control) if agent.control is not None else None
+
+    def _make_control(self, config: ControlAgentConfig) -> Verdict:
+        if config.is_pattern_matching:
+            return PatternControl(config.denial_phrases)
+
+        async def complete(messages: list[dict[str, Any]], model: str) -> str:
+            if self._services.complete_llm is None:
+                raise LlmError("no language model is available to the control agent")
+            return await self._services.complete_llm(LlmRequest(model, messages, 0.0, 60, self._agent.llm_timeout_s))
+
+        return LlmControl(config, complete)
+
+    async def respond(self, reply: Reply, inputs: list[str], timeline: TurnTimeline) -> None:
+        """Create the reply: its text as it streams, each finished piece handed to speech at once."""
+        await self._emit(m.status("response_created"))
+        try:
+            if self._agent.is_echo:
+                said = " ".join(t.strip() for t in inputs if t.strip())
+                await self._say_all(reply, ReplyParser(plain=True), said or "I received an image.", timeline)
+            else:
+                await self._llm_reply(reply, timeline)
+            await self._end(reply, "response_done", timeline)
+        except asyncio.CancelledError:
+            await self._end(reply, "response_cancelled", timeline, reason="interrupted")
+            raise
+        except LlmError as exc:
+            await self._emit(m.error(str(exc), exc.code))
+            ended = "response_done" if reply.stored is not None else "response_cancelled"
+            await self._end(reply, ended, timeline, reason="error")
+        except Exception as exc:
+            log.exception("reply of agent '%s' failed", self._agent_name)
+            await self._emit(m.error(f"the reply failed: {type(exc).__name__}", "reply_failed"))
+            await self._end(reply, "response_done" if reply.stored else "response_cancelled", timeline, reason="error")
+
+    async def _end(self, reply: Reply, status: str, timeline: TurnTimeline, reason: str | None = None) -> None:
+        if reply.ended:
+            return
+        reply.ended = True
+        if reply.speech is not None:
+            reply.speech.segments.put_nowait(None)
+        interrupted = reply.speech is not None and reply.speech.interrupted
+        if reply.stored is not None and not interrupted and reply.stored.text != reply.sent_text:
+            reply.sent_text = reply.stored.text
+            await self._emit(m.message("assistant", reply.stored.id, reply.stored.content, final=True))
+        extra = {"reason": reason} if status == "response_cancelled" and reason else {}
+        await self._emit(m.status(status, **extra))
+        timeline.mark("response_done")
+        if reply.speech is None:
+            log.info("turn %s: %s without speech", timeline.log_line(), status)
+
+    async def _llm_reply(self, reply: Reply, timeline: TurnTimeline) -> None:
+        """Stream the LLM's reply; with a control agent, hold the first sentence back until it passes."""
+        if self._services.stream_llm is None:
+            raise LlmError(f"no language model is configured for agent '{self._agent_name}'", "llm_unavailable")
+        agent = self._agent
+        messages = self._persona.messages(self._history.for_llm(self._persona.json_replies), agent.context_tokens)
+        config = agent.control
+        temperatures = config.temperatures(agent.temperature) if config else [agent.temperature]
+        giveup = config.giveup_text(self._rng) if config else None
+        for attempt, temperature in enumerate(temperatures, 1):
+            check = self._control if (attempt < len(temperatures) or giveup) else None
+            request = LlmRequest(agent.llm_model, messages, temperature, agent.max_tokens, agent.llm_timeout_s)
+            if await self._stream_attempt(reply, request, ReplyParser(), check, timeline):
+                return
+            log.info("agent=%s control agent refused attempt %d/%d (temperature %.2f)", self._agent_name, attempt,
+                     len(temperatures), temperature)
+        await self._say_all(reply, ReplyParser(plain=True), giveup or "", timeline)
+
+    async def _stream_attempt(self, reply: Reply, request: LlmRequest, parser: ReplyParser, check: Verdict | None,
+                              timeline: TurnTimeline) -> bool:
+        """One LLM attempt; False when the control agent refused its first sentence (nothing was said)."""
+        assert self._services.stream_llm is not None
+        held: list[Segment] = []
+        stream = self._services.stream_llm(request)
+        try:
+            async for delta in stream:
+                timeline.mark("llm_first_token")
+                segments = parser.feed(delta)
+                if check is not None:
+                    held += segments
+                    if not held:
+                        continue
+                    if not await check(parser.text):
+                        return False
+                    check, segments, held = None, held, []
+                await self._say(reply, parser, segments, timeline)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        tail = held + parser.finish()
+        if check is not None and tail and not await check(parser.text):
+            return False
+        await self._say(reply, parser, tail, timeline)
+        return True
+
+    async def _say_all(self, reply: Reply, parser: ReplyParser, text: str, timeline: TurnTimeline) -> None:
+        timeline.mark("llm_first_token")
+        await self._say(reply, parser, parser.parse(text), timeline)
+
+    async def _say(self, reply: Reply, parser: ReplyParser, segments: list[Segment], timeline: TurnTimeline) -> None:
+        """Show the reply's text so far and hand its finished segments to speech."""
+        text = parser.text
+        if not text or (not segments and text == reply.sent_text):
+            return
+        if reply.stored is None:
+            reply.stored = self._history.add("assistant", [m.text_part(text)])
+            reply.speech = self._speaker.start(reply.stored, timeline)
+        if reply.speech is not None and reply.speech.interrupted:
+            return  # the stored text is what was heard: it must not grow again
+        reply.stored.set_text(text)
+        reply.stored.tone = parser.tone
+        if segments:
+            reply.sent_text = text
+            await self._emit(m.message("assistant", reply.stored.id, reply.stored.content, final=False))
+        for segment in segments:
+            assert reply.speech is not None
+            reply.speech.segments.put_nowait(segment)

@@ -1,0 +1,164 @@
+"""The agent's voice: each speech's segments synthesized and sent as wire frames, one speech at a time.
+
+A speech belongs to one assistant message (``speech_id`` is the message id). The reply writer queues its
+segments as they are parsed and ends the queue with None; the Speaker synthesizes them in order, adds the
+voices' silences and narrator asides, estimates how much the client has played (playback starts with the
+first frame and runs in real time), and cuts a speech on interrupt: its stored message becomes what was
+heard plus "... (interrupted)".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agents.agent import Agent
+from agents.history import History, StoredMessage
+from agents.reply_parser import Segment
+from agents.services import Emit, ReportTurn, Services
+from agents.speech_timeline import SpeechTimeline, truncated
+from agents.timeline import TurnTimeline
+from protocol import messages as m
+from speech.audio import OUTPUT_RATE, pcm16_seconds, silence_pcm16, split_pcm
+
+log = logging.getLogger("voi.conversation")
+
+
+@dataclass(eq=False)
+class Speech:
+    speech_id: str
+    message_id: int
+    segments: "asyncio.Queue[Segment | None]" = field(default_factory=asyncio.Queue)
+    timeline: SpeechTimeline = field(default_factory=SpeechTimeline)
+    task: asyncio.Task[None] | None = None
+    interrupted: bool = False
+    barged_in: bool = False  # cut by the server's barge-in (an estimate the client's interrupt may refine)
+    first_audio_at: float | None = None  # time.monotonic() of its first audio frame
+
+    def played_s(self, now: float) -> float:
+        """Seconds the client has played, estimated: playback starts with the first frame, in real time."""
+        if self.first_audio_at is None:
+            return 0.0
+        return min(now - self.first_audio_at, self.timeline.seconds)
+
+    def playing(self, now: float) -> bool:
+        """Still being made, or (by the estimate above) still being played by the client."""
+        if self.interrupted:
+            return False
+        if self.first_audio_at is None:
+            return not self.timeline.complete
+        return not self.timeline.complete or now < self.first_audio_at + self.timeline.seconds
+
+
+class Speaker:
+    def __init__(self, *, agent_name: str, mode: str, agent: Agent, history: History, services: Services,
+                 emit: Emit, report_turn: ReportTurn | None = None) -> None:
+        self._agent_name = agent_name
+        self._mode = mode
+        self._character = agent.character
+        self._voices = agent.voices
+        self._history = history
+        self._services = services
+        self._emit = emit
+        self._report_turn = report_turn
+        self._speeches: dict[str, Speech] = {}
+        self._lock = asyncio.Lock()  # one speech at a time: frames of two replies must never interleave
+
+    def get(self, speech_id: str | None) -> Speech | None:
+        """The speech named ``speech_id``; None names the latest one."""
+        if speech_id is None:
+            return next(reversed(self._speeches.values()), None)
+        return self._speeches.get(speech_id)
+
+    def any_playing(self, now: float) -> bool:
+        return any(s.playing(now) for s in self._speeches.values())
+
+    def start(self, stored: StoredMessage, timeline: TurnTimeline | None, *, file: Path | None = None,
+              cached: bool = False) -> Speech:
+        """A new speech of ``stored``; ``timeline`` is the reply's (None for the greeting: no turn to report)."""
+        speech = Speech(speech_id=str(stored.id), message_id=stored.id)
+        self._speeches[speech.speech_id] = speech
+        speech.task = asyncio.create_task(self._play(speech, timeline, file, cached), name=f"speech:{stored.id}")
+        return speech
+
+    async def cut(self, speech: Speech, played_s: float) -> None:
+        """Stop ``speech`` and cut its stored message to what was heard plus "... (interrupted)"."""
+        heard, all_heard = speech.timeline.heard_text(played_s)
+        if all_heard:
+            return  # the whole reply was played: nothing to cut
+        speech.interrupted = True
+        if speech.task and not speech.task.done():
+            speech.task.cancel()
+        stored = self._history[speech.message_id]
+        stored.set_text(truncated(heard))
+        await self._emit(m.message(stored.role, stored.id, stored.content))
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [s.task for s in self._speeches.values() if s.task is not None]
+
+    async def _play(self, speech: Speech, timeline: TurnTimeline | None, file: Path | None, cached: bool) -> None:
+        """Speak the segments queued for ``speech`` as they come; a reply's ``timeline`` gets its TTS marks."""
+        marks = timeline or TurnTimeline(self._agent_name, self._mode)
+        character = self._character
+        async with self._lock:
+            if speech.interrupted:
+                return
+            try:
+                await self._silence(speech, marks, character.leading_silence)
+                if file is not None and self._services.load_greeting_audio is not None:
+                    speech.timeline.add(self._history[speech.message_id].text, 0.0)
+                    await self._send(speech, marks, await self._services.load_greeting_audio(file))
+                    while await speech.segments.get() is not None:
+                        pass
+                else:
+                    failed = False
+                    while (segment := await speech.segments.get()) is not None:
+                        failed = await self._speak(speech, marks, segment, cached, failed)
+                await self._silence(speech, marks, character.trailing_silence)
+                speech.timeline.complete = True
+            finally:
+                if timeline is not None:
+                    log.info("turn speech=%s %s speech_s=%.2f", speech.speech_id, timeline.log_line(),
+                             speech.timeline.seconds)
+                    if self._report_turn is not None:
+                        await self._report_turn(timeline.report())
+
+    async def _speak(self, speech: Speech, marks: TurnTimeline, segment: Segment, cached: bool, failed: bool) -> bool:
+        """One segment in its role's voice; a synthesis failure is told once and the next segment goes on.
+        Returns whether synthesis has failed in this speech."""
+        voice = self._voices.for_role(segment.role)
+        if voice is None:
+            return failed
+        aside = segment.role == "narrator" and voice is self._voices.narrator
+        await self._silence(speech, marks, voice.leading_silence if aside else 0.0)
+        speech.timeline.add(segment.text, 0.0)
+        marks.mark("first_text_to_tts")
+        try:
+            async for chunk in self._services.speak(segment.spoken, voice, segment.tone, cached):
+                marks.mark("first_tts_chunk")
+                await self._send(speech, marks, chunk)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # say so once, and go on with the next piece
+            log.warning("speech %s of agent '%s' failed: %s", speech.speech_id, self._agent_name, exc)
+            if not failed:
+                await self._emit(m.error(f"speech synthesis failed for message {speech.message_id}", "tts_failed"))
+            return True
+        await self._silence(speech, marks, voice.trailing_silence if aside else 0.0)
+        return failed
+
+    async def _send(self, speech: Speech, marks: TurnTimeline, pcm: bytes) -> None:
+        for frame in split_pcm(pcm, m.AUDIO_FRAME_BYTES):
+            await self._emit(m.audio(speech.speech_id, frame))
+            if speech.first_audio_at is None:
+                speech.first_audio_at = time.monotonic()
+            speech.timeline.extend_last(pcm16_seconds(frame, OUTPUT_RATE))
+            marks.mark("first_audio_sent")
+
+    async def _silence(self, speech: Speech, marks: TurnTimeline, seconds: float) -> None:
+        if seconds > 0:
+            speech.timeline.add("", 0.0)
+            await self._send(speech, marks, silence_pcm16(seconds))
