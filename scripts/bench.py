@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from protocol.client import AUDIO_FRAME_BYTES, VoiClient  # noqa: E402
 from protocol.tokens import issue_token  # noqa: E402
-from tests.integration.server import TEST_SECRET, start_server  # noqa: E402
-from tests.speech_fixtures import speech_pcm16k, trim_trailing_silence  # noqa: E402
+from harness.server import TEST_SECRET, start_server  # noqa: E402
+from harness.speech import speech_pcm16k, trim_trailing_silence  # noqa: E402
 
 QUESTIONS = [
     "What time does the museum open on Sunday?",

@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 from protocol.client import VoiClient  # noqa: E402
 from protocol.tokens import issue_token  # noqa: E402
 from scripts.bench import pct  # noqa: E402
-from tests.integration.server import TEST_SECRET, start_server  # noqa: E402
-from tests.scripted_llm import API_KEY, ScriptedLlm  # noqa: E402
-from tests.speech_fixtures import speech_pcm16k, trim_trailing_silence  # noqa: E402
+from harness.server import TEST_SECRET, start_server  # noqa: E402
+from harness.scripted_llm import API_KEY, ScriptedLlm  # noqa: E402
+from harness.speech import speech_pcm16k, trim_trailing_silence  # noqa: E402
 
 QUESTIONS = [
     "What time does the museum open on Sunday?",

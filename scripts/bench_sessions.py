@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench import CallerResult, graph_caller, pct, summarize, turn_audio  # noqa: E402
 from protocol.client import VoiClient  # noqa: E402
 from protocol.tokens import issue_token  # noqa: E402
-from tests.integration.server import TEST_SECRET, Server, start_server  # noqa: E402
+from harness.server import TEST_SECRET, Server, start_server  # noqa: E402
 
 AGENT = "stt_test"
 STEP_TIMEOUT_S = 120.0

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from protocol.client import VoiClient  # noqa: E402
 from protocol.tokens import issue_token  # noqa: E402
 from speech.audio import float_to_pcm16, pcm16_to_float  # noqa: E402
-from tests.integration.server import TEST_SECRET, start_server  # noqa: E402
-from tests.speech_fixtures import speech_pcm16k, wer  # noqa: E402
+from harness.server import TEST_SECRET, start_server  # noqa: E402
+from harness.speech import speech_pcm16k, wer  # noqa: E402
 
 SENTENCES = [
     "Could you tell me the way to the train station please?",

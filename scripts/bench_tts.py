@@ -7,7 +7,7 @@ a replica's worker pool does:
     .venv/bin/python scripts/bench_tts.py --skip-xtts --runs 20
 
 - Piper: the repo's models.yaml model (piper-joe), short sentences and long ones (20+ words with clauses).
-- XTTS: the full-size XTTS-v2 architecture (tests/xtts_fixture, size="full") with random weights, written
+- XTTS: the full-size XTTS-v2 architecture (harness/xtts.py, size="full") with random weights, written
   once into a cache directory outside the repo (~/.cache/voi-xtts): the compute per token is the real one, the
   audio is noise and never ends on its own, so each run is cut after --xtts-audio-s seconds of audio. Skipped
   with a message when coqui-tts is not installed (scripts/setup.sh --with-xtts).
@@ -118,7 +118,7 @@ def bench_piper(levels: list[int], runs: int) -> list[dict]:
 def xtts_missing() -> str | None:
     if importlib.util.find_spec("TTS") is None:
         return "coqui-tts is not installed (scripts/setup.sh --with-xtts)"
-    for path in ("speech/xtts.py", "tests/xtts_fixture.py"):
+    for path in ("speech/xtts.py", "harness/xtts.py"):
         if not (ROOT / path).is_file():
             return f"{path} is missing"
     return None
@@ -126,7 +126,7 @@ def xtts_missing() -> str | None:
 
 def bench_xtts(levels: list[int], runs: int, directory: Path | None, audio_s: float, chunk_size: int,
                first_chunk_size: int | None) -> list[dict]:
-    from tests.xtts_fixture import cached_random_xtts
+    from harness.xtts import cached_random_xtts
 
     names = ("checkpoint", "config", "tokenizer", "voices")
     print("random-weight full-size XTTS-v2: written once into a cache outside the repo (~1.8 GB)", flush=True)
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--xtts-chunk-size", type=int, default=20, help="XTTS stream_chunk_size (GPT tokens)")
     parser.add_argument("--xtts-first-chunk-size", type=int, default=None, help="XTTS first_chunk_size (GPT tokens)")
     parser.add_argument("--xtts-dir", type=Path, default=None,
-                        help="cache of the random XTTS files (default: tests/xtts_fixture's, ~/.cache/voi-xtts)")
+                        help="cache of the random XTTS files (default: harness/xtts's, ~/.cache/voi-xtts)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "tts.json")
     args = parser.parse_args(argv)
 

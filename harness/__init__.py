@@ -1,0 +1,4 @@
+"""Test and benchmark helpers shared by tests/ and scripts/ (both may import this package; neither imports
+the other): the real graph as a subprocess (server), Piper-made test speech and WER (speech), a scripted
+OpenAI-compatible LLM (scripted_llm) and XTTS-v2 files with random weights (xtts). Their caches stay under
+tests/.cache/ (git-ignored)."""
