@@ -27,13 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _repo_path import ROOT
 
-from protocol.client import AUDIO_FRAME_BYTES, VoiClient  # noqa: E402
-from protocol.tokens import issue_token  # noqa: E402
-from harness.server import TEST_SECRET, start_server  # noqa: E402
-from harness.speech import speech_pcm16k, trim_trailing_silence  # noqa: E402
+from protocol.client import AUDIO_FRAME_BYTES, VoiClient
+from protocol.tokens import issue_token
+from harness.server import TEST_SECRET, start_server
+from harness.speech import speech_pcm16k, trim_trailing_silence
 
 QUESTIONS = [
     "What time does the museum open on Sunday?",

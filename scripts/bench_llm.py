@@ -21,16 +21,14 @@ import sys
 import time
 from pathlib import Path
 
+from _repo_path import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from protocol.client import VoiClient  # noqa: E402
-from protocol.tokens import issue_token  # noqa: E402
-from scripts.bench import pct  # noqa: E402
-from harness.server import TEST_SECRET, start_server  # noqa: E402
-from harness.scripted_llm import API_KEY, ScriptedLlm  # noqa: E402
-from harness.speech import speech_pcm16k, trim_trailing_silence  # noqa: E402
+from protocol.client import VoiClient
+from protocol.tokens import issue_token
+from scripts.bench import pct
+from harness.server import TEST_SECRET, start_server
+from harness.scripted_llm import API_KEY, ScriptedLlm
+from harness.speech import speech_pcm16k, trim_trailing_silence
 
 QUESTIONS = [
     "What time does the museum open on Sunday?",

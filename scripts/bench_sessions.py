@@ -28,14 +28,12 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from _repo_path import ROOT
 
-from bench import CallerResult, graph_caller, pct, summarize, turn_audio  # noqa: E402
-from protocol.client import VoiClient  # noqa: E402
-from protocol.tokens import issue_token  # noqa: E402
-from harness.server import TEST_SECRET, Server, start_server  # noqa: E402
+from bench import CallerResult, graph_caller, pct, summarize, turn_audio
+from protocol.client import VoiClient
+from protocol.tokens import issue_token
+from harness.server import TEST_SECRET, Server, start_server
 
 AGENT = "stt_test"
 STEP_TIMEOUT_S = 120.0

@@ -22,14 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _repo_path import ROOT
 
-from protocol.client import VoiClient  # noqa: E402
-from protocol.tokens import issue_token  # noqa: E402
-from speech.audio import float_to_pcm16, pcm16_to_float  # noqa: E402
-from harness.server import TEST_SECRET, start_server  # noqa: E402
-from harness.speech import speech_pcm16k, wer  # noqa: E402
+from protocol.client import VoiClient
+from protocol.tokens import issue_token
+from speech.audio import float_to_pcm16, pcm16_to_float
+from harness.server import TEST_SECRET, start_server
+from harness.speech import speech_pcm16k, wer
 
 SENTENCES = [
     "Could you tell me the way to the train station please?",

@@ -31,12 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _repo_path import ROOT
 
-from speech.audio import BYTES_PER_SAMPLE, OUTPUT_RATE  # noqa: E402
-from speech.models_config import ModelsConfig, load_models_config  # noqa: E402
-from speech.synthesis import SpeechEngine  # noqa: E402
+from speech.audio import BYTES_PER_SAMPLE, OUTPUT_RATE
+from speech.models_config import ModelsConfig, load_models_config
+from speech.synthesis import SpeechEngine
 
 SHORT = [
     "Hello there!",
