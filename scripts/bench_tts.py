@@ -33,6 +33,7 @@ import numpy as np
 
 from _repo_path import ROOT
 
+from harness.report import pct
 from speech.audio import BYTES_PER_SAMPLE, OUTPUT_RATE
 from speech.models_config import ModelsConfig, load_models_config
 from speech.synthesis import SpeechEngine
@@ -93,10 +94,9 @@ def measure(engine: SpeechEngine, model: str, texts: list[str], streams: int, ru
     return {
         "streams": streams,
         "runs": len(results),
-        "first_audio_ms": {"p50": round(float(np.percentile(first, 50)), 1),
-                           "p95": round(float(np.percentile(first, 95)), 1),
+        "first_audio_ms": {"p50": pct(first, 50), "p95": pct(first, 95),
                            "min": round(float(first.min()), 1), "max": round(float(first.max()), 1)},
-        "rtf": {"p50": round(float(np.percentile(rtf, 50)), 3), "p95": round(float(np.percentile(rtf, 95)), 3)},
+        "rtf": {"p50": pct(rtf, 50, 3), "p95": pct(rtf, 95, 3)},
         "audio_s_per_run": round(audio / len(results), 2),
         "audio_s_per_wall_s": round(audio / wall, 2),  # throughput of all streams together
     }
