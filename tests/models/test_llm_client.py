@@ -6,7 +6,7 @@ import pytest
 
 from agents.llm import LlmClient, LlmError, LlmRequest, LlmSettings
 from agents.llm_warmup import warm_up_litellm
-from tests.scripted_llm import API_KEY, ScriptedLlm
+from harness.scripted_llm import API_KEY, ScriptedLlm
 
 
 @pytest.fixture(scope="module")
