@@ -136,7 +136,8 @@ async def keep_silent(send) -> None:
 async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerResult:
     """The same Conversation and models, called directly: no Ray, no websocket, no framing."""
     from agents.config import load_agents_config
-    from agents.conversation import Conversation, Services
+    from agents.conversation import Conversation
+    from agents.services import Services
     from protocol import messages as m
     from speech.audio import pcm16_to_float
     from speech.models_config import load_models_config, resolve_files
@@ -153,7 +154,7 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
     async def transcribe(pcm: bytes, prompt):
         return (await asyncio.to_thread(stt.transcribe_batch, [(pcm16_to_float(pcm), prompt)]))[0]
 
-    async def synthesize(text, voice, tone, cached):
+    async def speak(text, voice, tone, cached):
         chunks = iter(tts.stream(text, voice.model, voice.voice, voice.speed, tone))
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
             yield chunk
@@ -164,8 +165,8 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
         events.put_nowait((time.monotonic(), msg))
 
     conv = Conversation(agent_name="stt_test", agent=agents.agents["stt_test"],
-                        options=m.Init(agent_name="stt_test", mode=mode, init_greeting=False),
-                        services=Services(transcribe, synthesize), emit=emit)
+                        init=m.Init(agent_name="stt_test", mode=mode, init_greeting=False),
+                        services=Services(transcribe, speak), emit=emit)
     await conv.start()
     result = CallerResult()
 
