@@ -169,10 +169,12 @@ class SessionHost:
         conversation = Conversation(
             agent_name=agent_name,
             agent=agent,
-            options=init,
+            init=init,
             services=self._services,
             emit=outbox.put,
-            limits=limits,
+            report_turn=outbox.put,  # to the Ingress, which records it in the metrics (never sent to the client)
+            policy=policy,
+            listening=listening,
             greeting_dir=Path(greeting_dir) if greeting_dir else None,
         )
         hosted = _Hosted(conversation, asyncio.Queue(maxsize=self._inbox_size), outbox)

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _repo_path import ROOT
 
-from protocol.client import AUDIO_FRAME_BYTES, VoiClient  # noqa: E402
-from protocol.tokens import issue_token  # noqa: E402
-from tests.integration.server import TEST_SECRET, start_server  # noqa: E402
-from tests.speech_fixtures import speech_pcm16k, trim_trailing_silence  # noqa: E402
+from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
+from harness.server import TEST_SECRET, start_server
+from harness.speech import speech_pcm16k, trim_trailing_silence
+from protocol.client import AUDIO_FRAME_BYTES, VoiClient
+from protocol.tokens import issue_token
 
 QUESTIONS = [
     "What time does the museum open on Sunday?",
@@ -139,7 +136,8 @@ async def keep_silent(send) -> None:
 async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerResult:
     """The same Conversation and models, called directly: no Ray, no websocket, no framing."""
     from agents.config import load_agents_config
-    from agents.conversation import Conversation, Services
+    from agents.conversation import Conversation
+    from agents.services import Services
     from protocol import messages as m
     from speech.audio import pcm16_to_float
     from speech.models_config import load_models_config, resolve_files
@@ -156,7 +154,7 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
     async def transcribe(pcm: bytes, prompt):
         return (await asyncio.to_thread(stt.transcribe_batch, [(pcm16_to_float(pcm), prompt)]))[0]
 
-    async def synthesize(text, voice, tone, cached):
+    async def speak(text, voice, tone, cached):
         chunks = iter(tts.stream(text, voice.model, voice.voice, voice.speed, tone))
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
             yield chunk
@@ -167,8 +165,8 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
         events.put_nowait((time.monotonic(), msg))
 
     conv = Conversation(agent_name="stt_test", agent=agents.agents["stt_test"],
-                        options=m.Init(agent_name="stt_test", mode=mode, init_greeting=False),
-                        services=Services(transcribe, synthesize), emit=emit)
+                        init=m.Init(agent_name="stt_test", mode=mode, init_greeting=False),
+                        services=Services(transcribe, speak), emit=emit)
     await conv.start()
     result = CallerResult()
 
@@ -205,10 +203,6 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
 # ---- report ---------------------------------------------------------------------------------------------------
 
 
-def pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 1) if values else None
-
-
 def summarize(results: list[CallerResult]) -> dict:
     v2v = [t.voice_to_voice_s * 1000 for r in results for t in r.turns if t.voice_to_voice_s is not None]
     stt = [t.transcript_s * 1000 for r in results for t in r.turns if t.transcript_s is not None]
@@ -225,11 +219,7 @@ def summarize(results: list[CallerResult]) -> dict:
 
 
 def plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     modes = sorted({r["mode"] for r in report["graph"]})
     fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
     for ax, mode in zip(axes[0], modes):
@@ -244,8 +234,7 @@ def plot(report: dict, path: Path) -> None:
         ax.set_title(f"{mode} mode: voice-to-voice through the graph")
         ax.set_ylabel("ms (last speech frame -> first reply audio)")
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(x) for x in args.levels.split(",")]
     modes = args.modes.split(",")
     clips = turn_audio()
-    report: dict = {"machine": f"{platform.machine()} cpus={os.cpu_count()}", "date": time.strftime("%Y-%m-%d %H:%M"),
-                    "turns_per_caller": args.turns, "inprocess": {}, "graph": []}
+    report: dict = {**machine_and_date(), "turns_per_caller": args.turns, "inprocess": {}, "graph": []}
     for mode in modes:  # the baseline first, alone on the machine
         print(f"in-process baseline, {mode} mode ...", flush=True)
         report["inprocess"][mode] = summarize([asyncio.run(inprocess_caller(mode, clips, args.turns))])
@@ -285,17 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'mode':>5} {'N':>3} {'turns':>5} {'fail':>4} {'drop':>4} {'v2v p50':>8} {'p95':>7} {'p99':>7} {'stt p50':>8}")
     for mode in modes:
         b = report["inprocess"][mode]
-        print(f"{mode:>5} {'in':>3} {b['turns']:>5} {b['failed_turns']:>4} {'-':>4} {b['v2v_ms']['p50'] or 0:>6.0f}ms "
-              f"{b['v2v_ms']['p95'] or 0:>5.0f}ms {b['v2v_ms']['p99'] or 0:>5.0f}ms {b['transcript_ms']['p50'] or 0:>6.0f}ms")
+        print(f"{mode:>5} {'in':>3} {b['turns']:>5} {b['failed_turns']:>4} {'-':>4} {ms(b['v2v_ms']['p50'], 8)} "
+              f"{ms(b['v2v_ms']['p95'], 7)} {ms(b['v2v_ms']['p99'], 7)} {ms(b['transcript_ms']['p50'], 8)}")
         for r in (r for r in report["graph"] if r["mode"] == mode):
             print(f"{mode:>5} {r['sessions']:>3} {r['turns']:>5} {r['failed_turns']:>4} {r['dropped_sessions']:>4} "
-                  f"{r['v2v_ms']['p50'] or 0:>6.0f}ms {r['v2v_ms']['p95'] or 0:>5.0f}ms {r['v2v_ms']['p99'] or 0:>5.0f}ms "
-                  f"{r['transcript_ms']['p50'] or 0:>6.0f}ms")
+                  f"{ms(r['v2v_ms']['p50'], 8)} {ms(r['v2v_ms']['p95'], 7)} {ms(r['v2v_ms']['p99'], 7)} "
+                  f"{ms(r['transcript_ms']['p50'], 8)}")
     print(f"overhead ratio at N=1 (graph p50 / in-process p50): {report.get('overhead_ratio_n1')}")
-    args.out.write_text(json.dumps(report, indent=2))
-    png = args.out.with_suffix(".png")
-    plot(report, png)
-    print(f"written to {args.out} and {png}")
+    write_report(report, args.out, plot)
     return 0
 
 

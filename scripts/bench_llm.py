@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import re
 import sys
 import time
 from pathlib import Path
 
+from _repo_path import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from protocol.client import VoiClient  # noqa: E402
-from protocol.tokens import issue_token  # noqa: E402
-from scripts.bench import pct  # noqa: E402
-from tests.integration.server import TEST_SECRET, start_server  # noqa: E402
-from tests.scripted_llm import API_KEY, ScriptedLlm  # noqa: E402
-from tests.speech_fixtures import speech_pcm16k, trim_trailing_silence  # noqa: E402
+from harness.report import machine_and_date, ms, pct, write_report
+from harness.scripted_llm import API_KEY, ScriptedLlm
+from harness.server import TEST_SECRET, start_server
+from harness.speech import speech_pcm16k, trim_trailing_silence
+from protocol.client import VoiClient
+from protocol.tokens import issue_token
 
 QUESTIONS = [
     "What time does the museum open on Sunday?",
@@ -90,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     server = start_server(log_path, f"agents={ROOT / 'tests' / 'integration' / 'agents.yaml'}",
                           env_extra={"LITELLM_API_BASE": llm.url, "LITELLM_API_KEY": API_KEY})
-    report: dict = {"machine": f"{platform.machine()} cpus={os.cpu_count()}", "date": time.strftime("%Y-%m-%d %H:%M"),
-                    "turns": args.turns, "agents": {}}
+    report: dict = {**machine_and_date(), "turns": args.turns, "agents": {}}
     try:
         for agent in AGENTS:
             print(f"{AGENTS[agent]}: {args.turns} chat turns ...", flush=True)
@@ -112,15 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     for agent, r in report["agents"].items():
         s = r["server_stages_ms"]
 
-        def g(key: str, q: str) -> float:
-            return (s.get(key) or {}).get(q) or 0.0
+        def g(key: str, q: str) -> float | None:
+            return (s.get(key) or {}).get(q)
 
-        print(f"{agent:>10} {r['turns']:>5} {r['failed']:>4} {r['v2v_ms']['p50'] or 0:>6.0f}ms {r['v2v_ms']['p95'] or 0:>4.0f}ms "
-              f"{g('stt_final_ms', 'p50'):>6.0f}ms {g('llm_first_token_ms', 'p50'):>14.0f}ms {g('llm_first_token_ms', 'p95'):>4.0f}ms "
-              f"{g('llm_first_piece_ms', 'p50'):>16.0f}ms {g('llm_first_piece_ms', 'p95'):>4.0f}ms "
-              f"{g('tts_first_audio_ms', 'p50'):>10.0f}ms")
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"written to {args.out}")
+        print(f"{agent:>10} {r['turns']:>5} {r['failed']:>4} {ms(r['v2v_ms']['p50'], 8)} {ms(r['v2v_ms']['p95'], 6)} "
+              f"{ms(g('stt_final_ms', 'p50'), 8)} {ms(g('llm_first_token_ms', 'p50'), 16)} {ms(g('llm_first_token_ms', 'p95'), 6)} "
+              f"{ms(g('llm_first_piece_ms', 'p50'), 18)} {ms(g('llm_first_piece_ms', 'p95'), 6)} "
+              f"{ms(g('tts_first_audio_ms', 'p50'), 12)}")
+    write_report(report, args.out)
     return 0
 
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,14 +26,13 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from _repo_path import ROOT
 
-from bench import CallerResult, graph_caller, pct, summarize, turn_audio  # noqa: E402
-from protocol.client import VoiClient  # noqa: E402
-from protocol.tokens import issue_token  # noqa: E402
-from tests.integration.server import TEST_SECRET, Server, start_server  # noqa: E402
+from bench import CallerResult, graph_caller, summarize, turn_audio
+from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
+from harness.server import TEST_SECRET, Server, start_server
+from protocol.client import VoiClient
+from protocol.tokens import issue_token
 
 AGENT = "stt_test"
 STEP_TIMEOUT_S = 120.0
@@ -226,11 +223,7 @@ async def churn(url: str, cycles: int, parallel: int, ray: Any) -> dict[str, Any
 
 
 def plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     rows = report["burst"]
     x = np.arange(len(rows))
@@ -247,8 +240,7 @@ def plot(report: dict, path: Path) -> None:
     b.set_ylabel("voice-to-voice ms")
     b.set_title(f"hold: {holds[0]['talkers'] if holds else 0} talkers beside M idle sessions")
     b.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
 
 
 def print_report(report: dict) -> None:
@@ -260,7 +252,7 @@ def print_report(report: dict) -> None:
     print(f"\n{'hold M':>7} {'K':>3} {'turns':>5} {'fail':>4} {'v2v p50':>8} {'p95':>6} {'host RSS +MB':>12} {'MB/idle':>8}")
     for h in report["hold"]:
         print(f"{h['idle_sessions']:>7} {h['talkers']:>3} {h['turns']:>5} {h['failed_turns']:>4} "
-              f"{h['v2v_ms']['p50'] or 0:>6.0f}ms {h['v2v_ms']['p95'] or 0:>4.0f}ms {h['rss_growth_mb']:>12.1f} "
+              f"{ms(h['v2v_ms']['p50'], 8)} {ms(h['v2v_ms']['p95'], 6)} {h['rss_growth_mb']:>12.1f} "
               f"{h['mb_per_idle_session'] if h['mb_per_idle_session'] is not None else '-':>8}")
     if report.get("hold_v2v_ratio") is not None:
         print(f"voice-to-voice p50 with the most idle sessions / with none: {report['hold_v2v_ratio']}")
@@ -288,8 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ["RAY_AUTH_MODE"] = "disabled"  # as the test server runs it
     ray.init(address=server.ray_address, namespace="serve", log_to_driver=False)
-    report: dict[str, Any] = {"machine": f"{platform.machine()} cpus={os.cpu_count()}",
-                              "date": time.strftime("%Y-%m-%d %H:%M"), "server_args": args.server_args,
+    report: dict[str, Any] = {**machine_and_date(), "server_args": args.server_args,
                               "server_start_s": round(server.started_s, 1), "burst": [], "hold": []}
     try:
         time.sleep(3.0)  # the warm hosts finish starting
@@ -311,10 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
         server.stop()
     print_report(report)
-    args.out.write_text(json.dumps(report, indent=2))
-    png = args.out.with_suffix(".png")
-    plot(report, png)
-    print(f"written to {args.out} and {png}")
+    write_report(report, args.out, plot)
     return 0
 
 

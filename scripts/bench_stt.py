@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import sys
 import time
@@ -22,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _repo_path import ROOT
 
-from protocol.client import VoiClient  # noqa: E402
-from protocol.tokens import issue_token  # noqa: E402
-from speech.audio import float_to_pcm16, pcm16_to_float  # noqa: E402
-from tests.integration.server import TEST_SECRET, start_server  # noqa: E402
-from tests.speech_fixtures import speech_pcm16k, wer  # noqa: E402
+from harness.report import ms, pct, write_report
+from harness.server import TEST_SECRET, start_server
+from harness.speech import speech_pcm16k, wer
+from protocol.client import VoiClient
+from protocol.tokens import issue_token
+from speech.audio import float_to_pcm16, pcm16_to_float
 
 SENTENCES = [
     "Could you tell me the way to the train station please?",
@@ -150,11 +149,6 @@ async def one_session(url: str, clips: list[dict]) -> list[dict]:
     return results
 
 
-def pct(values: list[float], q: float) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.percentile(values, q)) if values else None
-
-
 async def run_level(url: str, clips: list[dict], sessions: int) -> dict:
     per_session = await asyncio.gather(*(one_session(url, clips) for _ in range(sessions)))
     rows = [r for session in per_session for r in session]
@@ -164,10 +158,10 @@ async def run_level(url: str, clips: list[dict], sessions: int) -> dict:
         "sessions": sessions,
         "turns": len(rows),
         "wer": float(np.mean([r["wer"] for r in rows])),
-        "final_p50_ms": (pct(finals, 50) or 0) * 1000,
-        "final_p95_ms": (pct(finals, 95) or 0) * 1000,
-        "first_partial_p50_ms": (pct([r["first_partial_s"] for r in rows], 50) or 0) * 1000,
-        "partial_interval_p50_ms": (pct(intervals, 50) or 0) * 1000,
+        "final_p50_ms": (pct(finals, 50, None) or 0) * 1000,
+        "final_p95_ms": (pct(finals, 95, None) or 0) * 1000,
+        "first_partial_p50_ms": (pct([r["first_partial_s"] for r in rows], 50, None) or 0) * 1000,
+        "partial_interval_p50_ms": (pct(intervals, 50, None) or 0) * 1000,
         "missing_finals": sum(f is None for f in finals),
     }
 
@@ -201,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
           f"streaming RTF (Whisper time per audio second, 1 session) {base['streaming_rtf']:.3f}\n{header}")
     for r in report["runs"]:
         print(f"{'on' if r['batching'] else 'off':>8} {r['sessions']:>4} {r['turns']:>5} {r['wer']:>6.3f} "
-              f"{r['final_p50_ms']:>7.0f}ms {r['final_p95_ms']:>7.0f}ms {r['first_partial_p50_ms']:>9.0f}ms "
-              f"{r['partial_interval_p50_ms']:>11.0f}ms")
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten to {args.out}")
+              f"{ms(r['final_p50_ms'], 9)} {ms(r['final_p95_ms'], 9)} {ms(r['first_partial_p50_ms'], 11)} "
+              f"{ms(r['partial_interval_p50_ms'], 13)}")
+    print()
+    write_report(report, args.out)
     return 0
 
 

@@ -7,7 +7,7 @@ a replica's worker pool does:
     .venv/bin/python scripts/bench_tts.py --skip-xtts --runs 20
 
 - Piper: the repo's models.yaml model (piper-joe), short sentences and long ones (20+ words with clauses).
-- XTTS: the full-size XTTS-v2 architecture (tests/xtts_fixture, size="full") with random weights, written
+- XTTS: the full-size XTTS-v2 architecture (harness/xtts.py, size="full") with random weights, written
   once into a cache directory outside the repo (~/.cache/voi-xtts): the compute per token is the real one, the
   audio is noise and never ends on its own, so each run is cut after --xtts-audio-s seconds of audio. Skipped
   with a message when coqui-tts is not installed (scripts/setup.sh --with-xtts).
@@ -31,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _repo_path import ROOT
 
-from speech.audio import BYTES_PER_SAMPLE, OUTPUT_RATE  # noqa: E402
-from speech.models_config import ModelsConfig, load_models_config  # noqa: E402
-from speech.synthesis import SpeechEngine  # noqa: E402
+from harness.report import pct
+from speech.audio import BYTES_PER_SAMPLE, OUTPUT_RATE
+from speech.models_config import ModelsConfig, load_models_config
+from speech.synthesis import SpeechEngine
 
 SHORT = [
     "Hello there!",
@@ -94,10 +94,9 @@ def measure(engine: SpeechEngine, model: str, texts: list[str], streams: int, ru
     return {
         "streams": streams,
         "runs": len(results),
-        "first_audio_ms": {"p50": round(float(np.percentile(first, 50)), 1),
-                           "p95": round(float(np.percentile(first, 95)), 1),
+        "first_audio_ms": {"p50": pct(first, 50), "p95": pct(first, 95),
                            "min": round(float(first.min()), 1), "max": round(float(first.max()), 1)},
-        "rtf": {"p50": round(float(np.percentile(rtf, 50)), 3), "p95": round(float(np.percentile(rtf, 95)), 3)},
+        "rtf": {"p50": pct(rtf, 50, 3), "p95": pct(rtf, 95, 3)},
         "audio_s_per_run": round(audio / len(results), 2),
         "audio_s_per_wall_s": round(audio / wall, 2),  # throughput of all streams together
     }
@@ -118,7 +117,7 @@ def bench_piper(levels: list[int], runs: int) -> list[dict]:
 def xtts_missing() -> str | None:
     if importlib.util.find_spec("TTS") is None:
         return "coqui-tts is not installed (scripts/setup.sh --with-xtts)"
-    for path in ("speech/xtts.py", "tests/xtts_fixture.py"):
+    for path in ("speech/xtts.py", "harness/xtts.py"):
         if not (ROOT / path).is_file():
             return f"{path} is missing"
     return None
@@ -126,7 +125,7 @@ def xtts_missing() -> str | None:
 
 def bench_xtts(levels: list[int], runs: int, directory: Path | None, audio_s: float, chunk_size: int,
                first_chunk_size: int | None) -> list[dict]:
-    from tests.xtts_fixture import cached_random_xtts
+    from harness.xtts import cached_random_xtts
 
     names = ("checkpoint", "config", "tokenizer", "voices")
     print("random-weight full-size XTTS-v2: written once into a cache outside the repo (~1.8 GB)", flush=True)
@@ -169,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--xtts-chunk-size", type=int, default=20, help="XTTS stream_chunk_size (GPT tokens)")
     parser.add_argument("--xtts-first-chunk-size", type=int, default=None, help="XTTS first_chunk_size (GPT tokens)")
     parser.add_argument("--xtts-dir", type=Path, default=None,
-                        help="cache of the random XTTS files (default: tests/xtts_fixture's, ~/.cache/voi-xtts)")
+                        help="cache of the random XTTS files (default: harness/xtts's, ~/.cache/voi-xtts)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "tts.json")
     args = parser.parse_args(argv)
 

@@ -13,10 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _repo_path import ROOT
 
-from speech.ct2_whisper import write_openai_checkpoint  # noqa: E402
+from speech.ct2_whisper import write_openai_checkpoint
 
 
 def resolve(source: str) -> Path:

@@ -25,12 +25,36 @@ if [ ! -x .venv/bin/python ]; then
 fi
 pip() { .venv/bin/python -m pip "$@"; }
 
+# llama-cpp-python (the LocalLLM) builds llama.cpp from source. Its default build (-march=native) compiles
+# Intel AMX kernels on CPUs that have AMX, and those crash at the first inference on such machines (a
+# SIGSEGV in ggml_backend_amx_mul_mat: ggml-org/llama.cpp#20824, seen on this project's CI machine). On
+# x86_64 it is built for x86-64-v3 (AVX2, FMA, F16C) instead, which every such CPU runs. pip's wheel cache
+# does not know build flags, so the wheel is kept in a cache of our own keyed by the flags.
+LLAMA_CPP=llama-cpp-python==0.3.36
+LLAMA_CMAKE_ARGS=""
+if [ "$(uname -m)" = x86_64 ]; then
+  LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+fi
+install_llama_cpp() {
+  local key dir
+  key=$(echo "$LLAMA_CPP $LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-16)
+  dir="${XDG_CACHE_HOME:-$HOME/.cache}/voi-on-ray/wheels/$key"
+  if ! ls "$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    echo "setup: building $LLAMA_CPP (llama.cpp from source: about 5 min on 2 cores, once per machine)"
+    mkdir -p "$dir"
+    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip wheel --quiet --no-deps --no-cache-dir -w "$dir" "$LLAMA_CPP"
+  fi
+  pip install --quiet --force-reinstall --no-deps "$dir"/llama_cpp_python-*.whl
+  pip install --quiet "$dir"/llama_cpp_python-*.whl  # its own dependencies
+}
+
 stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$({ cat requirements.txt; echo "$LLAMA_CPP $LLAMA_CMAKE_ARGS"; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing requirements.txt into .venv"
   pip install --quiet --upgrade pip
   pip install --quiet -r requirements.txt
+  install_llama_cpp
   echo "$want" > "$stamp"
 fi
 

@@ -17,13 +17,12 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _repo_path import ROOT
 
-from common.settings import load_secrets  # noqa: E402
-from protocol.client import VoiClient, reply_audio  # noqa: E402
-from protocol.tokens import issue_token  # noqa: E402
-from speech.audio import INPUT_RATE, OUTPUT_RATE, float_to_pcm16, read_wav, resample, write_wav  # noqa: E402
+from common.settings import load_secrets
+from protocol.client import VoiClient, reply_audio
+from protocol.tokens import issue_token
+from speech.audio import INPUT_RATE, OUTPUT_RATE, float_to_pcm16, read_wav, resample, write_wav
 
 
 def _text(item_header: dict) -> str:

@@ -9,11 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _repo_path import ROOT
 
-from common.settings import MissingSecretError, load_secrets  # noqa: E402
-from protocol.tokens import issue_token  # noqa: E402
+from common.settings import MissingSecretError, load_secrets
+from protocol.tokens import issue_token
 
 
 def main(argv: list[str] | None = None) -> int:

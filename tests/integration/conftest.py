@@ -7,8 +7,8 @@ import pytest
 from deployments.session import FAULT_INJECTION_ENV
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
-from tests.integration.server import ROOT, TEST_SECRET, Server, start_server
-from tests.scripted_llm import API_KEY, ScriptedLlm
+from harness.server import ROOT, TEST_SECRET, Server, start_server
+from harness.scripted_llm import API_KEY, ScriptedLlm
 
 TEST_AGENTS = ROOT / "tests" / "integration" / "agents.yaml"
 TEST_MODELS = ROOT / "tests" / "integration" / "models.yaml"
@@ -19,7 +19,7 @@ GREETING_TEXT = "Welcome to the recorded greeting."
 def write_greeting_file() -> None:
     """A server-side greeting recording (the test agents name it, so it must exist before the server starts)."""
     from speech.audio import INPUT_RATE, write_wav
-    from tests.speech_fixtures import speech_pcm16k
+    from harness.speech import speech_pcm16k
 
     GREETING_FILE.parent.mkdir(parents=True, exist_ok=True)
     write_wav(GREETING_FILE, speech_pcm16k(GREETING_TEXT), INPUT_RATE)

@@ -18,8 +18,8 @@ import yaml
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.helpers import ends_response, final_user_text, start_session
-from tests.integration.server import ROOT, TEST_API_KEY, TEST_SECRET, free_port
-from tests.speech_fixtures import speech_pcm16k, wer
+from harness.server import ROOT, TEST_API_KEY, TEST_SECRET, free_port
+from harness.speech import speech_pcm16k, wer
 
 BIN = Path(sys.executable).parent
 

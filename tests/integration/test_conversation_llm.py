@@ -10,8 +10,8 @@ import numpy as np
 from protocol.client import reply_audio
 from speech.audio import float_to_pcm16, pcm16_to_float, resample
 from tests.integration.helpers import ends_response, expect_refused, final_user_text, start_session, text_of
-from tests.scripted_llm import LONG_STORY, LONG_STORY_S
-from tests.speech_fixtures import speech_pcm16k, wer
+from harness.scripted_llm import LONG_STORY, LONG_STORY_S
+from harness.speech import speech_pcm16k, wer
 
 
 def statuses(items):
@@ -249,7 +249,7 @@ async def test_local_llm_is_an_openai_endpoint_for_litellm(server):
     import httpx
 
     from llm.client import LlmClient, LlmRequest, LlmSettings
-    from tests.integration.server import TEST_API_KEY
+    from harness.server import TEST_API_KEY
 
     client = LlmClient(LlmSettings(api_base=f"{server.http_url}/v1", api_key=TEST_API_KEY))
     request = LlmRequest("smollm2-135m", [{"role": "user", "content": "Say hello."}], 0.2, 12)

@@ -12,7 +12,7 @@ from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_AGENTS, TEST_MODELS
 from tests.integration.helpers import ends_response, expect_refused, start_session, text_of
-from tests.integration.server import TEST_SECRET, start_server
+from harness.server import TEST_SECRET, start_server
 
 
 async def typed_turn(client: VoiClient, text: str) -> None:

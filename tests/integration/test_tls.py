@@ -11,7 +11,7 @@ import trustme
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.helpers import ends_response, start_session, text_of
-from tests.integration.server import TEST_SECRET, start_server
+from harness.server import TEST_SECRET, start_server
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from llm.client import LlmClient, LlmError, LlmRequest, LlmSettings
 from llm.warmup import warm_up_litellm
-from tests.scripted_llm import API_KEY, ScriptedLlm
+from harness.scripted_llm import API_KEY, ScriptedLlm
 
 
 @pytest.fixture(scope="module")

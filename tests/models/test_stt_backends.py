@@ -15,7 +15,7 @@ import pytest
 from speech.audio import pcm16_to_float
 from speech.models_config import ModelFiles, SttModel, resolve_files
 from speech.stt import FasterWhisperBackend, OpenAIWhisperBackend
-from tests.speech_fixtures import speech_pcm16k, wer, words
+from harness.speech import speech_pcm16k, wer, words
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTENCES = [

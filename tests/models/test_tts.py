@@ -18,7 +18,7 @@ from speech.audio import INPUT_RATE, OUTPUT_RATE, pcm16_to_float, resample
 from speech.models_config import load_models_config, resolve_files
 from speech.stt import load_stt_backend
 from speech.synthesis import SpeechEngine
-from tests.speech_fixtures import wer
+from harness.speech import wer
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "piper-joe"
@@ -233,7 +233,7 @@ async def test_cancelled_call_stops_within_one_chunk(synthesizer):
 # XTTS on random weights (coqui-tts is an optional install: scripts/setup.sh --with-xtts).
 
 XTTS_READY = all(importlib.util.find_spec(m) is not None for m in ("TTS", "torch")) and (
-    (ROOT / "speech" / "xtts.py").is_file() and (ROOT / "tests" / "xtts_fixture.py").is_file())
+    (ROOT / "speech" / "xtts.py").is_file() and (ROOT / "harness" / "xtts.py").is_file())
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +241,7 @@ def xtts_setup(tmp_path_factory):
     if not XTTS_READY:
         pytest.skip("coqui-tts is not installed (scripts/setup.sh --with-xtts) or speech/xtts.py is missing")
     from speech.xtts_speakers import xtts_speaker_names
-    from tests.xtts_fixture import cached_random_xtts
+    from harness.xtts import cached_random_xtts
 
     files = cached_random_xtts("tiny")  # written once (tests/.cache/xtts)
     speakers = xtts_speaker_names(Path(files["voices"]))

@@ -1,4 +1,4 @@
-"""The XTTS backend on a tiny XTTS-v2 with random weights (tests/xtts_fixture.py): coqui-tts's real tokenizer,
+"""The XTTS backend on a tiny XTTS-v2 with random weights (harness/xtts.py): coqui-tts's real tokenizer,
 checkpoint loading, GPT streaming and HiFiGAN decoder run; only the weights are made up, so the audio is noise.
 
 The random model never emits its stop token: every sentence is 24 GPT tokens (~1.1 s). The backends here
@@ -20,7 +20,7 @@ import torch
 
 from speech.audio import OUTPUT_RATE
 from speech.xtts import XttsBackend
-from tests.xtts_fixture import MODEL_ARGS, SPEAKERS, cached_random_xtts
+from harness.xtts import MODEL_ARGS, SPEAKERS, cached_random_xtts
 
 TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank today."  # 15 words
 TOKENS = MODEL_ARGS["tiny"]["gpt_max_audio_tokens"] - 3  # what the random model always generates

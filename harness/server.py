@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TEST_SECRET = "test-token-secret-key-0123456789-abcdefghijklmnop"
 TEST_API_KEY = "test-api-key-for-integrations"
 

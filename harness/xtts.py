@@ -13,7 +13,7 @@ downloaded XTTS-v2: `model.pth` (a checkpoint `Xtts.load_checkpoint` reads), `co
 A random GPT would emit its stop token at random; the fixture turns that token off (a large negative bias),
 so every sentence runs to the model's maximum length (`gpt_max_audio_tokens`) and tests are reproducible.
 
-    python -m tests.xtts_fixture --size full DIR    # writes the files into DIR and prints their paths
+    python -m harness.xtts --size full DIR    # writes the files into DIR and prints their paths
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 FIXTURE_VERSION = 1  # bump when the way files are generated changes (it is part of the cache key)
 SEED = 1234
 SPEAKERS = ("neutral_speaker", "warm_speaker", "excited_speaker")
-REPO_CACHE = Path(__file__).resolve().parent / ".cache" / "xtts"
+REPO_CACHE = Path(__file__).resolve().parents[1] / "tests" / ".cache" / "xtts"
 
 # Text tokens: XTTS puts "[en]" before the text and writes spaces as "[SPACE]"; "[START]"/"[STOP]" frame it.
 SPECIAL_TOKENS = ["[STOP]", "[UNK]", "[SPACE]", "[START]", "[en]"]

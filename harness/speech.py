@@ -15,7 +15,7 @@ from speech.audio import INPUT_RATE, float_to_pcm16, pcm16_to_float, read_wav, r
 from speech.models_config import ModelFiles, resolve_files
 from speech.tts import PiperBackend
 
-CACHE = Path(__file__).resolve().parent / ".cache" / "speech"
+CACHE = Path(__file__).resolve().parents[1] / "tests" / ".cache" / "speech"
 
 
 @lru_cache(maxsize=1)
