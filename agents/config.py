@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.agent import ECHO_MODEL, Agent, AgentConfig, build_agent
 from agents.prompts import BUILTIN_PATTERNS
+from common.errors import CodedError
 from common.config_errors import ConfigError, describe_validation_error
 from common.yaml_files import read_yaml
 from speech.models_config import ModelsConfig
@@ -119,12 +120,8 @@ def load_agents_config(path: str | Path, models: ModelsConfig) -> AgentsConfig:
     return AgentsConfig(agents, settings.prompt_patterns, settings.client_agent_config, str(path), str(base_dir))
 
 
-class AgentRefused(Exception):
+class AgentRefused(CodedError):
     """A client's agent request that the policy refuses; the message is safe to send to the client."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def resolve_agent(

@@ -12,12 +12,11 @@ from agents.agent import Agent
 from llm.client import LlmError, LlmRequest
 from agents.services import Emit
 from protocol import messages as m
+from common.errors import CodedError
 
 
-class InvokeRefused(Exception):
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
+class InvokeRefused(CodedError):
+    """An invoke_llm request that is not allowed or not well formed."""
 
 
 def invoke_request(msg: m.InvokeLlm, agent_name: str, agent: Agent, allowed_models: tuple[str, ...],

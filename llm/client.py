@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from llm.names import LOCAL_PROVIDER
+from common.errors import CodedError
 
 log = logging.getLogger("voi.llm")
 
 
-class LlmError(Exception):
-    def __init__(self, message: str, code: str = "llm_failed") -> None:
-        super().__init__(message)
-        self.code = code
+class LlmError(CodedError):
+    default_code = "llm_failed"
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,16 @@ import json
 import struct
 from dataclasses import dataclass, field
 from typing import Any
+from common.errors import CodedError
 
 HEADER_LENGTH_BYTES = 4
 _LENGTH = struct.Struct(">I")
 
 
-class FrameError(ValueError):
+class FrameError(CodedError, ValueError):
     """A frame that cannot be decoded. ``code`` is the machine-readable error code sent to the client."""
 
-    def __init__(self, message: str, code: str = "bad_frame") -> None:
-        super().__init__(message)
-        self.code = code
+    default_code = "bad_frame"
 
 
 @dataclass(frozen=True)
