@@ -8,9 +8,10 @@ TTS model of models.yaml when the agent names none). Errors name the file, the a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -55,7 +56,7 @@ class GreetingFile(BaseModel):
 class Greetings(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    choices: list[Union[str, GreetingFile]] = Field(default_factory=list)
+    choices: list[str | GreetingFile] = Field(default_factory=list)
     voice_tone: str | None = None
 
 

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.agent import ECHO_MODEL, Agent, AgentConfig, build_agent
 from agents.prompts import BUILTIN_PATTERNS
-from common.errors import CodedError
 from common.config_errors import ConfigError, describe_validation_error
+from common.errors import CodedError
 from common.yaml_files import read_yaml
 from speech.models_config import ModelsConfig
 

@@ -6,13 +6,14 @@ messages must be plain chat messages. A refusal carries the error code the clien
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from agents.agent import Agent
-from llm.client import LlmError, LlmRequest
 from agents.services import Emit
-from protocol import messages as m
 from common.errors import CodedError
+from llm.client import LlmError, LlmRequest
+from protocol import messages as m
 
 
 class InvokeRefused(CodedError):

@@ -13,8 +13,8 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Union
 
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
 from speech.audio import dbfs, pcm16_to_float
@@ -64,7 +64,7 @@ class AudioOverflow:
     turn: UserTurn  # the turn's audio passed max_turn_s; the rest is ignored (reported once per turn)
 
 
-ListenerEvent = Union[TranscriptUpdate, SpeechStarted, TurnEnded, AudioOverflow]
+ListenerEvent = TranscriptUpdate | SpeechStarted | TurnEnded | AudioOverflow
 OnListenerEvent = Callable[[ListenerEvent], Awaitable[None]]
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 NARRATOR_MARKER = "@"
 VOICE_TONES = ("neutral", "warm", "excited", "sad")

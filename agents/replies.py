@@ -16,11 +16,11 @@ from typing import Any
 from agents.agent import Agent
 from agents.control import ControlAgentConfig, LlmControl, PatternControl, Verdict
 from agents.history import History, StoredMessage
-from llm.client import LlmError, LlmRequest
 from agents.reply_parser import ReplyParser, Segment
 from agents.services import Emit, Services
 from agents.speaker import Speaker, Speech
 from agents.timeline import TurnTimeline
+from llm.client import LlmError, LlmRequest
 from protocol import messages as m
 
 log = logging.getLogger("voi.conversation")

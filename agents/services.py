@@ -7,9 +7,9 @@ a unit test passes small fakes, and a benchmark's in-process baseline passes the
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
 
 from agents.agent import VoiceSpec
 from agents.timeline import TurnReport

@@ -31,7 +31,7 @@ log = logging.getLogger("voi.conversation")
 class Speech:
     speech_id: str
     message_id: int
-    segments: "asyncio.Queue[Segment | None]" = field(default_factory=asyncio.Queue)
+    segments: asyncio.Queue[Segment | None] = field(default_factory=asyncio.Queue)
     timeline: SpeechTimeline = field(default_factory=SpeechTimeline)
     task: asyncio.Task[None] | None = None
     interrupted: bool = False

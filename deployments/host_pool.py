@@ -119,7 +119,7 @@ class HostPool:
                 raise HostsBusy()
             try:
                 await asyncio.wait_for(changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def release(self, lease: Lease) -> None:
@@ -155,7 +155,7 @@ class HostPool:
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, KeyError):
                 log.warning("idle session host %s is gone", host_id)
                 self._forget(host_id)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def conversations(self) -> dict[str, Any]:

@@ -14,8 +14,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import ray
 from fastapi import FastAPI, Header, HTTPException, Request, WebSocket
@@ -29,14 +30,14 @@ from agents.config import AgentRefused, load_agents_config, resolve_agent
 from agents.services import SessionPolicy
 from agents.timeline import TurnReport
 from agents.turns import TurnConfig
-from llm.client import LlmSettings
-from llm.names import LOCAL_MODEL_NAME
+from common.settings import Secrets
 from deployments.host_pool import HostPool, HostsBusy
 from deployments.metrics import VoiMetrics
 from deployments.placement import HostOptions
+from llm.client import LlmSettings
+from llm.names import LOCAL_MODEL_NAME
 from protocol import messages as m
 from protocol.framing import FrameError, decode_frame, encode_frame
-from common.settings import Secrets
 from protocol.tokens import TokenError, issue_token, verify_token
 from speech.models_config import load_models_config
 
@@ -124,7 +125,7 @@ class _Connection:
     async def run(self, app_name: str) -> None:
         try:
             init, early_audio = await self._handshake()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.refuse("no 'init' message arrived in time", "init_timeout", CLOSE_POLICY_VIOLATION)
             return
         except FrameError as exc:

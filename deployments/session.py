@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from pathlib import Path
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncGenerator, AsyncIterator
+from pathlib import Path
 
 import ray
 from ray.exceptions import RayActorError

@@ -24,10 +24,11 @@ generator is closed right after it, so nothing more is synthesized (XTTS: no fur
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any, AsyncGenerator
+from typing import Any
 
 from ray import serve
 

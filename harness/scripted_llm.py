@@ -11,8 +11,9 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -146,7 +147,7 @@ class ScriptedLlm:
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
-    def start(self) -> "ScriptedLlm":
+    def start(self) -> ScriptedLlm:
         import socket
 
         with socket.socket() as s:

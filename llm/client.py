@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
-from llm.names import LOCAL_PROVIDER
 from common.errors import CodedError
+from llm.names import LOCAL_PROVIDER
 
 log = logging.getLogger("voi.llm")
 
@@ -41,7 +42,7 @@ class LlmSettings:
     max_retries: int = 0  # a voice reply is better failed fast than late: the user can just ask again
 
     @classmethod
-    def from_env(cls) -> "LlmSettings":
+    def from_env(cls) -> LlmSettings:
         return cls(api_base=os.environ.get("LITELLM_API_BASE") or None, api_key=os.environ.get("LITELLM_API_KEY") or None)
 
 
@@ -96,7 +97,7 @@ class LlmClient:
                 delta = getattr(choices[0].delta, "content", None) if choices else None
                 if delta:
                     yield delta
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise _timeout_error(request.timeout_s) from None
         except (asyncio.CancelledError, GeneratorExit, LlmError):
             raise
@@ -109,7 +110,7 @@ class LlmClient:
     async def complete(self, request: LlmRequest) -> str:
         try:
             response = await asyncio.wait_for(self._litellm.acompletion(**self._arguments(request, False)), request.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise _timeout_error(request.timeout_s) from None
         except Exception as exc:
             raise _safe_error(request.model, exc, request.timeout_s) from None

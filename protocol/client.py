@@ -9,8 +9,9 @@ import asyncio
 import json
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 import websockets
@@ -41,7 +42,7 @@ class VoiClient:
         self.received: list[Received] = []
 
     @classmethod
-    async def connect(cls, base_url: str, token: str | None, ssl_context: ssl.SSLContext | None = None) -> "VoiClient":
+    async def connect(cls, base_url: str, token: str | None, ssl_context: ssl.SSLContext | None = None) -> VoiClient:
         url = f"{base_url.rstrip('/')}/ws" + (f"?token={quote(token, safe='')}" if token is not None else "")
         ws = await websockets.connect(url, ssl=ssl_context, max_size=None, open_timeout=30)
         return cls(ws)
@@ -104,7 +105,7 @@ class VoiClient:
         while True:
             try:
                 got.append(await self.recv(quiet_s))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return got
 
     async def close(self) -> None:

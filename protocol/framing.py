@@ -10,6 +10,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 from typing import Any
+
 from common.errors import CodedError
 
 HEADER_LENGTH_BYTES = 4

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from protocol.framing import Frame, FrameError
 
@@ -62,7 +62,7 @@ class InvokeLlm:
     messages: list[dict[str, Any]]
 
 
-ClientMessage = Union[Init, Audio, Text, ImageUrl, CreateResponse, Interrupt, InvokeLlm]
+ClientMessage = Init | Audio | Text | ImageUrl | CreateResponse | Interrupt | InvokeLlm
 
 
 def _bool(header: dict[str, Any], name: str, default: bool) -> bool:

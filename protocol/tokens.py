@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import jwt
 
@@ -48,7 +48,7 @@ def _legacy_expiry(value: object) -> float:
         raise TokenError("token 'expire' claim is not an ISO date") from None
     if expire.tzinfo is None:  # the old generator wrote naive local time
         return expire.timestamp()
-    return expire.astimezone(timezone.utc).timestamp()
+    return expire.astimezone(UTC).timestamp()
 
 
 def verify_token(token: str | None, secret: str, *, now: float | None = None) -> TokenClaims:

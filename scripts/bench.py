@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from _repo_path import ROOT
 
 from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
@@ -183,7 +182,7 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
         while first_audio is None and time.monotonic() < deadline:
             try:
                 at, msg = await asyncio.wait_for(events.get(), max(0.01, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if msg.type == "message" and msg.header["role"] == "user" and msg.header.get("final"):
                 transcript = transcript or at

@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from _repo_path import ROOT
-
 from bench import CallerResult, graph_caller, summarize, turn_audio
+
 from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
 from harness.server import TEST_SECRET, Server, start_server
 from protocol.client import VoiClient

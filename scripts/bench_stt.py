@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _repo_path import ROOT
 
 from harness.report import ms, pct, write_report
@@ -121,7 +120,7 @@ async def one_session(url: str, clips: list[dict]) -> list[dict]:
         while True:
             try:
                 item = await client.recv(0.05)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 item = None
             if sender.done() and not hasattr(sender, "_create_sent"):
                 sender._create_sent = True  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ be the path of an old ``tts_models.json``, which loads unchanged (its relative p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -42,7 +42,7 @@ class ModelFiles(_Strict):
     path: str | None = None
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelFiles":
+    def _one_source(self) -> ModelFiles:
         if (self.bundle is None) == (self.path is None):
             raise ValueError("give exactly one of 'bundle' (a package that ships the model) or 'path'")
         return self
@@ -67,7 +67,7 @@ class SttSection(_Strict):
     models: dict[str, SttModel]
 
     @model_validator(mode="after")
-    def _default_exists(self) -> "SttSection":
+    def _default_exists(self) -> SttSection:
         if self.default not in self.models:
             raise ValueError(f"default STT model {self.default!r} is not among models {sorted(self.models)}")
         return self
@@ -126,7 +126,7 @@ class PiperModel(_TtsCommon):
     _tone_map = field_validator("voice_tone_map")(_check_tone_map)
 
     @model_validator(mode="after")
-    def _voices(self) -> "PiperModel":
+    def _voices(self) -> PiperModel:
         if not self.voices:
             raise ValueError("a TTS model needs at least one voice")
         if self.default_voice is None:
@@ -165,7 +165,7 @@ def _tts_backend(value: Any) -> str | None:
 
 
 TtsModel = Annotated[
-    Union[Annotated[PiperModel, Tag("piper")], Annotated[XttsModel, Tag("xtts")]],
+    Annotated[PiperModel, Tag("piper")] | Annotated[XttsModel, Tag("xtts")],
     Discriminator(_tts_backend, custom_error_type="tts_backend",
                   custom_error_message="'backend' must be 'piper' or 'xtts'"),
 ]

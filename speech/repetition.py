@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 from speech.stt import Word
 

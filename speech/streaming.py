@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
-from typing import Awaitable, Callable
 
 from speech.repetition import drop_repeats, has_loop, normalize, repeated_runs
 from speech.stt import Transcript, Word

@@ -261,7 +261,7 @@ def openai_checkpoint(files: Path, cache_dir: Path) -> Path:
     return target
 
 
-def load_stt_backend(spec: SttModel, files: Path, cache_dir: Path) -> "FasterWhisperBackend | OpenAIWhisperBackend":
+def load_stt_backend(spec: SttModel, files: Path, cache_dir: Path) -> FasterWhisperBackend | OpenAIWhisperBackend:
     if spec.backend == "openai-whisper":
         return OpenAIWhisperBackend(openai_checkpoint(files, cache_dir), spec)
     return FasterWhisperBackend(files, spec)

@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from speech.segmenter import first_clause_end
 from speech.audio import OUTPUT_RATE, resample
+from speech.segmenter import first_clause_end
 
 
 class TextToSpeech(Protocol):

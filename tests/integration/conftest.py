@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-from typing import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from deployments.session import FAULT_INJECTION_ENV
+from harness.scripted_llm import API_KEY, ScriptedLlm
+from harness.server import ROOT, TEST_SECRET, Server, start_server
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
-from harness.server import ROOT, TEST_SECRET, Server, start_server
-from harness.scripted_llm import API_KEY, ScriptedLlm
 
 TEST_AGENTS = ROOT / "tests" / "integration" / "agents.yaml"
 TEST_MODELS = ROOT / "tests" / "integration" / "models.yaml"
@@ -18,8 +18,8 @@ GREETING_TEXT = "Welcome to the recorded greeting."
 
 def write_greeting_file() -> None:
     """A server-side greeting recording (the test agents name it, so it must exist before the server starts)."""
-    from speech.audio import INPUT_RATE, write_wav
     from harness.speech import speech_pcm16k
+    from speech.audio import INPUT_RATE, write_wav
 
     GREETING_FILE.parent.mkdir(parents=True, exist_ok=True)
     write_wav(GREETING_FILE, speech_pcm16k(GREETING_TEXT), INPUT_RATE)

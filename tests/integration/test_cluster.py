@@ -15,11 +15,11 @@ import httpx
 import pytest
 import yaml
 
+from harness.server import ROOT, TEST_API_KEY, TEST_SECRET, free_port
+from harness.speech import speech_pcm16k, wer
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.helpers import ends_response, final_user_text, start_session
-from harness.server import ROOT, TEST_API_KEY, TEST_SECRET, free_port
-from harness.speech import speech_pcm16k, wer
 
 BIN = Path(sys.executable).parent
 

@@ -7,11 +7,11 @@ import asyncio
 
 import numpy as np
 
+from harness.scripted_llm import LONG_STORY, LONG_STORY_S
+from harness.speech import speech_pcm16k, wer
 from protocol.client import reply_audio
 from speech.audio import float_to_pcm16, pcm16_to_float, resample
 from tests.integration.helpers import ends_response, expect_refused, final_user_text, start_session, text_of
-from harness.scripted_llm import LONG_STORY, LONG_STORY_S
-from harness.speech import speech_pcm16k, wer
 
 
 def statuses(items):
@@ -34,7 +34,7 @@ async def collect(client, seconds: float):
     while (left := deadline - asyncio.get_running_loop().time()) > 0:
         try:
             got.append(await client.recv(left))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
     return got
 
@@ -248,8 +248,8 @@ async def test_local_llm_is_an_openai_endpoint_for_litellm(server):
     """Other apps reach the graph's LocalLLM through LiteLLM like any OpenAI-compatible server."""
     import httpx
 
-    from llm.client import LlmClient, LlmRequest, LlmSettings
     from harness.server import TEST_API_KEY
+    from llm.client import LlmClient, LlmRequest, LlmSettings
 
     client = LlmClient(LlmSettings(api_base=f"{server.http_url}/v1", api_key=TEST_API_KEY))
     request = LlmRequest("smollm2-135m", [{"role": "user", "content": "Say hello."}], 0.2, 12)
@@ -284,8 +284,8 @@ async def test_greeting_comes_from_the_cache(connect):
 
 async def test_greeting_from_a_server_file(connect):
     """A {content, file} greeting plays the recording named in the server's agents file (16 kHz WAV -> 24 kHz)."""
-    from tests.integration.conftest import GREETING_FILE, GREETING_TEXT
     from speech.audio import read_wav
+    from tests.integration.conftest import GREETING_FILE, GREETING_TEXT
 
     client = await connect()
     await client.init("file_greeter", init_greeting=True)

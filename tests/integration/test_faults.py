@@ -7,8 +7,8 @@ import time
 import pytest
 import websockets
 
-from tests.integration.helpers import ends_response, expect_refused, final_user_text, start_session, text_of
 from harness.speech import speech_pcm16k, wer
+from tests.integration.helpers import ends_response, expect_refused, final_user_text, start_session, text_of
 
 
 def named_actors(ray, fragment: str) -> list[str]:

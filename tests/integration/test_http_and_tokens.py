@@ -7,9 +7,9 @@ import time
 import httpx
 import jwt
 
+from harness.server import TEST_API_KEY, TEST_SECRET
 from protocol.tokens import verify_token
 from tests.integration.helpers import expect_refused, start_session
-from harness.server import TEST_API_KEY, TEST_SECRET
 
 
 def test_root_reports_running(server):

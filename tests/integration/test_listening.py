@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 
+from harness.speech import speech_pcm16k, wer
 from protocol.client import AUDIO_FRAME_BYTES, VoiClient
 from protocol.framing import encode_frame
 from speech.audio import float_to_pcm16
 from tests.integration.helpers import ends_response, final_user_text, start_session, user_messages
-from harness.speech import speech_pcm16k, wer
 
 LONG = ("On Saturday morning we walked along the river to the old market, where the baker sold warm bread "
         "and the farmers had piled apples, pears and bright orange pumpkins on their wooden tables.")
@@ -47,7 +47,7 @@ async def test_partials_arrive_while_speaking(connect):
     while not sender.done():
         try:
             item = await client.recv(0.3)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
         if item.type == "message" and item.header["role"] == "user" and not item.header["final"]:
             partials.append(item)

@@ -35,7 +35,7 @@ async def scrape_until(url: str, predicate, timeout: float = 60.0) -> str:
             return text
         await asyncio.sleep(1.0)
     raise AssertionError(f"metrics never matched; last scrape had {len(text)} bytes: "
-                         + "\n".join(l for l in text.splitlines() if "voi_" in l)[:2000])
+                         + "\n".join(line for line in text.splitlines() if "voi_" in line)[:2000])
 
 
 async def test_turn_timeline_is_exported_as_metrics(server, connect):

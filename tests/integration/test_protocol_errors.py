@@ -11,7 +11,6 @@ from protocol.framing import encode_frame
 from tests.integration.helpers import ends_response, expect_refused, start_session, text_of
 
 
-
 def raw(header: bytes) -> bytes:
     return struct.pack(">I", len(header)) + header
 
@@ -64,9 +63,9 @@ async def test_junk_suffix_on_control_messages_is_ignored(connect):
 
 async def test_js_client_init_is_accepted_verbatim(connect):
     client = await connect()
-    init = ('{"type":"init","agent_name":"stt_test","agent_config":"{\\"title\\":\\"STT Test\\",\\"description\\":'
-            '\\"echo agent\\",\\"llm_model\\":\\"echo\\"}","mode":"chat","stream_user_stt":true,'
-            '"final_stt_correction":true,"stream_output_audio":true,"init_greeting":true}').encode()
+    init = (b'{"type":"init","agent_name":"stt_test","agent_config":"{\\"title\\":\\"STT Test\\",\\"description\\":'
+            b'\\"echo agent\\",\\"llm_model\\":\\"echo\\"}","mode":"chat","stream_user_stt":true,'
+            b'"final_stt_correction":true,"stream_output_audio":true,"init_greeting":true}')
     await client.send_raw(struct.pack(">I", len(init)) + init + b"undefined")
     items = await client.until(lambda r: r.type == "audio", 60)
     assert items[0].is_status("init_done") and items[1].header["id"] == 0 and items[-1].header["speech_id"] == "0"

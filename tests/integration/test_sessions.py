@@ -8,11 +8,11 @@ import time
 import pytest
 
 from deployments.session import FAULT_TEXT
+from harness.server import TEST_SECRET, start_server
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_AGENTS, TEST_MODELS
 from tests.integration.helpers import ends_response, expect_refused, start_session, text_of
-from harness.server import TEST_SECRET, start_server
 
 
 async def typed_turn(client: VoiClient, text: str) -> None:

@@ -8,10 +8,10 @@ import httpx
 import pytest
 import trustme
 
+from harness.server import TEST_SECRET, start_server
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.helpers import ends_response, start_session, text_of
-from harness.server import TEST_SECRET, start_server
 
 
 @pytest.fixture(scope="module")
@@ -52,5 +52,5 @@ async def test_wss_conversation(tls_server):
 
 async def test_plain_ws_is_not_served_on_the_tls_port(tls_server):
     server, _ = tls_server
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 -- any failure to connect is the point
         await VoiClient.connect(server.ws_url.replace("wss://", "ws://"), issue_token(TEST_SECRET, "tls"))

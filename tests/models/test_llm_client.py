@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
+from harness.scripted_llm import API_KEY, ScriptedLlm
 from llm.client import LlmClient, LlmError, LlmRequest, LlmSettings
 from llm.warmup import warm_up_litellm
-from harness.scripted_llm import API_KEY, ScriptedLlm
 
 
 @pytest.fixture(scope="module")

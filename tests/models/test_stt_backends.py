@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.speech import speech_pcm16k, wer
 from speech.audio import pcm16_to_float
 from speech.models_config import ModelFiles, SttModel, resolve_files
 from speech.stt import FasterWhisperBackend, OpenAIWhisperBackend
-from harness.speech import speech_pcm16k, wer, words
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTENCES = [

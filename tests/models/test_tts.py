@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from common.config_errors import ConfigError
+from harness.speech import wer
 from speech.audio import INPUT_RATE, OUTPUT_RATE, pcm16_to_float, resample
 from speech.models_config import load_models_config, resolve_files
 from speech.stt import load_stt_backend
 from speech.synthesis import SpeechEngine
-from harness.speech import wer
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "piper-joe"
@@ -240,8 +240,8 @@ XTTS_READY = all(importlib.util.find_spec(m) is not None for m in ("TTS", "torch
 def xtts_setup(tmp_path_factory):
     if not XTTS_READY:
         pytest.skip("coqui-tts is not installed (scripts/setup.sh --with-xtts) or speech/xtts.py is missing")
-    from speech.xtts_speakers import xtts_speaker_names
     from harness.xtts import cached_random_xtts
+    from speech.xtts_speakers import xtts_speaker_names
 
     files = cached_random_xtts("tiny")  # written once (tests/.cache/xtts)
     speakers = xtts_speaker_names(Path(files["voices"]))

@@ -18,9 +18,9 @@ import pytest
 pytest.importorskip("TTS", reason="scripts/test.sh installs the XTTS backend (scripts/setup.sh --with-xtts)")
 import torch
 
+from harness.xtts import MODEL_ARGS, SPEAKERS, cached_random_xtts
 from speech.audio import OUTPUT_RATE
 from speech.xtts import XttsBackend
-from harness.xtts import MODEL_ARGS, SPEAKERS, cached_random_xtts
 
 TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank today."  # 15 words
 TOKENS = MODEL_ARGS["tiny"]["gpt_max_audio_tokens"] - 3  # what the random model always generates

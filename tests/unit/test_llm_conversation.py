@@ -4,9 +4,9 @@ import asyncio
 import json
 
 from agents.agent import AgentConfig, build_agent
-from agents.prompts import BUILTIN_PATTERNS
 from agents.control import ControlAgentConfig
 from agents.conversation import Conversation
+from agents.prompts import BUILTIN_PATTERNS
 from agents.services import Services, SessionPolicy
 from llm.client import LlmError
 from protocol import messages as m

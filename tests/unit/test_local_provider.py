@@ -8,7 +8,8 @@ import litellm
 import pytest
 
 from llm.local_provider import register_local_provider
-from llm.names import LOCAL_MODEL as MODEL, LOCAL_PROVIDER as PROVIDER
+from llm.names import LOCAL_MODEL as MODEL
+from llm.names import LOCAL_PROVIDER as PROVIDER
 
 MESSAGES = [{"role": "user", "content": "Hello?"}]
 # LiteLLM's own types, built on first use, warn about a pydantic feature: not ours to fix.

@@ -1,8 +1,8 @@
 """Whisper repetition loops: found and cut in word lists, and in every windowed pass of the streaming path."""
 
 from speech.repetition import compression_ratio, drop_repeats, has_loop, repeated_runs
-from speech.stt import Transcript, Word
 from speech.streaming import LocalAgreement, StreamingConfig, StreamingTranscriber
+from speech.stt import Transcript, Word
 
 LOOP = "a large collection of ancient coins an an an an an an an an an an an an an and a garden"
 CLEAN = "a large collection of ancient coins an and a garden"

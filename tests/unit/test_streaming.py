@@ -1,7 +1,7 @@
 """LocalAgreement and the streaming window, driven by a scripted transcriber (Whisper's role)."""
 
-from speech.stt import Transcript, Word
 from speech.streaming import LocalAgreement, StreamingConfig, StreamingTranscriber
+from speech.stt import Transcript, Word
 
 
 def words(text: str, start: float = 0.0, step: float = 0.4) -> list[Word]:

@@ -1,5 +1,5 @@
-from speech.segmenter import split_sentences
 from agents.speech_timeline import SpeechTimeline, truncated
+from speech.segmenter import split_sentences
 
 
 def test_split_sentences():

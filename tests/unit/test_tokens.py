@@ -1,5 +1,5 @@
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
@@ -40,7 +40,7 @@ def test_old_generator_expire_claim():
     assert verify_token(jwt.encode({"app": "old", "expire": future}, SECRET, "HS256"), SECRET).app == "old"
     with pytest.raises(TokenError, match="expired"):
         verify_token(jwt.encode({"app": "old", "expire": past}, SECRET, "HS256"), SECRET)
-    aware = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    aware = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert verify_token(jwt.encode({"app": "old", "expire": aware}, SECRET, "HS256"), SECRET).app == "old"
 
 

@@ -19,7 +19,7 @@ def test_key_is_stable_across_processes_and_number_spellings():
     key = TtsCache.key(**BASE)
     assert len(key) == 64 and int(key, 16) >= 0
     assert TtsCache.key(**{**BASE, "speed": 1}) == key
-    code = "from speech.tts_cache import TtsCache; print(TtsCache.key(%r, %r, %r, %r, %r, %r))" % tuple(BASE.values())
+    code = "from speech.tts_cache import TtsCache; print(TtsCache.key({!r}, {!r}, {!r}, {!r}, {!r}, {!r}))".format(*tuple(BASE.values()))
     other = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": "123"})
     assert other.stdout.strip() == key
