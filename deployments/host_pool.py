@@ -2,8 +2,9 @@
 
 The policy (how many, which one) is deployments/placement.py; this module only starts, watches and kills
 the SessionHost actors it asks for. Hosts are owned by the Ingress replica (they end with it) and spread
-over the nodes that may run them (``scheduling_strategy="SPREAD"``, ``num_cpus`` / custom ``resources``),
-so one node's loss takes only its hosts' conversations.
+over the nodes that may run them (``num_cpus`` / custom ``resources``): each new host goes to the fitting node
+with the fewest of this pool's hosts (placement.node_for_next_host), so one node's loss takes only its hosts'
+conversations.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from deployments.placement import HostOptions, HostPlacement
+from deployments.placement import HostOptions, HostPlacement, node_for_next_host
 from deployments.session import SessionHost
 
 log = logging.getLogger("ray.serve")
@@ -58,15 +60,27 @@ class HostPool:
     def _start_wanted(self) -> None:
         if time.monotonic() - self._start_failed_at < RETRY_START_AFTER_S:
             return
-        for _ in range(self.placement.hosts_to_start()):
+        wanted = self.placement.hosts_to_start()
+        if not wanted:
+            return
+        live = {n["NodeID"]: n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")}
+        for _ in range(wanted):
             host_id = f"voi_host_{uuid.uuid4().hex[:12]}"
             self.placement.starting(host_id)
-            asyncio.create_task(self._start_one(host_id))
+            hosts_on: dict[str, int] = {}
+            for node in self.nodes.values():
+                hosts_on[node] = hosts_on.get(node, 0) + 1
+            node = node_for_next_host(live, self.options, hosts_on)
+            if node is not None:
+                self.nodes[host_id] = node  # counted for the next choice; replaced by where it really runs
+            asyncio.create_task(self._start_one(host_id, node))
 
-    async def _start_one(self, host_id: str) -> None:
+    async def _start_one(self, host_id: str, node: str | None) -> None:
         # Named, so operators (and fault tests) can find hosts with `ray list actors`. An async actor runs many
-        # calls at once: each conversation holds an `events` stream and sends pushes.
-        options: dict[str, Any] = {"name": host_id, "scheduling_strategy": "SPREAD",
+        # calls at once: each conversation holds an `events` stream and sends pushes. Soft affinity: a node
+        # that cannot take it after all lets Ray place it elsewhere.
+        strategy: Any = NodeAffinitySchedulingStrategy(node, soft=True) if node else "SPREAD"
+        options: dict[str, Any] = {"name": host_id, "scheduling_strategy": strategy,
                                    "max_concurrency": 4 * self.options.sessions_per_host + 16,
                                    "num_cpus": self.options.num_cpus}
         if self.options.resources:
@@ -84,8 +98,9 @@ class HostPool:
             return
         self.nodes[host_id] = str(where.get("node_id", ""))
         self.placement.ready(host_id, time.monotonic())
-        log.info("session host %s ready in %.1f s (pid %s, %d hosts)", host_id, time.monotonic() - started,
-                 where.get("pid"), len(self.placement.hosts))
+        log.info("session host %s ready in %.1f s (pid %s, node %s, asked for %s, %d hosts)", host_id,
+                 time.monotonic() - started, where.get("pid"), str(where.get("node_id", ""))[:12], (node or "any")[:12],
+                 len(self.placement.hosts))
         self._notify()
 
     def _notify(self) -> None:

@@ -120,3 +120,17 @@ class HostPlacement:
             out.append(host.host_id)
             count, free = count - 1, free - self.options.sessions_per_host
         return out
+
+
+def node_for_next_host(nodes: dict[str, dict[str, float]], options: HostOptions, hosts_on: dict[str, int]) -> str | None:
+    """The node a new host should go to: among the live nodes whose total resources fit a host (``nodes``: node
+    id -> its total resources), the one with the fewest of this pool's hosts (then the lowest id, so the
+    choice is stable). None when no node fits (Ray then queues the host until one does).
+
+    Ray's own SPREAD is best effort and, measured, put two hosts started at once on the same node of two;
+    counting our hosts per node spreads them every time, so one node's loss takes only its share."""
+    need = {"CPU": options.num_cpus, **options.resources}
+    fitting = [node for node, total in nodes.items() if all(total.get(k, 0.0) >= v for k, v in need.items() if v > 0)]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda node: (hosts_on.get(node, 0), node))

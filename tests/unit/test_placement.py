@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.placement import HostOptions, HostPlacement
+from deployments.placement import HostOptions, HostPlacement, node_for_next_host
 
 
 def ready_pool(options: HostOptions, *ids: str) -> HostPlacement:
@@ -98,3 +98,13 @@ def test_a_lost_host_takes_its_slots_away():
 def test_bad_options_are_refused(bad):
     with pytest.raises(ValueError, match="session hosts"):
         HostOptions(**bad)
+
+
+def test_new_hosts_go_to_the_fitting_node_with_fewest_hosts():
+    nodes = {"b": {"CPU": 2.0, "voice": 1.0}, "a": {"CPU": 1.0, "voice": 1.0}, "c": {"CPU": 8.0}}
+    spread = HostOptions(resources={"voice": 0.01})
+    assert node_for_next_host(nodes, spread, {}) == "a"  # a tie: the lowest id, so the choice is stable
+    assert node_for_next_host(nodes, spread, {"a": 1}) == "b"
+    assert node_for_next_host(nodes, spread, {"a": 1, "b": 1, "c": 0}) == "a"  # c has no "voice": never
+    assert node_for_next_host(nodes, HostOptions(num_cpus=2.0), {"b": 3}) == "c"  # a lacks the CPUs
+    assert node_for_next_host(nodes, HostOptions(resources={"gpu_node": 1.0}), {}) is None
