@@ -50,18 +50,10 @@ class _Settings(BaseModel):
 @dataclass(frozen=True)
 class AgentsConfig:
     agents: dict[str, Agent]
-    prompt_patterns: dict[str, str] = field(default_factory=dict)
+    patterns: dict[str, str] = field(default_factory=lambda: dict(BUILTIN_PATTERNS))  # built-in + prompt_patterns
     client_agent_config: ClientAgentPolicy = field(default_factory=ClientAgentPolicy)
     source: str = "agents.yaml"
     base_dir: str = "."
-
-    @property
-    def patterns(self) -> dict[str, str]:
-        return {**BUILTIN_PATTERNS, **self.prompt_patterns}
-
-
-def _read_yaml(path: Path) -> Any:
-    return read_yaml(path)
 
 
 def parse_agent(raw: Any, *, source: str | Path, name: str) -> AgentConfig:
@@ -77,7 +69,7 @@ def parse_agent(raw: Any, *, source: str | Path, name: str) -> AgentConfig:
 def _agents_from_directory(directory: Path) -> dict[str, Any]:
     raw_agents: dict[str, Any] = {}
     for file in sorted([*directory.glob("*.json"), *directory.glob("*.yaml"), *directory.glob("*.yml")]):
-        data = _read_yaml(file)
+        data = read_yaml(file)
         if isinstance(data, dict) and "llm_model" in data:
             raw_agents[file.stem] = (file, data)
         elif isinstance(data, dict):
@@ -94,7 +86,7 @@ def load_agents_config(path: str | Path, models: ModelsConfig) -> AgentsConfig:
         sourced = _agents_from_directory(path)
         base_dir = path
     else:
-        data = _read_yaml(path)
+        data = read_yaml(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: must be a mapping of agents (or have a top-level 'agents:' mapping)")
         if isinstance(data.get("agents"), dict):
@@ -117,7 +109,7 @@ def load_agents_config(path: str | Path, models: ModelsConfig) -> AgentsConfig:
                                    base_dir=base_dir)
         if config.unknown_fields():
             log.warning("%s: agent '%s': ignoring unknown fields %s", path, name, config.unknown_fields())
-    return AgentsConfig(agents, settings.prompt_patterns, settings.client_agent_config, str(path), str(base_dir))
+    return AgentsConfig(agents, patterns, settings.client_agent_config, str(path), str(base_dir))
 
 
 class AgentRefused(CodedError):

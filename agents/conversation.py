@@ -143,7 +143,7 @@ class Conversation:
 
     async def _show_transcript(self, turn: UserTurn, text: str, *, final: bool) -> None:
         """Send the user's growing transcript as one message with a stable id (``final`` once settled)."""
-        stored = self._transcripts.show(turn.number, text, final=final)
+        stored = self._transcripts.show(turn, text, final=final)
         if stored is not None:
             await self._emit(m.message("user", stored.id, stored.content, final=final))
 
@@ -209,7 +209,7 @@ class Conversation:
                 log.warning("transcription failed for agent '%s': %s", self.agent_name, exc)
                 await self._emit(m.error("speech recognition failed for this turn; please try again", "stt_failed"))
             await self._show_transcript(turn, transcript, final=True)
-            transcript = self._transcripts.take(turn.number)
+            transcript = self._transcripts.take(turn)
         elif self._speaker.any_playing(time.monotonic()):
             await asyncio.sleep(0.02)  # the client sends an interrupt for the playing reply right after this turn
         timeline.mark("transcript_final")

@@ -7,6 +7,7 @@ message ids, a speech's ``speech_id`` and a cut after an interrupt all name the 
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,9 +85,9 @@ class TranscriptMessages:
 
     def __init__(self, history: History) -> None:
         self._history = history
-        self._shown: dict[int, _Shown] = {}  # by turn number
+        self._shown: dict[Hashable, _Shown] = {}  # by turn (any object that names one turn)
 
-    def show(self, turn: int, text: str, *, final: bool) -> StoredMessage | None:
+    def show(self, turn: Hashable, text: str, *, final: bool) -> StoredMessage | None:
         """The message to send for this update of ``turn`` (None: nothing new to show)."""
         text, shown = text.strip(), self._shown.get(turn)
         if not text:
@@ -102,7 +103,7 @@ class TranscriptMessages:
         shown.text, shown.final = text, final
         return self._history[shown.message_id]
 
-    def take(self, turn: int) -> str:
+    def take(self, turn: Hashable) -> str:
         """The text shown for ``turn``, which has ended: it is forgotten here."""
         shown = self._shown.pop(turn, None)
         return shown.text if shown else ""

@@ -10,7 +10,6 @@ overlap. What the listener heard is its own state: how it is shown to the client
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,15 +21,13 @@ from speech.streaming import BYTES_PER_SECOND, StreamingConfig, StreamingTranscr
 from speech.vad import WINDOW_SECONDS, StreamingVad
 
 log = logging.getLogger("voi.listener")
-_turn_numbers = itertools.count(1)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False)  # compared and hashed by identity: the Conversation keys what it showed of a turn by the turn
 class UserTurn:
     """What the user said in one turn: its audio, its streaming transcript and when speech ended."""
 
     streamer: StreamingTranscriber
-    number: int = field(default_factory=lambda: next(_turn_numbers))
     heard: str = ""  # the latest transcript reported for this turn (what the end-of-turn rule reads)
     speech_end_s: float | None = None  # turn audio time where the last utterance ended
     speaking: bool = False

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,10 +68,7 @@ class HostPool:
         for _ in range(wanted):
             host_id = f"voi_host_{uuid.uuid4().hex[:12]}"
             self.placement.starting(host_id)
-            hosts_on: dict[str, int] = {}
-            for node in self.nodes.values():
-                hosts_on[node] = hosts_on.get(node, 0) + 1
-            node = node_for_next_host(live, self.options, hosts_on)
+            node = node_for_next_host(live, self.options, Counter(self.nodes.values()))
             if node is not None:
                 self.nodes[host_id] = node  # counted for the next choice; replaced by where it really runs
             asyncio.create_task(self._start_one(host_id, node))

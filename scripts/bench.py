@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import sys
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +138,7 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
     from agents.config import load_agents_config
     from agents.conversation import Conversation
     from agents.services import Services
+    from common.threads import iterate_in_thread
     from protocol import messages as m
     from speech.audio import pcm16_to_float
     from speech.models_config import load_models_config, resolve_files
@@ -154,9 +156,10 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
         return (await asyncio.to_thread(stt.transcribe_batch, [(pcm16_to_float(pcm), prompt)]))[0]
 
     async def speak(text, voice, tone, cached):
-        chunks = iter(tts.stream(text, voice.model, voice.voice, voice.speed, tone))
-        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-            yield chunk
+        chunks = tts.stream(text, voice.model, voice.voice, voice.speed, tone)
+        async with aclosing(iterate_in_thread(chunks)) as pieces:
+            async for chunk in pieces:
+                yield chunk
 
     events: asyncio.Queue = asyncio.Queue()
 
