@@ -27,6 +27,7 @@ log = logging.getLogger("ray.serve")
 
 MAINTAIN_EVERY_S = 5.0
 RETRY_START_AFTER_S = 5.0
+HOST_START_TIMEOUT_S = 300.0  # a first start on a loaded node (imports, LiteLLM warm-up) is slow, never this slow
 
 
 class HostsBusy(Exception):
@@ -75,9 +76,10 @@ class HostPool:
 
     async def _start_one(self, host_id: str, node: str | None) -> None:
         # Named, so operators (and fault tests) can find hosts with `ray list actors`. An async actor runs many
-        # calls at once: each conversation holds an `events` stream and sends pushes. Soft affinity: a node
-        # that cannot take it after all lets Ray place it elsewhere.
-        strategy: Any = NodeAffinitySchedulingStrategy(node, soft=True) if node else "SPREAD"
+        # calls at once: each conversation holds an `events` stream and sends pushes. Hard affinity: soft
+        # affinity let Ray put a host on another node than asked (seen in the cluster test), and the node was
+        # chosen as live and fitting; if it dies meanwhile the start fails and is retried on a live one.
+        strategy: Any = NodeAffinitySchedulingStrategy(node, soft=False) if node else "SPREAD"
         options: dict[str, Any] = {"name": host_id, "scheduling_strategy": strategy,
                                    "max_concurrency": 4 * self.options.sessions_per_host + 16,
                                    "num_cpus": self.options.num_cpus}
@@ -88,9 +90,9 @@ class HostPool:
             actor = SessionHost.options(**options).remote(
                 *self._args, sessions_per_host=self.options.sessions_per_host, inbox_size=self.options.inbox_size)
             self._actors[host_id] = actor
-            where = await actor.ready.remote()
-        except Exception as exc:
-            log.error("could not start session host %s: %s", host_id, exc)
+            where = await asyncio.wait_for(actor.ready.remote(), HOST_START_TIMEOUT_S)
+        except Exception as exc:  # it died, its node went away, or it never got the node's resources
+            log.error("could not start session host %s: %s", host_id, exc or type(exc).__name__)
             self._start_failed_at = time.monotonic()
             self._forget(host_id)
             return

@@ -29,7 +29,7 @@ def cluster_config(http_port: int) -> dict:
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     config["http_options"].update(host="127.0.0.1", port=http_port)
     app = config["applications"][0]
-    app["args"].update(min_session_hosts=2, free_session_slots=0)  # two hosts: SPREAD puts one on each node
+    app["args"].update(min_session_hosts=2, free_session_slots=0)  # two hosts: one on each node
     for deployment in app["deployments"]:
         deployment.pop("autoscaling_config", None)
         deployment["num_replicas"] = 1
