@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.agent import Agent
+from agents.audio_input import AudioInput
 from agents.greeting import choose_greeting
 from agents.history import History, StoredMessage, TranscriptMessages
 from agents.invoke import InvokeRefused, answer_invoke, invoke_request
@@ -27,6 +28,7 @@ from agents.services import Emit, ReportTurn, Services, SessionPolicy
 from agents.speaker import Speaker
 from agents.timeline import TurnTimeline
 from agents.turns import TurnConfig
+from common.errors import CodedError
 from protocol import messages as m
 
 log = logging.getLogger("voi.conversation")
@@ -60,6 +62,8 @@ class Conversation:
         self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event,
                                   call_mode=init.mode == "call", config=listening, max_turn_s=policy.max_turn_seconds,
                                   stream_partials=init.stream_user_stt)
+        self._input = AudioInput(init.input_audio_format, feed=self._listener.feed, report=self._bad_audio,
+                                 stream_per_turn=init.mode == "chat")
         self._transcripts = TranscriptMessages(self.history)
         self._typed_ids: list[int] = []
         self._turns: asyncio.Queue[_TurnRequest] = asyncio.Queue()
@@ -83,6 +87,7 @@ class Conversation:
         tasks = [t for t in self._speaker.tasks() if not t.done()]
         tasks += [t for t in (self._worker, self._reply_task) if t is not None]
         tasks += list(self._side_tasks)
+        await self._input.close()
         await self._listener.close()
         for task in tasks:
             task.cancel()
@@ -96,7 +101,7 @@ class Conversation:
 
     async def handle(self, msg: m.ClientMessage) -> None:
         if isinstance(msg, m.Audio):
-            await self._listener.feed(msg.pcm)
+            await self._input.write(msg.data)
         elif isinstance(msg, m.Text):
             if not msg.content.strip():
                 await self._emit(m.error("'text' message has empty 'content'", "bad_field"))
@@ -105,6 +110,7 @@ class Conversation:
         elif isinstance(msg, m.ImageUrl):
             await self._add_typed([m.image_part(msg.url)])
         elif isinstance(msg, m.CreateResponse):
+            await self._input.end_turn()  # a compressed turn's last samples reach the Listener first
             await self._queue_turn(self._listener.take_turn())
         elif isinstance(msg, m.Interrupt):
             await self._on_interrupt(msg)
@@ -123,6 +129,9 @@ class Conversation:
         elif isinstance(event, AudioOverflow):
             await self._emit(m.error(f"this turn's audio passed {self.policy.max_turn_seconds:.0f} s; the rest of it "
                                      "is ignored (end the turn with create_response)", "audio_too_long"))
+
+    async def _bad_audio(self, exc: CodedError) -> None:
+        await self._emit(m.error(str(exc), exc.code))
 
     async def _barge_in(self) -> None:
         """The user really started to speak (sustained, loud enough): in call mode, that is a barge-in."""
