@@ -56,7 +56,8 @@ class Conversation:
         self._greeting_dir = greeting_dir
         self._rng = rng or random.Random()
         self._speaker = Speaker(agent_name=agent_name, mode=init.mode, agent=agent, history=self.history,
-                                services=services, emit=emit, report_turn=report_turn)
+                                services=services, emit=emit, report_turn=report_turn,
+                                stream_audio=init.stream_output_audio)
         self._replies = ReplyWriter(agent_name=agent_name, agent=agent, history=self.history,
                                     speaker=self._speaker, services=services, emit=emit, rng=self._rng)
         self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event,
