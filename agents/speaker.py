@@ -21,6 +21,7 @@ from pathlib import Path
 
 from agents.agent import Agent
 from agents.history import History, StoredMessage
+from agents.recording import Recorder
 from agents.reply_parser import Segment
 from agents.services import Emit, ReportTurn, Services
 from agents.speech_timeline import SpeechTimeline, truncated
@@ -61,7 +62,8 @@ class Speech:
 
 class Speaker:
     def __init__(self, *, agent_name: str, mode: str, agent: Agent, history: History, services: Services,
-                 emit: Emit, report_turn: ReportTurn | None = None, stream_audio: bool = True) -> None:
+                 emit: Emit, report_turn: ReportTurn | None = None, stream_audio: bool = True,
+                 recorder: Recorder | None = None) -> None:
         self._agent_name = agent_name
         self._mode = mode
         self._character = agent.character
@@ -71,6 +73,7 @@ class Speaker:
         self._emit = emit
         self._report_turn = report_turn
         self._stream_audio = stream_audio  # False: one Ogg/Opus file per speech
+        self._recorder = recorder
         self._speeches: dict[str, Speech] = {}
         self._lock = asyncio.Lock()  # one speech at a time: frames of two replies must never interleave
 
@@ -97,6 +100,8 @@ class Speaker:
         if all_heard:
             return  # the whole reply was played: nothing to cut
         speech.interrupted = True
+        if self._recorder is not None:
+            self._recorder.cut(speech.speech_id, played_s)
         if speech.task and not speech.task.done():
             speech.task.cancel()
         stored = self._history[speech.message_id]
@@ -128,6 +133,8 @@ class Speaker:
                 await self._send_file(speech, marks)
                 speech.timeline.complete = True
             finally:
+                if self._recorder is not None:
+                    self._recorder.end_speech(speech.speech_id)
                 if timeline is not None:
                     log.info("turn speech=%s %s speech_s=%.2f", speech.speech_id, timeline.log_line(),
                              speech.timeline.seconds)

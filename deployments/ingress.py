@@ -159,7 +159,7 @@ class _Connection:
         tasks: list[asyncio.Task[Any]] = []
         try:
             await lease.host.open.remote(session_id, init.agent_name, agent, init, greeting_dir, self.options.policy,
-                                         self.options.listening)
+                                         self.options.listening, app_name)
             events = lease.host.events.options(num_returns="streaming").remote(session_id)
             tasks = [asyncio.create_task(self._pump_events(events)),
                      asyncio.create_task(self._pump_client(lease.host, session_id, early_audio))]
