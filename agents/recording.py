@@ -143,8 +143,10 @@ class Recorder:
 
     def user_audio(self, pcm16k: bytes) -> None:
         """Audio the user sent (decoded to 16 kHz PCM16), in order; it belongs to the current turn."""
-        if not self.settings.audio or len(self._user.pcm) >= self._max_user_bytes:
+        if not self.settings.audio:
             return
+        if len(self._user.pcm) >= self._max_user_bytes:  # a long call-mode silence: a file per max_turn_seconds
+            self.end_user_turn()
         if self._user.started_t is None:
             self._user.started_t = round(self._t() - len(pcm16k) / (2 * INPUT_RATE), 3)
         self._user.pcm += pcm16k

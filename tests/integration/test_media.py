@@ -94,3 +94,14 @@ async def test_whole_file_output_is_one_ogg_opus_frame_per_utterance(connect):
     await client.send({"type": "create_response"})
     heard = final_user_text(await client.until(ends_response, 60))
     assert wer("Please bring me a cup of hot coffee.", heard) <= 0.15, heard
+
+
+async def test_call_mode_webm_stream_is_answered_without_create_response(connect):
+    """Call mode: one MediaRecorder stream for the whole call; the server ends the turn on silence."""
+    pcm = speech_pcm16k(SENTENCE) + b"\x00\x00" * 16_000 * 2
+    client = await connect()
+    await start_session(client, mode="call", input_audio_format="webm")
+    await stream_file(client, compress(pcm, "webm"), len(pcm) / 32_000)
+    items = await client.until(ends_response, 30)
+    assert items[-1].is_status("response_done")
+    assert wer(SENTENCE, final_user_text(items)) <= 0.15

@@ -115,3 +115,16 @@ def test_ogg_opus_file_round_trip():
     assert ogg[:4] == b"OggS" and b"OpusHead" in ogg[:100] and len(ogg) < len(pcm24) // 5
     back = decode_file(ogg, 24_000)
     assert abs(len(back) - len(pcm24)) < 0.05 * len(pcm24)
+
+
+async def test_call_mode_is_one_stream_across_turns():
+    pcm = tone_pcm(2.0)
+    audio, fed, errors = make("ogg", per_turn=False)
+    parts = chunks(compress(pcm, "ogg"), 1500)
+    for part in parts[: len(parts) // 2]:
+        await audio.write(part)
+    await audio.end_turn()  # the server ended a turn: the client's recorder goes on, so does the decoder
+    for part in parts[len(parts) // 2 :]:
+        await audio.write(part)
+    assert await wait_for(lambda: sum(map(len, fed)) > 0.9 * len(pcm)) and not errors
+    await audio.close()
