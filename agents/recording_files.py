@@ -47,7 +47,7 @@ class RecordingFiles:
         self._failed = False
 
     def _ensure_dir(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # private: people's words and voices
 
     def _failure(self, what: str, exc: OSError) -> None:
         if not self._failed:  # once per conversation: a full disk must not flood the log
@@ -75,7 +75,7 @@ class RecordingFiles:
         tmp = path.with_name(f".{name}.tmp")
         try:
             self._ensure_dir()
-            with open(tmp, "wb") as file:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
                 file.write(data)
                 file.flush()
                 os.fsync(file.fileno())
