@@ -31,6 +31,11 @@ from agents.recording_settings import recording_directories
 from common.config_errors import ConfigError
 
 
+def _printable(text: str) -> str:
+    """What a user said or typed, safe for the operator's terminal: control characters are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _roots(args: argparse.Namespace) -> list[Path]:
     return [Path(d) for d in args.dir] if args.dir else recording_directories(args.agents)
 
@@ -48,13 +53,13 @@ def _list(roots: list[Path]) -> None:
     for root in roots:
         for c in find_conversations(root):
             audio = sum(1 for line in c.lines if line.get("event") == "audio")
-            print(f"{c.id}  {c.meta.get('agent', '?'):<16} app={c.meta.get('app', '')!r:<14} "
+            print(f"{c.id}  {_printable(c.meta.get('agent', '?')):<16} app={c.meta.get('app', '')!r:<14} "
                   f"{c.meta.get('mode', '?'):<4} messages={len(c.messages):<3} audio_files={audio:<3} "
                   f"{c.bytes / 1024:.0f} KiB  {root}")
 
 
 def _show(c: Conversation) -> None:
-    print(f"{c.id}  agent={c.meta.get('agent')} app={c.meta.get('app')!r} mode={c.meta.get('mode')} "
+    print(f"{c.id}  agent={_printable(c.meta.get('agent'))} app={c.meta.get('app')!r} mode={c.meta.get('mode')} "
           f"started={c.meta.get('at')}")
     for line in c.lines:
         event, t = line.get("event"), line.get("t")
@@ -62,7 +67,7 @@ def _show(c: Conversation) -> None:
         if event == "message":
             text = " ".join(p.get("text", "") if p.get("type") == "text" else f"<image {p.get('image_url', {}).get('url', '')[:40]}>"
                             for p in line.get("content", []))
-            print(f"{stamp} #{line.get('id')} {line.get('role')}: {text}")
+            print(f"{stamp} #{line.get('id')} {line.get('role')}: {_printable(text)}")
         elif event == "turn":
             ms = {k: line.get(k) for k in ("voice_to_voice_ms", "stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms")}
             print(f"{stamp}   turn: " + " ".join(f"{k}={v:.0f}" for k, v in ms.items() if v is not None))
@@ -70,7 +75,7 @@ def _show(c: Conversation) -> None:
             print(f"{stamp}   audio {line.get('role')}: {line.get('file')} ({line.get('seconds')} s)")
         elif event in ("status", "error", "cut"):
             detail = line.get("status") or line.get("code") or f"speech {line.get('speech_id')} at {line.get('played_s')} s"
-            print(f"{stamp}   {event}: {detail}")
+            print(f"{stamp}   {event}: {_printable(detail)}")
 
 
 def main(argv: list[str] | None = None) -> int:

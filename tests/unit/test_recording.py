@@ -131,7 +131,8 @@ def test_cli_lists_shows_exports_deletes_and_purges(tmp_path):
                      ("20990101T000000Z-0123456789ab", datetime.now(UTC).isoformat())):
         (tmp_path / name).mkdir()
         lines = [{"event": "start", "at": at, "retention_days": 30, "agent": "echo", "app": "x"},
-                 {"event": "message", "t": 1.5, "id": 0, "role": "user", "content": [{"type": "text", "text": "hi there"}]}]
+                 {"event": "message", "t": 1.5, "id": 0, "role": "user", "content": [{"type": "text", "text": "hi there"}]},
+                 {"event": "message", "t": 2.0, "id": 1, "role": "user", "content": [{"type": "text", "text": "x\x1b[2Jy"}]}]
         (tmp_path / name / "conversation.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
     def run(*args):
@@ -143,6 +144,7 @@ def test_cli_lists_shows_exports_deletes_and_purges(tmp_path):
     assert code == 0 and out.count("echo") == 2, out
     code, out = run("show", "20990101T000000Z-0123456789ab")
     assert code == 0 and "[   1.50s] #0 user: hi there" in out, out
+    assert "\x1b" not in out and "x\\x1b[2Jy" in out  # a typed escape sequence cannot reach the terminal
     assert run("show", "../etc")[0] == 2
     code, out = run("export", "20990101T000000Z-0123456789ab", str(tmp_path / "x.wav"))
     assert code == 0 and (tmp_path / "x.wav").exists(), out
