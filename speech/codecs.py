@@ -15,6 +15,7 @@ import io
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 
 import av
 import numpy as np
@@ -37,10 +38,11 @@ class BadAudio(CodedError, ValueError):
 class _Pipe:
     """A file-like reader for FFmpeg whose ``read`` blocks until the producer writes or ends the stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_starve: Callable[[], None]) -> None:
         self._chunks: deque[bytes] = deque()
         self._cond = threading.Condition()
         self._ended = False
+        self._on_starve = on_starve  # called before a read waits: all that arrived so far has been decoded
 
     def write(self, data: bytes) -> None:
         with self._cond:
@@ -59,6 +61,10 @@ class _Pipe:
             self._cond.notify()
 
     def read(self, size: int = -1) -> bytes:
+        with self._cond:
+            starving = not self._chunks and not self._ended
+        if starving:
+            self._on_starve()
         with self._cond:
             while not self._chunks and not self._ended:
                 self._cond.wait()
@@ -86,7 +92,9 @@ class StreamDecoder:
         self.decoded = 0  # PCM bytes made so far
         self._loop = asyncio.get_running_loop()
         self._out: asyncio.Queue[bytes | BadAudio | None] = asyncio.Queue()
-        self._pipe = _Pipe()
+        self._held: list[BadAudio | None] = []  # the end of the stream (or its error) after PCM, for the next read
+        self._decoded: list[bytes] = []  # decoder thread only: PCM not yet handed over
+        self._pipe = _Pipe(on_starve=self._hand_over)
         self._thread = threading.Thread(target=self._run, name=f"decode-{container}", daemon=True)
         self._thread.start()
 
@@ -107,12 +115,21 @@ class StreamDecoder:
         return self.decoded == 0 and self.written > NO_AUDIO_LIMIT_BYTES
 
     async def read(self) -> bytes | None:
-        item = await self._out.get()
-        if isinstance(item, BadAudio):
-            raise item
-        if item is not None:
-            self.decoded += len(item)
-        return item
+        """All PCM decoded since the last read, in one piece (waiting for some); None once the stream is over.
+        One piece, not one per 20 ms codec frame: each piece costs the Listener a VAD call in a thread."""
+        items = [self._held.pop()] if self._held else [await self._out.get()]
+        while isinstance(items[-1], bytes) and not self._out.empty():
+            items.append(self._out.get_nowait())
+        pcm = b"".join(i for i in items if isinstance(i, bytes))
+        end = items[-1]
+        if pcm:
+            if not isinstance(end, bytes):
+                self._held.append(end)  # the end (or the error) is the next read's answer
+            self.decoded += len(pcm)
+            return pcm
+        if isinstance(end, BadAudio):
+            raise end
+        return None
 
     def _put(self, item: bytes | BadAudio | None) -> None:
         try:
@@ -121,6 +138,7 @@ class StreamDecoder:
             pass
 
     def _run(self) -> None:
+        error: BadAudio | None = None
         try:
             with av.open(self._pipe, "r", format=CONTAINERS[self.container], options=_OPEN_OPTIONS) as container:
                 if not container.streams.audio:
@@ -130,15 +148,23 @@ class StreamDecoder:
                     self._emit(resampler.resample(frame))
                 self._emit(resampler.resample(None))
         except BadAudio as exc:
-            self._put(exc)
+            error = exc
         except Exception as exc:  # FFmpeg's errors (InvalidDataError, EOFError, OSError...): the bytes were bad
             reason = getattr(exc, "strerror", None) or type(exc).__name__
-            self._put(BadAudio(f"the {self.container} audio could not be decoded ({reason})"))
-        finally:
-            self._put(None)
+            error = BadAudio(f"the {self.container} audio could not be decoded ({reason})")
+        self._hand_over()  # what decoded before an error still counts
+        if error is not None:
+            self._put(error)
+        self._put(None)
 
     def _emit(self, frames: list[av.AudioFrame]) -> None:
-        pcm = b"".join(f.to_ndarray().tobytes() for f in frames)
+        self._decoded.extend(f.to_ndarray().tobytes() for f in frames)
+
+    def _hand_over(self) -> None:
+        """The PCM of everything received so far, in one piece: one Listener call per client chunk, not one
+        per 20 ms codec frame."""
+        pcm = b"".join(self._decoded)
+        self._decoded.clear()
         if pcm:
             self._put(pcm)
 

@@ -4,9 +4,7 @@ session goes on; ``stream_output_audio: false`` answers one Ogg/Opus file per ut
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 
 import pytest
 
@@ -17,16 +15,6 @@ from speech.codecs import decode_file
 from tests.integration.helpers import ends_response, final_user_text, start_session, text_of, user_messages
 
 SENTENCE = "Could you tell me the way to the train station before the evening rain?"
-CHUNK_S = 0.25  # MediaRecorder's timeslice in the Voi JS client's cadence
-
-
-async def stream_file(client, data: bytes, seconds: float) -> None:
-    """Send ``data`` (a file spanning ``seconds`` of audio) in equal chunks at real-time pace."""
-    parts = chunks(data, max(1, int(len(data) * CHUNK_S / seconds)))
-    started = time.monotonic()
-    for i, part in enumerate(parts):
-        await asyncio.sleep(max(0.0, started + i * seconds / len(parts) - time.monotonic()))
-        await client.send({"type": "audio"}, part)
 
 
 @pytest.mark.parametrize("container", ["webm", "ogg"])
@@ -35,7 +23,7 @@ async def test_compressed_speech_streams_in_with_partials(connect, container):
     seconds = len(pcm) / 32_000
     client = await connect()
     await start_session(client, input_audio_format=container)
-    await stream_file(client, compress(pcm, container), seconds)
+    await client.send_compressed(compress(pcm, container), seconds, realtime=True)
     before_end = await client.drain(0.3)
     partials = user_messages(before_end, final=False)
     assert partials, [i.header for i in before_end]  # the transcript grew while the file was still arriving
@@ -101,7 +89,7 @@ async def test_call_mode_webm_stream_is_answered_without_create_response(connect
     pcm = speech_pcm16k(SENTENCE) + b"\x00\x00" * 16_000 * 2
     client = await connect()
     await start_session(client, mode="call", input_audio_format="webm")
-    await stream_file(client, compress(pcm, "webm"), len(pcm) / 32_000)
+    await client.send_compressed(compress(pcm, "webm"), len(pcm) / 32_000, realtime=True)
     items = await client.until(ends_response, 30)
     assert items[-1].is_status("response_done")
     assert wer(SENTENCE, final_user_text(items)) <= 0.15

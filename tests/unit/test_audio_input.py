@@ -64,7 +64,9 @@ async def test_each_chat_turn_is_a_new_file():
     for turn in range(2):
         for part in chunks(compress(tone_pcm(1.0), "webm"), 3000):
             await audio.write(part)
+        started = asyncio.get_running_loop().time()
         await audio.end_turn()
+        assert asyncio.get_running_loop().time() - started < 0.5  # the file's end is seen at once, no timeout
         assert abs(sum(map(len, fed)) - (turn + 1) * 2 * RATE) < 0.05 * 2 * RATE
     assert not errors
     await audio.close()
