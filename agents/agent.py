@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents.control import ControlAgentConfig
 from agents.prompts import Persona, TemplateError, example_messages, join_prompt, render, wants_json
+from agents.recording_settings import RecordingConfig, RecordingSettings, resolve_recording
 from common.config_errors import ConfigError
 from speech.models_config import ModelsConfig
 
@@ -78,6 +79,7 @@ class AgentConfig(BaseModel):
     vars: dict[str, str] = Field(default_factory=dict)
     examples: list[Any] = Field(default_factory=list)
     greetings: Greetings | None = None
+    recording: RecordingConfig | None = None  # over the server-wide recording settings (server agents only)
 
     @field_validator("llm_model")
     @classmethod
@@ -112,6 +114,7 @@ class Agent:
     llm_timeout_s: float = 30.0  # until the first token, and between tokens
     title: str | None = None
     description: str | None = None
+    recording: RecordingSettings = RecordingSettings()
 
     @property
     def is_echo(self) -> bool:
@@ -124,9 +127,11 @@ class Agent:
 
 
 def build_agent(config: AgentConfig, *, patterns: Mapping[str, str], others: Mapping[str, AgentConfig],
-                models: ModelsConfig | None, source: str | Path, name: str, base_dir: Path | None) -> Agent:
+                models: ModelsConfig | None, source: str | Path, name: str, base_dir: Path | None,
+                recording: RecordingSettings = RecordingSettings()) -> Agent:
     """Resolve ``config``. ``others`` are the agents a ``control_agent`` may name; ``models`` (None in tests
-    that give every voice) checks voices and gives the default one; ``base_dir`` None forbids greeting files."""
+    that give every voice) checks voices and gives the default one; ``base_dir`` None forbids greeting files
+    (and a ``recording`` of its own); ``recording`` is the server-wide setting."""
     where = f"{source}: agent '{name}'"
     control = _control(config.control_agent, others, patterns, config.vars, where)
     field = "system_prompt"
@@ -144,11 +149,16 @@ def build_agent(config: AgentConfig, *, patterns: Mapping[str, str], others: Map
         raise ConfigError(f"{where}: field '{field}': {exc}") from None
     voices = _voices(config.voices, models, where)
     _check_greeting_files(greetings, base_dir, where)
+    if config.recording is not None:
+        if base_dir is None:
+            raise ConfigError(f"{where}: field 'recording': not allowed here")
+        recording = resolve_recording(recording, config.recording, base_dir)
     return Agent(llm_model=config.llm_model, voices=voices, control=control,
                  persona=Persona(system_prompt, examples, wants_json(system_prompt)), greetings=greetings,
                  greeting_tone=config.greetings.voice_tone if config.greetings else None,
                  temperature=config.temperature, max_tokens=config.max_tokens, context_tokens=config.context_tokens,
-                 llm_timeout_s=config.llm_timeout_s, title=config.title, description=config.description)
+                 llm_timeout_s=config.llm_timeout_s, title=config.title, description=config.description,
+                 recording=recording)
 
 
 def _control(ref: ControlAgentConfig | str | None, others: Mapping[str, AgentConfig], patterns: Mapping[str, str],

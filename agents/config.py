@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.agent import ECHO_MODEL, Agent, AgentConfig, build_agent
 from agents.prompts import BUILTIN_PATTERNS
+from agents.recording_settings import RecordingConfig, RecordingSettings, resolve_recording
 from common.config_errors import ConfigError, describe_validation_error
 from common.errors import CodedError
 from common.yaml_files import read_yaml
@@ -45,6 +46,7 @@ class _Settings(BaseModel):
 
     prompt_patterns: dict[str, str] = Field(default_factory=dict)
     client_agent_config: ClientAgentPolicy = Field(default_factory=ClientAgentPolicy)
+    recording: RecordingConfig | None = None  # server-wide; off unless enabled
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class AgentsConfig:
     client_agent_config: ClientAgentPolicy = field(default_factory=ClientAgentPolicy)
     source: str = "agents.yaml"
     base_dir: str = "."
+    recording: RecordingSettings = RecordingSettings()  # server-wide (each agent carries its own, resolved)
 
 
 def parse_agent(raw: Any, *, source: str | Path, name: str) -> AgentConfig:
@@ -102,14 +105,15 @@ def load_agents_config(path: str | Path, models: ModelsConfig) -> AgentsConfig:
     except ValidationError as exc:
         raise describe_validation_error(exc, source=path, entry="settings") from None
     patterns = {**BUILTIN_PATTERNS, **settings.prompt_patterns}
+    recording = resolve_recording(RecordingSettings(), settings.recording, base_dir)
     agents: dict[str, Agent] = {}
     for name, config in raw.items():
         source = sourced[name][0]
         agents[name] = build_agent(config, patterns=patterns, others=raw, models=models, source=source, name=name,
-                                   base_dir=base_dir)
+                                   base_dir=base_dir, recording=recording)
         if config.unknown_fields():
             log.warning("%s: agent '%s': ignoring unknown fields %s", path, name, config.unknown_fields())
-    return AgentsConfig(agents, patterns, settings.client_agent_config, str(path), str(base_dir))
+    return AgentsConfig(agents, patterns, settings.client_agent_config, str(path), str(base_dir), recording)
 
 
 class AgentRefused(CodedError):
@@ -140,6 +144,9 @@ def resolve_agent(
         )
     if agent.greetings and any(not isinstance(c, str) and c.file for c in agent.greetings.choices):
         raise AgentRefused(f"{source}: agent '{name}': field 'greetings': a client may not name server files", "file_not_allowed")
+    if agent.recording is not None:
+        raise AgentRefused(f"{source}: agent '{name}': field 'recording': what is recorded is the server's choice",
+                           "bad_agent_config")
     control = agent.control_agent
     if isinstance(control, str):
         raise AgentRefused(f"{source}: agent '{name}': field 'control_agent': a client may not reference other agents", "bad_agent_config")
@@ -149,6 +156,6 @@ def resolve_agent(
         )
     try:
         return build_agent(agent, patterns=config.patterns, others={}, models=models, source=source, name=name,
-                           base_dir=None)
+                           base_dir=None, recording=config.recording)
     except ConfigError as exc:
         raise AgentRefused(str(exc), "bad_agent_config") from None

@@ -18,15 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from agents.agent import Agent
+from agents.audio_input import AudioInput
 from agents.greeting import choose_greeting
 from agents.history import History, StoredMessage, TranscriptMessages
 from agents.invoke import InvokeRefused, answer_invoke, invoke_request
 from agents.listener import AudioOverflow, Listener, ListenerEvent, SpeechStarted, TranscriptUpdate, TurnEnded, UserTurn
+from agents.recording import Recorder
 from agents.replies import Reply, ReplyWriter
 from agents.services import Emit, ReportTurn, Services, SessionPolicy
 from agents.speaker import Speaker
 from agents.timeline import TurnTimeline
 from agents.turns import TurnConfig
+from common.errors import CodedError
 from protocol import messages as m
 
 log = logging.getLogger("voi.conversation")
@@ -43,8 +46,12 @@ class Conversation:
     def __init__(self, *, agent_name: str, agent: Agent, init: m.Init, services: Services, emit: Emit,
                  report_turn: ReportTurn | None = None, policy: SessionPolicy = SessionPolicy(),
                  listening: TurnConfig = TurnConfig(), greeting_dir: Path | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, recorder: Recorder | None = None) -> None:
         self.agent_name = agent_name
+        self.recorder = recorder
+        if recorder is not None:  # the recording sees what the client is sent and each turn's timeline
+            emit = recorder.tap(emit)
+            report_turn = recorder.tap_turns(report_turn)
         self.agent = agent
         self.init = init
         self.policy = policy
@@ -54,12 +61,15 @@ class Conversation:
         self._greeting_dir = greeting_dir
         self._rng = rng or random.Random()
         self._speaker = Speaker(agent_name=agent_name, mode=init.mode, agent=agent, history=self.history,
-                                services=services, emit=emit, report_turn=report_turn)
+                                services=services, emit=emit, report_turn=report_turn,
+                                stream_audio=init.stream_output_audio, recorder=recorder)
         self._replies = ReplyWriter(agent_name=agent_name, agent=agent, history=self.history,
                                     speaker=self._speaker, services=services, emit=emit, rng=self._rng)
         self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event,
                                   call_mode=init.mode == "call", config=listening, max_turn_s=policy.max_turn_seconds,
                                   stream_partials=init.stream_user_stt)
+        self._input = AudioInput(init.input_audio_format, feed=self._hear, report=self._bad_audio,
+                                 stream_per_turn=init.mode == "chat")
         self._transcripts = TranscriptMessages(self.history)
         self._typed_ids: list[int] = []
         self._turns: asyncio.Queue[_TurnRequest] = asyncio.Queue()
@@ -75,7 +85,8 @@ class Conversation:
     async def start(self) -> None:
         """Send ``init_done`` and the greeting; from then on ``handle`` takes client messages."""
         self._worker = asyncio.create_task(self._turn_worker(), name=f"turns:{self.agent_name}")
-        await self._emit(m.status("init_done", agent_name=self.agent_name))
+        recording = {"recording_id": self.recorder.id} if self.recorder is not None else {}  # (ext) the user may ask
+        await self._emit(m.status("init_done", agent_name=self.agent_name, **recording))  # for its deletion
         if self.init.init_greeting:
             await self._greet()
 
@@ -83,10 +94,13 @@ class Conversation:
         tasks = [t for t in self._speaker.tasks() if not t.done()]
         tasks += [t for t in (self._worker, self._reply_task) if t is not None]
         tasks += list(self._side_tasks)
+        await self._input.close()
         await self._listener.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.recorder is not None:
+            self.recorder.close()
 
     async def wait_idle(self) -> None:
         """Wait until queued turns are answered and all speech is sent (tests and benchmarks use this)."""
@@ -96,7 +110,7 @@ class Conversation:
 
     async def handle(self, msg: m.ClientMessage) -> None:
         if isinstance(msg, m.Audio):
-            await self._listener.feed(msg.pcm)
+            await self._input.write(msg.data)
         elif isinstance(msg, m.Text):
             if not msg.content.strip():
                 await self._emit(m.error("'text' message has empty 'content'", "bad_field"))
@@ -105,7 +119,10 @@ class Conversation:
         elif isinstance(msg, m.ImageUrl):
             await self._add_typed([m.image_part(msg.url)])
         elif isinstance(msg, m.CreateResponse):
+            await self._input.end_turn()  # a compressed turn's last samples reach the Listener first
             await self._queue_turn(self._listener.take_turn())
+            if self.recorder is not None:
+                self.recorder.end_user_turn()
         elif isinstance(msg, m.Interrupt):
             await self._on_interrupt(msg)
         elif isinstance(msg, m.InvokeLlm):
@@ -120,9 +137,19 @@ class Conversation:
             await self._barge_in()
         elif isinstance(event, TurnEnded):
             await self._queue_turn(event.turn)
+            if self.recorder is not None:
+                self.recorder.end_user_turn()
         elif isinstance(event, AudioOverflow):
             await self._emit(m.error(f"this turn's audio passed {self.policy.max_turn_seconds:.0f} s; the rest of it "
                                      "is ignored (end the turn with create_response)", "audio_too_long"))
+
+    async def _hear(self, pcm16k: bytes) -> None:
+        if self.recorder is not None:
+            self.recorder.user_audio(pcm16k)
+        await self._listener.feed(pcm16k)
+
+    async def _bad_audio(self, exc: CodedError) -> None:
+        await self._emit(m.error(str(exc), exc.code))
 
     async def _barge_in(self) -> None:
         """The user really started to speak (sustained, loud enough): in call mode, that is a barge-in."""

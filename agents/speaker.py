@@ -5,6 +5,10 @@ segments as they are parsed and ends the queue with None; the Speaker synthesize
 voices' silences and narrator asides, estimates how much the client has played (playback starts with the
 first frame and runs in real time), and cuts a speech on interrupt: its stored message becomes what was
 heard plus "... (interrupted)".
+
+With ``stream_output_audio: false`` (the init flag of the original Voi) a speech is sent as ONE ``audio``
+frame holding an Ogg/Opus file once it is complete, instead of PCM frames while it is made; the played-time
+estimate then starts when that file is sent.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from pathlib import Path
 
 from agents.agent import Agent
 from agents.history import History, StoredMessage
+from agents.recording import Recorder
 from agents.reply_parser import Segment
 from agents.services import Emit, ReportTurn, Services
 from agents.speech_timeline import SpeechTimeline, truncated
 from agents.timeline import TurnTimeline
 from protocol import messages as m
 from speech.audio import OUTPUT_RATE, pcm16_seconds, silence_pcm16, split_pcm
+from speech.codecs import encode_ogg_opus
 
 log = logging.getLogger("voi.conversation")
 
@@ -37,6 +43,7 @@ class Speech:
     interrupted: bool = False
     barged_in: bool = False  # cut by the server's barge-in (an estimate the client's interrupt may refine)
     first_audio_at: float | None = None  # time.monotonic() of its first audio frame
+    unsent: bytearray = field(default_factory=bytearray, repr=False)  # whole-file mode: the audio made so far
 
     def played_s(self, now: float) -> float:
         """Seconds the client has played, estimated: playback starts with the first frame, in real time."""
@@ -55,7 +62,8 @@ class Speech:
 
 class Speaker:
     def __init__(self, *, agent_name: str, mode: str, agent: Agent, history: History, services: Services,
-                 emit: Emit, report_turn: ReportTurn | None = None) -> None:
+                 emit: Emit, report_turn: ReportTurn | None = None, stream_audio: bool = True,
+                 recorder: Recorder | None = None) -> None:
         self._agent_name = agent_name
         self._mode = mode
         self._character = agent.character
@@ -64,6 +72,8 @@ class Speaker:
         self._services = services
         self._emit = emit
         self._report_turn = report_turn
+        self._stream_audio = stream_audio  # False: one Ogg/Opus file per speech
+        self._recorder = recorder
         self._speeches: dict[str, Speech] = {}
         self._lock = asyncio.Lock()  # one speech at a time: frames of two replies must never interleave
 
@@ -90,6 +100,8 @@ class Speaker:
         if all_heard:
             return  # the whole reply was played: nothing to cut
         speech.interrupted = True
+        if self._recorder is not None:
+            self._recorder.cut(speech.speech_id, played_s)
         if speech.task and not speech.task.done():
             speech.task.cancel()
         stored = self._history[speech.message_id]
@@ -118,8 +130,11 @@ class Speaker:
                     while (segment := await speech.segments.get()) is not None:
                         failed = await self._speak(speech, marks, segment, cached, failed)
                 await self._silence(speech, marks, character.trailing_silence)
+                await self._send_file(speech, marks)
                 speech.timeline.complete = True
             finally:
+                if self._recorder is not None:
+                    self._recorder.end_speech(speech.speech_id)
                 if timeline is not None:
                     log.info("turn speech=%s %s speech_s=%.2f", speech.speech_id, timeline.log_line(),
                              speech.timeline.seconds)
@@ -151,12 +166,26 @@ class Speaker:
         return failed
 
     async def _send(self, speech: Speech, marks: TurnTimeline, pcm: bytes) -> None:
+        if not self._stream_audio:
+            speech.unsent += pcm
+            speech.timeline.extend_last(pcm16_seconds(pcm, OUTPUT_RATE))
+            return
         for frame in split_pcm(pcm, m.AUDIO_FRAME_BYTES):
             await self._emit(m.audio(speech.speech_id, frame))
             if speech.first_audio_at is None:
                 speech.first_audio_at = time.monotonic()
             speech.timeline.extend_last(pcm16_seconds(frame, OUTPUT_RATE))
             marks.mark("first_audio_sent")
+
+    async def _send_file(self, speech: Speech, marks: TurnTimeline) -> None:
+        """Whole-file mode: the complete speech as one Ogg/Opus file (encoded off the loop)."""
+        if self._stream_audio or not speech.unsent:
+            return
+        data = await asyncio.to_thread(encode_ogg_opus, bytes(speech.unsent), OUTPUT_RATE)
+        speech.unsent.clear()
+        await self._emit(m.audio_file(speech.speech_id, data))
+        speech.first_audio_at = time.monotonic()
+        marks.mark("first_audio_sent")
 
     async def _silence(self, speech: Speech, marks: TurnTimeline, seconds: float) -> None:
         if seconds > 0:

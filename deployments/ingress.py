@@ -117,7 +117,7 @@ class _Connection:
             if isinstance(msg, m.Init):
                 return msg, early_audio
             if isinstance(msg, m.Audio):  # call-mode clients stream audio before init: keep it
-                if sum(len(a.pcm) for a in early_audio) < 32_000 * self.options.policy.max_turn_seconds:
+                if sum(len(a.data) for a in early_audio) < 32_000 * self.options.policy.max_turn_seconds:
                     early_audio.append(msg)
                 continue
             raise FrameError(f"the first message must be 'init', got '{type(msg).__name__}'", "init_expected")
@@ -159,7 +159,7 @@ class _Connection:
         tasks: list[asyncio.Task[Any]] = []
         try:
             await lease.host.open.remote(session_id, init.agent_name, agent, init, greeting_dir, self.options.policy,
-                                         self.options.listening)
+                                         self.options.listening, app_name)
             events = lease.host.events.options(num_returns="streaming").remote(session_id)
             tasks = [asyncio.create_task(self._pump_events(events)),
                      asyncio.create_task(self._pump_client(lease.host, session_id, early_audio))]

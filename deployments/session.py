@@ -25,6 +25,7 @@ from ray.serve.handle import DeploymentHandle
 
 from agents.agent import Agent, VoiceSpec
 from agents.conversation import Conversation
+from agents.recording import Recorder
 from agents.services import Services, SessionPolicy
 from agents.timeline import TurnReport
 from agents.turns import TurnConfig
@@ -159,13 +160,18 @@ class SessionHost:
                 "sessions": sessions}
 
     async def open(self, session_id: str, agent_name: str, agent: Agent, init: m.Init, greeting_dir: str | None,
-                   policy: SessionPolicy, listening: TurnConfig) -> None:
+                   policy: SessionPolicy, listening: TurnConfig, app: str = "") -> None:
         """Start a conversation (``init_done`` and the greeting go to its outbox, read by ``events``)."""
         if session_id in self._sessions:
             raise ValueError(f"session {session_id} is already open on this host")
         if len(self._sessions) >= self._capacity:
             raise RuntimeError(f"this host already runs {self._capacity} conversations")
         outbox: asyncio.Queue[m.ServerMessage | TurnReport | _Ended] = asyncio.Queue()
+        recorder = None
+        if agent.recording.enabled:  # files land on this host's node, under the configured directory
+            recorder = Recorder(agent.recording, session_id, max_turn_seconds=policy.max_turn_seconds, meta={
+                "agent": agent_name, "app": app, "mode": init.mode, "input_audio_format": init.input_audio_format,
+                "stream_output_audio": init.stream_output_audio, "node_id": ray.get_runtime_context().get_node_id()})
         conversation = Conversation(
             agent_name=agent_name,
             agent=agent,
@@ -176,6 +182,7 @@ class SessionHost:
             policy=policy,
             listening=listening,
             greeting_dir=Path(greeting_dir) if greeting_dir else None,
+            recorder=recorder,
         )
         hosted = _Hosted(conversation, asyncio.Queue(maxsize=self._inbox_size), outbox)
         self._sessions[session_id] = hosted

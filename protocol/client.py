@@ -80,6 +80,18 @@ class VoiClient:
             last = time.monotonic()
         return last
 
+    async def send_compressed(self, data: bytes, seconds: float, *, realtime: bool = False, chunk_s: float = 0.25) -> float:
+        """Send a compressed file (``seconds`` of audio: webm, ogg or mp4) in chunks of about ``chunk_s`` of
+        audio, as a browser's MediaRecorder with that timeslice does; returns the time of the last chunk."""
+        size = max(1, int(len(data) * chunk_s / max(seconds, chunk_s)))
+        started = last = time.monotonic()
+        for i, offset in enumerate(range(0, len(data), size)):
+            if realtime:
+                await asyncio.sleep(max(0.0, started + i * chunk_s - time.monotonic()))
+            await self.ws.send(encode_frame({"type": "audio"}, data[offset : offset + size]))
+            last = time.monotonic()
+        return last
+
     async def recv(self, timeout: float = 30.0) -> Received:
         data = await asyncio.wait_for(self.ws.recv(), timeout)
         if isinstance(data, str):

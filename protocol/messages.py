@@ -29,9 +29,14 @@ class Init:
     input_audio_format: str = "pcm16"
 
 
+INPUT_AUDIO_FORMATS = ("pcm16", "pcm_f32le", "webm", "ogg", "mp4")  # (ext) all but pcm16; see speech/codecs.py
+
+
 @dataclass(frozen=True)
 class Audio:
-    pcm: bytes = field(repr=False)  # signed 16-bit little-endian mono 16 kHz
+    # Bytes in the session's input_audio_format (PCM16 16 kHz mono by default): checked by the session,
+    # which knows the format (audio may arrive before init, and compressed chunks have any length).
+    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -109,8 +114,9 @@ def _parse_init(header: dict[str, Any]) -> Init:
     if mode not in ("chat", "call"):
         raise FrameError(f"'init' field 'mode' must be 'chat' or 'call', got {str(mode)[:20]!r}", "bad_field")
     audio_format = header.get("input_audio_format") or "pcm16"
-    if audio_format != "pcm16":
-        raise FrameError("'init' field 'input_audio_format' must be 'pcm16'", "bad_field")
+    if audio_format not in INPUT_AUDIO_FORMATS:
+        raise FrameError(f"'init' field 'input_audio_format' must be one of {', '.join(INPUT_AUDIO_FORMATS)}",
+                         "bad_field")
     return Init(
         agent_name=agent_name,
         agent_config=agent_config,
@@ -124,12 +130,10 @@ def _parse_init(header: dict[str, Any]) -> Init:
 
 
 def _parse_audio(frame: Frame) -> Audio:
-    pcm = frame.payload
-    if len(pcm) > MAX_AUDIO_FRAME_BYTES:
-        raise FrameError(f"audio frame of {len(pcm)} bytes exceeds the {MAX_AUDIO_FRAME_BYTES}-byte limit", "audio_too_large")
-    if len(pcm) % 2:
-        raise FrameError("audio payload must be 16-bit samples (an even number of bytes)", "bad_audio")
-    return Audio(pcm=pcm)
+    data = frame.payload
+    if len(data) > MAX_AUDIO_FRAME_BYTES:
+        raise FrameError(f"audio frame of {len(data)} bytes exceeds the {MAX_AUDIO_FRAME_BYTES}-byte limit", "audio_too_large")
+    return Audio(data=data)
 
 
 def _parse_interrupt(header: dict[str, Any]) -> Interrupt:
@@ -202,6 +206,11 @@ def audio(speech_id: str, pcm24k: bytes) -> ServerMessage:
     if len(pcm24k) % 2:
         raise ValueError("audio payload must hold whole 16-bit samples")
     return ServerMessage({"type": "audio", "speech_id": speech_id}, pcm24k)
+
+
+def audio_file(speech_id: str, data: bytes, audio_format: str = "ogg_opus") -> ServerMessage:
+    """(ext) One whole utterance as a compressed file (``stream_output_audio: false``)."""
+    return ServerMessage({"type": "audio", "speech_id": speech_id, "format": audio_format}, data)
 
 
 def error(text: str, code: str) -> ServerMessage:

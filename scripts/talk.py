@@ -3,6 +3,7 @@
     python scripts/talk.py speech.wav --agent stt_test            # real-time pace, like a microphone
     python scripts/talk.py speech.wav --agent stt_test --fast --turns 10
     python scripts/talk.py speech.wav --url wss://host:8443 --cafile ca.pem
+    python scripts/talk.py speech.wav --format webm               # sent as WebM/Opus, as a browser records
 
 The WAV may have any sample rate and channel count (it is converted to 16 kHz mono). The token is taken
 from --token, or minted from TOKEN_SECRET_KEY (environment or .env) when the server is yours.
@@ -20,6 +21,7 @@ from pathlib import Path
 from _repo_path import ROOT
 
 from common.settings import load_secrets
+from harness.media import compress
 from protocol.client import VoiClient, reply_audio
 from protocol.tokens import issue_token
 from speech.audio import INPUT_RATE, OUTPUT_RATE, float_to_pcm16, read_wav, resample, write_wav
@@ -42,7 +44,8 @@ async def talk(args: argparse.Namespace) -> int:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
     client = await VoiClient.connect(args.url, token, context)
-    await client.init(args.agent, mode="chat", init_greeting=not args.no_greeting)
+    await client.init(args.agent, mode="chat", init_greeting=not args.no_greeting, input_audio_format=args.format)
+    compressed = compress(pcm, args.format) if args.format != "pcm16" else None
     first = await client.recv(args.timeout)
     if first.type == "error":
         print(f"server refused: {first.header.get('error')}", file=sys.stderr)
@@ -51,7 +54,10 @@ async def talk(args: argparse.Namespace) -> int:
     latencies: list[float] = []
     out = bytearray()
     for turn in range(args.turns):
-        last_frame = await client.send_audio(pcm, realtime=not args.fast)
+        if compressed is not None:  # one file per turn, as a push-to-talk recorder makes
+            last_frame = await client.send_compressed(compressed, len(pcm) / (2 * INPUT_RATE), realtime=not args.fast)
+        else:
+            last_frame = await client.send_audio(pcm, realtime=not args.fast)
         await client.send({"type": "create_response"})
         items = await client.until(lambda r: r.is_status("response_done") or r.is_status("response_cancelled"), args.timeout)
         if items[-1].is_status("response_cancelled"):
@@ -95,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cafile", help="CA certificate for wss:// with a self-signed certificate")
     parser.add_argument("--insecure", action="store_true", help="wss:// without certificate checks")
     parser.add_argument("--no-greeting", action="store_true")
+    parser.add_argument("--format", default="pcm16", choices=["pcm16", "webm", "ogg", "mp4"],
+                        help="input_audio_format: compressed ones are made from the WAV with PyAV")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--quiet", type=float, default=1.0, help="seconds of silence that end a reply")
     return asyncio.run(talk(parser.parse_args(argv)))

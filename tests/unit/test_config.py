@@ -122,3 +122,20 @@ def test_policy_override(tmp_path, models):
     agent = resolve_agent(config, models, "stt_test", {"llm_model": "echo", "greetings": {"choices": ["Yo"]}})
     assert agent.greetings == (GreetingChoice("Yo"),)
     assert resolve_agent(config, models, "stt_test", {"title": "only UI fields"}) is config.agents["stt_test"]
+
+
+def test_recording_is_off_by_default_overridable_per_agent_and_never_by_a_client(tmp_path, models):
+    path = write(tmp_path, "agents.yaml", "recording: {directory: rec, retention_days: 3}\n"
+                 "agents:\n  plain: {llm_model: echo}\n  kept: {llm_model: echo, recording: {enabled: true, audio: true}}\n"
+                 "client_agent_config: {allow_new_agents: true, allow_override: true}\n")
+    config = load_agents_config(path, models)
+    assert not config.agents["plain"].recording.enabled
+    kept = config.agents["kept"].recording
+    assert kept.enabled and kept.audio and kept.retention_days == 3 and kept.directory == str(tmp_path / "rec")
+    with pytest.raises(AgentRefused) as info:
+        resolve_agent(config, models, "mine", {"llm_model": "echo", "recording": {"enabled": False}})
+    assert info.value.code == "bad_agent_config" and "recording" in str(info.value)
+    assert resolve_agent(config, models, "mine", {"llm_model": "echo"}).recording == config.recording
+    path = write(tmp_path, "agents.yaml", "recording: {enabled: yes please}\nagents: {a: {llm_model: echo}}\n")
+    with pytest.raises(ConfigError, match="recording"):
+        load_agents_config(path, models)
