@@ -186,7 +186,14 @@ class StreamingTranscriber:
         return not self._lock.locked() and self._received_s - self._last_update_s >= self.config.update_interval_s
 
     def hypothesis(self) -> Hypothesis:
-        return Hypothesis(LocalAgreement.text(self.agreement.confirmed), LocalAgreement.text(self.agreement.pending))
+        """What is shown while the user speaks. The pending words come from one loop-free pass, but they can
+        complete a run with the confirmed words before them ("coins an an" + "an an and"): such repeats are
+        left out of the partial, as the agreement leaves them out of the confirmed text."""
+        confirmed, pending = self.agreement.confirmed, self.agreement.pending
+        runs = repeated_runs([normalize(w.text) for w in confirmed + pending])
+        dropped = {i - len(confirmed) for start, n, count in runs for i in range(start + n, start + n * count)}
+        shown = [w for i, w in enumerate(pending) if i not in dropped]
+        return Hypothesis(LocalAgreement.text(confirmed), LocalAgreement.text(shown))
 
     def _prompt(self) -> str | None:
         """The confirmed text before the window. Never words inside it: Whisper would skip them in the audio."""
