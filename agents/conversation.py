@@ -59,7 +59,7 @@ class Conversation:
                                     speaker=self._speaker, services=services, emit=emit, rng=self._rng)
         self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event,
                                   call_mode=init.mode == "call", config=listening, max_turn_s=policy.max_turn_seconds,
-                                  stream_partials=init.stream_user_stt)
+                                  stream_partials=init.stream_user_stt, predict_end=services.predict_end_of_turn)
         self._transcripts = TranscriptMessages(self.history)
         self._typed_ids: list[int] = []
         self._turns: asyncio.Queue[_TurnRequest] = asyncio.Queue()

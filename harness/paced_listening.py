@@ -22,6 +22,7 @@ from agents.listener import Listener, ListenerEvent, TranscriptUpdate, TurnEnded
 from agents.turns import TurnConfig
 from speech.audio import pcm16_to_float
 from speech.stt import SpeechToText, Transcript
+from speech.turn_model import SmartTurn
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,16 @@ class PacedResult:
     final: str
     partials: list[str]
     passes: int
-    turn_ended_at_frame: int | None = None
+    turn_ended_at_frame: int | None = None  # call mode: the frame after which the listener ended the turn
+    turns: int = 0  # call mode: how many turns it ended
 
 
 async def listen_paced(stt: SpeechToText, pcm: bytes, pacing: Pacing, *, call_mode: bool = False,
-                       config: TurnConfig | None = None,
+                       config: TurnConfig | None = None, turn_model: SmartTurn | None = None,
                        on_frame: Callable[[int], None] | None = None) -> PacedResult:
     """Stream ``pcm`` through a Listener at ``pacing``; chat mode ends the turn after the last frame (as
-    ``create_response`` does), call mode lets the listener end it. Returns the settled transcript."""
+    ``create_response`` does), call mode lets the listener end it (with ``turn_model`` as its end-of-turn
+    model, answering within the same pass latency). Returns the settled transcript of the first turn."""
     clock = _Clock()
     rng = random.Random(pacing.seed)
     partials: list[str] = []
@@ -103,6 +106,17 @@ async def listen_paced(stt: SpeechToText, pcm: bytes, pacing: Pacing, *, call_mo
         await clock.wait_until(due)
         return result[0]
 
+    async def predict_end(audio: bytes) -> float:
+        assert turn_model is not None
+        due = clock.frame + pacing.latency_frames
+        clock.computing += 1
+        try:
+            complete = await asyncio.to_thread(turn_model.predict, pcm16_to_float(audio))
+        finally:
+            clock.computing -= 1
+        await clock.wait_until(due)
+        return complete
+
     async def on_event(event: ListenerEvent) -> None:
         if isinstance(event, TranscriptUpdate) and not event.final:
             partials.append(event.text)
@@ -111,7 +125,8 @@ async def listen_paced(stt: SpeechToText, pcm: bytes, pacing: Pacing, *, call_mo
             finals.append(event.turn)
 
     finals: list = []
-    listener = Listener(transcribe=transcribe, on_event=on_event, call_mode=call_mode, config=config or TurnConfig())
+    listener = Listener(transcribe=transcribe, on_event=on_event, call_mode=call_mode, config=config or TurnConfig(),
+                        predict_end=predict_end if turn_model is not None else None)
     try:
         for index, offset in enumerate(range(0, len(pcm), pacing.frame_bytes)):
             await listener.feed(pcm[offset : offset + pacing.frame_bytes])
@@ -126,4 +141,4 @@ async def listen_paced(stt: SpeechToText, pcm: bytes, pacing: Pacing, *, call_mo
     finally:
         clock.finish()
         await listener.close()
-    return PacedResult(final, partials, passes, ended[0] if ended else None)
+    return PacedResult(final, partials, passes, ended[0] if ended else None, len(ended))

@@ -61,10 +61,22 @@ class LocalAgreement:
         if self.in_window:
             known = [normalize(w.text) for w in self.confirmed[-self.in_window :]]
             blocks = [b for b in SequenceMatcher(a=known, b=heard, autojunk=False).get_matching_blocks() if b.size]
+            self._refresh(blocks, words)
             if blocks:
                 return words[blocks[-1].b + blocks[-1].size :]
             return words[len(known) :] if len(words) > len(known) else []
         return self._without_repeat(words)
+
+    def _refresh(self, blocks: list, words: list[Word]) -> None:
+        """Confirmed words take the punctuation and case of the newer pass that heard them again: a word
+        confirmed at the end of a window often carries the period Whisper puts where the audio stopped, and
+        the newer pass, which heard what followed, writes "coins, and" instead of "coins. And"."""
+        first = len(self.confirmed) - self.in_window
+        for block in blocks:
+            for k in range(block.size):
+                old, new = self.confirmed[first + block.a + k], words[block.b + k]
+                if old.text != new.text:
+                    self.confirmed[first + block.a + k] = replace(old, text=new.text)
 
     def _without_repeat(self, words: list[Word]) -> list[Word]:
         """A window starts right after confirmed words: Whisper may still repeat the last few of them."""

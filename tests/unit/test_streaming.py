@@ -151,3 +151,14 @@ async def test_a_partial_never_shows_a_run_formed_with_the_confirmed_words():
     transcriber.agreement.confirm_all(words("ancient coins an an"))
     transcriber.agreement.pending = words("an an and a garden")
     assert transcriber.hypothesis().text == "ancient coins an an and a garden"
+
+
+def test_confirmed_words_take_the_newer_punctuation():
+    """A window's last word gets Whisper's period; once a newer pass hears what follows, its text wins."""
+    agreement = LocalAgreement()
+    agreement.insert(aligned((" ancient", 0.0), (" coins.", 0.4)))
+    agreement.insert(aligned((" ancient", 0.0), (" coins.", 0.4), (" And", 0.9)))
+    assert LocalAgreement.text(agreement.confirmed) == "ancient coins."
+    agreement.insert(aligned((" ancient", 0.0), (" coins,", 0.4), (" and", 0.9), (" a", 1.1), (" garden.", 1.3)))
+    assert LocalAgreement.text(agreement.confirmed) == "ancient coins, and"
+    assert agreement.confirmed[1].start == 0.4  # times stay those of the confirmed word
