@@ -41,6 +41,7 @@ class UserTurn:
     complete: float | None = None  # the end-of-turn model's answer for the latest utterance end
     predicting: bool = False  # ... still on its way
     utterances: int = 0  # utterance ends so far (a model answer for an older one is stale)
+    over_agent: bool = False  # started while the agent spoke: a backchannel until heard otherwise
 
     async def settle(self) -> str:
         return await self.streamer.finish(None if self.speaking else self.speech_end_s)

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.backchannel import DEFAULT_BACKCHANNELS
 from speech.vad import WINDOW_SECONDS
 
 VadEvent = Literal["start", "end"]
@@ -42,6 +43,11 @@ class TurnConfig(BaseModel):
     turn_complete_threshold: float = Field(default=0.5, gt=0, lt=1)  # model: "complete" at this probability
     turn_punctuation_threshold: float = Field(default=0.3, gt=0, lt=1)  # ... or this, when the text ends a sentence
     turn_max_wait_s: float = Field(default=2.0, gt=0)  # model: silence after which an "incomplete" turn ends anyway
+    # Speech over the agent that says only these words (at most backchannel_max_words of them, and for less
+    # than backchannel_max_s) neither interrupts it nor becomes a turn (agents/backchannel.py); () turns it off.
+    backchannels: tuple[str, ...] = DEFAULT_BACKCHANNELS
+    backchannel_max_words: int = Field(default=3, ge=1)
+    backchannel_max_s: float = Field(default=1.2, gt=0)
 
 
 @dataclass

@@ -177,6 +177,10 @@ class StreamingTranscriber:
     def received_s(self) -> float:
         return self._received_s
 
+    def window_audio(self) -> bytes:
+        """The audio of the current window (the turn's recent audio)."""
+        return bytes(self._window)
+
     @property
     def window_s(self) -> float:
         return len(self._window) / BYTES_PER_SECOND

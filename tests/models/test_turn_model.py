@@ -10,7 +10,7 @@ import pytest
 
 from agents.turns import TurnConfig
 from harness.paced_listening import Pacing, listen_paced
-from harness.speech import speech_pcm16k, wer
+from harness.speech import speech_pcm16k, speech_with_pause, wer
 from speech.audio import pcm16_to_float
 from speech.models_config import ModelFiles, SttModel, resolve_files
 from speech.stt import FasterWhisperBackend
@@ -48,16 +48,6 @@ def test_complete_and_cut_utterances(model):
     assert model.predict_batch([full, cut]) == pytest.approx([model.predict(full), model.predict(cut)], abs=1e-4)
 
 
-def pause_inside(text: str, cut_after_words: int, pause_s: float, whisper: FasterWhisperBackend) -> bytes:
-    """``text`` spoken in one go, with silence put between two of its words (found with Whisper's word
-    times), so the first part keeps the voice of a sentence that goes on."""
-    pcm = speech_pcm16k(text)
-    words = whisper.transcribe(pcm16_to_float(pcm)).words
-    at = (words[cut_after_words - 1].end + words[cut_after_words].start) / 2
-    offset = int(at * 16_000) * 2
-    return pcm[:offset] + b"\x00\x00" * int(16_000 * pause_s) + pcm[offset:]
-
-
 async def test_a_complete_question_ends_the_turn_early(model, whisper):
     question = "What will the weather be like in Lisbon tomorrow afternoon?"
     speech = speech_pcm16k(question)
@@ -69,9 +59,9 @@ async def test_a_complete_question_ends_the_turn_early(model, whisper):
 
 async def test_a_pause_mid_sentence_does_not_end_the_turn(model, whisper):
     text = "My name is John and I live in Berlin."
-    result = await listen_paced(whisper, pause_inside(text, 5, 1.0, whisper) + SILENCE, PACING, call_mode=True,
+    result = await listen_paced(whisper, speech_with_pause(text, 5, 1.0) + SILENCE, PACING, call_mode=True,
                                 turn_model=model, config=TurnConfig())
     assert result.turns == 1 and wer(text, result.final) <= 0.15, result.final
-    timer = await listen_paced(whisper, pause_inside(text, 5, 1.0, whisper) + SILENCE, PACING, call_mode=True,
+    timer = await listen_paced(whisper, speech_with_pause(text, 5, 1.0) + SILENCE, PACING, call_mode=True,
                                config=TurnConfig(turn_detection="timer"))
     assert wer(text, timer.final) > 0.3, timer.final  # the timer alone cuts it at the pause
