@@ -195,7 +195,7 @@ class Conversation:
     async def _show_transcript(self, turn: UserTurn, text: str, *, final: bool) -> None:
         """Send the user's growing transcript as one message with a stable id (``final`` once settled).
         Speech over the agent that may still be a backchannel is not shown yet."""
-        if self.init.mode == "call" and not final and self._backchannels and self._is_backchannel(text, so_far=True) \
+        if self.init.mode == "call" and self._backchannels and self._is_backchannel(text, so_far=True) \
                 and (turn.over_agent or self._agent_speaking(time.monotonic())):
             return
         stored = self._transcripts.show(turn, text, final=final)
@@ -267,6 +267,9 @@ class Conversation:
                 self._transcripts.take(turn)
                 log.info("agent=%s backchannel %r: no turn of its own", self.agent_name, transcript)
                 return
+            if transcript and self.init.mode == "call":
+                # A turn said over the agent that was too short to barge in ("Wait."): it interrupts now.
+                await self._interrupt_reply()
             await self._show_transcript(turn, transcript, final=True)
             transcript = self._transcripts.take(turn)
         elif self._speaker.any_playing(time.monotonic()):
