@@ -31,6 +31,7 @@ from agents.turns import TurnConfig
 from protocol import messages as m
 
 log = logging.getLogger("voi.conversation")
+WORD_S = 0.15  # loud speech in a turn that makes it the user's, not the agent's echo
 
 
 @dataclass
@@ -169,6 +170,7 @@ class Conversation:
         cfg = self._listening
         started = time.monotonic() - cfg.barge_in_min_speech_s
         judged_bytes = 0
+        # Until the turn ends: then the turn worker judges its settled transcript (_backchannel_turn).
         while turn is self._listener.turn and turn.over_agent:
             audio = turn.streamer.window_audio()
             ended = not turn.speaking
@@ -179,6 +181,8 @@ class Conversation:
                 except Exception as exc:  # without the words the timing decides
                     log.warning("backchannel check failed: %s", exc)
                     text = ""
+                if turn is not self._listener.turn:
+                    return
                 if not self._is_backchannel(text, so_far=True):
                     break
                 if ended:
@@ -188,9 +192,10 @@ class Conversation:
             if time.monotonic() - started >= cfg.backchannel_max_s:
                 break
             await asyncio.sleep(0.03)
-        if turn.over_agent:
-            turn.over_agent = False  # a real interruption: shown and answered as usual
-            await self._interrupt_reply()
+        else:
+            return
+        turn.over_agent = False  # a real interruption: shown and answered as usual
+        await self._interrupt_reply()
 
     async def _show_transcript(self, turn: UserTurn, text: str, *, final: bool) -> None:
         """Send the user's growing transcript as one message with a stable id (``final`` once settled).
@@ -267,8 +272,9 @@ class Conversation:
                 self._transcripts.take(turn)
                 log.info("agent=%s backchannel %r: no turn of its own", self.agent_name, transcript)
                 return
-            if transcript and self.init.mode == "call":
-                # A turn said over the agent that was too short to barge in ("Wait."): it interrupts now.
+            if transcript and self.init.mode == "call" and turn.loud_s >= WORD_S:
+                # A turn said over the agent that was too short to barge in ("Wait."): it interrupts now. (Not
+                # the agent's own voice leaking back: that is never at barge-in level.)
                 await self._interrupt_reply()
             await self._show_transcript(turn, transcript, final=True)
             transcript = self._transcripts.take(turn)

@@ -42,6 +42,7 @@ class UserTurn:
     predicting: bool = False  # ... still on its way
     utterances: int = 0  # utterance ends so far (a model answer for an older one is stale)
     over_agent: bool = False  # started while the agent spoke: a backchannel until heard otherwise
+    loud_s: float = 0.0  # speech at barge-in level in this turn (the agent's own echo has none)
 
     async def settle(self) -> str:
         return await self.streamer.finish(None if self.speaking else self.speech_end_s)
@@ -134,6 +135,7 @@ class Listener:
                 self._announced, self._loud_speech_s = False, 0.0
             speech = loud and probability >= self.config.speech_threshold
             self._loud_speech_s = self._loud_speech_s + WINDOW_SECONDS if speech else 0.0
+            turn.loud_s += WINDOW_SECONDS if speech else 0.0
             if not self._announced and self._loud_speech_s >= self.config.barge_in_min_speech_s:
                 self._announced = started = True
         if self.call_mode and turn.streamer.received_s == 0:
