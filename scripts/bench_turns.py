@@ -50,7 +50,7 @@ STATEMENTS = [
     "My phone battery is almost empty.",
 ]
 PAUSED = [  # (sentence, words before the pause)
-    ("I would like to book a table for four people tonight.", 7), ("My name is John and I live in Berlin.", 5),
+    ("I would like to book a table for four people tonight.", 8), ("My name is John and I live in Berlin.", 5),
     ("Could you tell me the way to the train station please?", 7), ("We should leave at eight because the traffic is bad.", 4),
     ("I was thinking that we could go to the cinema.", 4), ("Tomorrow I have to go to the dentist at ten.", 7),
     ("The best thing about this city is the food.", 6), ("I need a room with two beds for three nights.", 6),
