@@ -92,9 +92,19 @@ def ends_sentence(text: str) -> bool:
     return text.rstrip().endswith((".", "?", "!"))
 
 
+# English words a sentence hardly ever ends with ("a table for ...", "John and ..."): Whisper (tiny.en here)
+# often writes a period where the audio stopped, so a transcript ending in one of them is taken as unfinished.
+DANGLING = frozenset("a an the and or but because so of to for with at in on from by about into than that "
+                     "my your our their his her its i we you they is are was were am if when while as".split())
+
+
 def open_ended(text: str) -> bool:
-    """The transcript stops mid-thought: a trailing comma, dash or ellipsis."""
-    return text.rstrip().endswith((",", "-", "...", "\u2026", ";", ":"))
+    """The transcript stops mid-thought: a trailing comma, dash or ellipsis, or a word no sentence ends with."""
+    text = text.rstrip()
+    if text.endswith((",", "-", "...", "\u2026", ";", ":")):
+        return True
+    words = text.split()
+    return bool(words) and not text.endswith(("?", "!")) and words[-1].strip(".,;:\"'").lower() in DANGLING
 
 
 def end_of_turn(activity: VoiceActivity, transcript: str, config: TurnConfig, complete: float | None = None,
