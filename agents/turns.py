@@ -124,4 +124,4 @@ def end_of_turn(activity: VoiceActivity, transcript: str, config: TurnConfig, co
         return complete >= threshold
     if activity.silence_s >= config.end_of_turn_s:
         return True
-    return activity.silence_s >= config.quick_end_of_turn_s and ends_sentence(transcript)
+    return activity.silence_s >= config.quick_end_of_turn_s and ends_sentence(transcript) and not open_ended(transcript)
