@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -58,6 +58,10 @@ class AppArgs(BaseModel):
     env_file: str = str(ROOT / ".env")
     end_of_turn_s: float = Field(default=0.7, gt=0)  # call mode: trailing silence that ends the user's turn
     quick_end_of_turn_s: float = Field(default=0.3, gt=0)  # ... when the transcript already ends a sentence
+    turn_detection: Literal["timer", "model"] = "model"  # call mode: the end-of-turn model, or the timer alone
+    turn_complete_threshold: float = Field(default=0.5, gt=0, lt=1)  # model: P(complete) that ends the turn
+    turn_punctuation_threshold: float = Field(default=0.3, gt=0, lt=1)  # ... when the transcript ends a sentence
+    turn_max_wait_s: float = Field(default=2.0, gt=0)  # model: silence after which an "incomplete" turn ends
     stt_batch_max_size: int | None = Field(default=None, ge=1)  # override models.yaml (1 = batching off)
     local_llm_threads: int | None = Field(default=None, ge=1)  # llama.cpp threads (default: half the cores)
     local_llm_num_cpus: float = Field(default=0.5, ge=0)  # Ray CPUs reserved for it (threads may use more)
@@ -118,7 +122,10 @@ def app(args: dict[str, Any] | None = None) -> Application:
         hosts=hosts,
         max_sessions=parsed.max_sessions_per_ingress,
         policy=SessionPolicy(max_turn_seconds=parsed.max_turn_seconds),
-        listening=TurnConfig(end_of_turn_s=parsed.end_of_turn_s, quick_end_of_turn_s=parsed.quick_end_of_turn_s),
+        listening=TurnConfig(end_of_turn_s=parsed.end_of_turn_s, quick_end_of_turn_s=parsed.quick_end_of_turn_s,
+                             turn_detection=parsed.turn_detection, turn_complete_threshold=parsed.turn_complete_threshold,
+                             turn_punctuation_threshold=parsed.turn_punctuation_threshold,
+                             turn_max_wait_s=parsed.turn_max_wait_s),
     )
     stt = models.stt.models[models.stt.default]
     transcriber = Transcriber.options(

@@ -5,6 +5,9 @@ transcript update (partial, or the settled transcript of an utterance), the user
 barge-in needs), in call mode the end of the user's turn, and audio past the turn's limit. Whisper runs
 through the injected ``transcribe`` callable, never on the caller's event loop; updates of one turn never
 overlap. What the listener heard is its own state: how it is shown to the client is the Conversation's.
+In call mode with ``turn_detection: model`` each utterance's end is put to the injected ``predict_end``
+(the end-of-turn model, its answer in a background task) and the turn ends as soon as it is answered
+"complete", not at the next audio frame.
 """
 
 from __future__ import annotations
@@ -34,6 +37,12 @@ class UserTurn:
     overflow_reported: bool = False
     ended_at: float = 0.0  # time.monotonic() when the turn was ended
     speech_ended_at: float = 0.0  # time.monotonic() when voice activity last ended
+    recent: bytearray = field(default_factory=bytearray)  # the last MODEL_AUDIO_S of the turn's audio
+    complete: float | None = None  # the end-of-turn model's answer for the latest utterance end
+    predicting: bool = False  # ... still on its way
+    utterances: int = 0  # utterance ends so far (a model answer for an older one is stale)
+    over_agent: bool = False  # started while the agent spoke: a backchannel until heard otherwise
+    loud_s: float = 0.0  # speech at barge-in level in this turn (the agent's own echo has none)
 
     async def settle(self) -> str:
         return await self.streamer.finish(None if self.speaking else self.speech_end_s)
@@ -63,6 +72,8 @@ class AudioOverflow:
 
 ListenerEvent = TranscriptUpdate | SpeechStarted | TurnEnded | AudioOverflow
 OnListenerEvent = Callable[[ListenerEvent], Awaitable[None]]
+PredictEnd = Callable[[bytes], Awaitable[float]]  # 16 kHz PCM16 ending at an utterance's end -> P(turn complete)
+MODEL_AUDIO_S = 8.0  # what the end-of-turn model hears: the last seconds of the turn
 
 
 @dataclass
@@ -73,6 +84,7 @@ class Listener:
     config: TurnConfig = field(default_factory=TurnConfig)
     max_turn_s: float = 120.0
     stream_partials: bool = True
+    predict_end: PredictEnd | None = None
 
     def __post_init__(self) -> None:
         self._vad = StreamingVad()
@@ -123,6 +135,7 @@ class Listener:
                 self._announced, self._loud_speech_s = False, 0.0
             speech = loud and probability >= self.config.speech_threshold
             self._loud_speech_s = self._loud_speech_s + WINDOW_SECONDS if speech else 0.0
+            turn.loud_s += WINDOW_SECONDS if speech else 0.0
             if not self._announced and self._loud_speech_s >= self.config.barge_in_min_speech_s:
                 self._announced = started = True
         if self.call_mode and turn.streamer.received_s == 0:
@@ -133,22 +146,55 @@ class Listener:
             if not self.activity.heard_speech:
                 return
             turn.streamer.add(bytes(self._preroll))
+            self._remember(turn, bytes(self._preroll))
             self._preroll.clear()
         else:
             turn.streamer.add(pcm)
+            self._remember(turn, pcm)
         turn.speaking = self.activity.speaking
+        if turn.speaking:
+            turn.complete, turn.predicting = None, False
         if started:
             await self.on_event(SpeechStarted())
         if ended:
             turn.speech_end_s = turn.streamer.received_s - self.activity.silence_s
             turn.speech_ended_at = time.monotonic()
+            turn.utterances += 1
+            if self._model_decides():
+                turn.predicting = True
+                self._spawn(self._predict(turn, turn.utterances))
             self._spawn(self._settle(turn))
         elif self._update_wanted(turn):
             self._spawn(self._update(turn))
         elif not self.activity.heard_speech and self.activity.silence_s > 2 * self.config.pre_roll_s:
             turn.streamer.drop_silence()  # chat mode before anyone spoke: do not hoard silence
-        if self.call_mode and end_of_turn(self.activity, turn.heard, self.config):
+        await self._maybe_end(turn)
+
+    def _model_decides(self) -> bool:
+        return self.call_mode and self.config.turn_detection == "model" and self.predict_end is not None
+
+    def _remember(self, turn: UserTurn, pcm: bytes) -> None:
+        if self._model_decides():
+            turn.recent += pcm
+            del turn.recent[: max(0, len(turn.recent) - int(MODEL_AUDIO_S * BYTES_PER_SECOND) // 2 * 2)]
+
+    async def _maybe_end(self, turn: UserTurn) -> None:
+        if self.call_mode and turn is self.turn and end_of_turn(self.activity, turn.heard, self.config,
+                                                                turn.complete, turn.predicting):
             await self.on_event(TurnEnded(self.take_turn()))
+
+    async def _predict(self, turn: UserTurn, utterance: int) -> None:
+        """The model's answer for the utterance that just ended; the turn ends here when it is complete."""
+        assert self.predict_end is not None
+        try:
+            complete = await self.predict_end(bytes(turn.recent))
+        except Exception as exc:  # the timer decides instead
+            log.warning("end-of-turn model failed (%s): the timer decides", exc)
+            complete = None
+        if turn.utterances != utterance or turn.speaking:
+            return  # the user spoke again meanwhile: that utterance's end gets its own answer
+        turn.complete, turn.predicting = complete, False
+        await self._maybe_end(turn)
 
     def _update_wanted(self, turn: UserTurn) -> bool:
         if not self.activity.speaking:
@@ -177,6 +223,7 @@ class Listener:
             return
         if turn is self.turn:
             await self._report(turn, text, final=True)
+            await self._maybe_end(turn)  # the settled punctuation may decide what the model left open
 
     async def _report(self, turn: UserTurn, text: str, *, final: bool) -> None:
         if text.strip():

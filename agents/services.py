@@ -31,6 +31,7 @@ class Services:
     load_greeting_audio: Callable[[Path], Awaitable[bytes]] | None = None  # server file -> 24 kHz PCM16
     stream_llm: Callable[[LlmRequest], AsyncIterator[str]] | None = None  # a reply's text as it is generated
     complete_llm: Callable[[LlmRequest], Awaitable[str]] | None = None  # a whole completion (classifier, invoke_llm)
+    predict_end_of_turn: Callable[[bytes], Awaitable[float]] | None = None  # 16 kHz PCM16 -> P(the turn is complete)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,12 @@
-"""Voice activity with hysteresis, and the end-of-turn rule of call mode."""
+"""Voice activity with hysteresis, and the end-of-turn rule of call mode.
+
+Call mode ends the user's turn in one of two ways (``turn_detection``). ``timer``: after ``end_of_turn_s``
+of silence, or ``quick_end_of_turn_s`` when the transcript already ends a sentence. ``model``: when an
+utterance ends (``utterance_end_s`` of silence), the end-of-turn model (Smart Turn, speech/turn_model.py)
+hears its last seconds; a confident "complete" ends the turn at once, the transcript's punctuation
+lowers the bar the model must pass, and an "incomplete" waits up to ``turn_max_wait_s`` of silence for
+more. Without a model answer (none installed, an error, or still running) the timer's rule applies.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.backchannel import DEFAULT_BACKCHANNELS
 from speech.vad import WINDOW_SECONDS
 
 VadEvent = Literal["start", "end"]
@@ -30,6 +39,15 @@ class TurnConfig(BaseModel):
     # the agent's own voice leaking back through the echo canceller is quieter and does not interrupt.
     barge_in_min_speech_s: float = Field(default=0.3, ge=0.03)
     barge_in_min_dbfs: float = Field(default=-42.0, le=0)
+    turn_detection: Literal["timer", "model"] = "model"  # call mode: how the end of the user's turn is found
+    turn_complete_threshold: float = Field(default=0.5, gt=0, lt=1)  # model: "complete" at this probability
+    turn_punctuation_threshold: float = Field(default=0.3, gt=0, lt=1)  # ... or this, when the text ends a sentence
+    turn_max_wait_s: float = Field(default=2.0, gt=0)  # model: silence after which an "incomplete" turn ends anyway
+    # Speech over the agent that says only these words (at most backchannel_max_words of them, and for less
+    # than backchannel_max_s) neither interrupts it nor becomes a turn (agents/backchannel.py); () turns it off.
+    backchannels: tuple[str, ...] = DEFAULT_BACKCHANNELS
+    backchannel_max_words: int = Field(default=3, ge=1)
+    backchannel_max_s: float = Field(default=1.2, gt=0)
 
 
 @dataclass
@@ -74,10 +92,36 @@ def ends_sentence(text: str) -> bool:
     return text.rstrip().endswith((".", "?", "!"))
 
 
-def end_of_turn(activity: VoiceActivity, transcript: str, config: TurnConfig) -> bool:
-    """Call mode: the user is done after enough trailing silence, sooner when the sentence is complete."""
+# English words a sentence hardly ever ends with ("a table for ...", "John and ..."): Whisper (tiny.en here)
+# often writes a period where the audio stopped, so a transcript ending in one of them is taken as unfinished.
+DANGLING = frozenset("a an the and or but because so of to for with at in on from by about into than that "
+                     "my your our their his her its i we you they is are was were am if when while as".split())
+
+
+def open_ended(text: str) -> bool:
+    """The transcript stops mid-thought: a trailing comma, dash or ellipsis, or a word no sentence ends with."""
+    text = text.rstrip()
+    if text.endswith((",", "-", "...", "\u2026", ";", ":")):
+        return True
+    words = text.split()
+    return bool(words) and not text.endswith(("?", "!")) and words[-1].strip(".,;:\"'").lower() in DANGLING
+
+
+def end_of_turn(activity: VoiceActivity, transcript: str, config: TurnConfig, complete: float | None = None,
+                pending: bool = False) -> bool:
+    """Call mode: is the user done? ``complete`` is the end-of-turn model's probability for the utterance
+    that just ended; ``pending`` says its answer is still on the way (None and not pending: the timer)."""
     if activity.speaking or not activity.heard_speech:
         return False
+    if config.turn_detection == "model" and pending and complete is None:
+        return activity.silence_s >= config.turn_max_wait_s
+    if config.turn_detection == "model" and complete is not None:
+        if activity.silence_s >= config.turn_max_wait_s:
+            return True
+        if open_ended(transcript):
+            return False
+        threshold = config.turn_punctuation_threshold if ends_sentence(transcript) else config.turn_complete_threshold
+        return complete >= threshold
     if activity.silence_s >= config.end_of_turn_s:
         return True
-    return activity.silence_s >= config.quick_end_of_turn_s and ends_sentence(transcript)
+    return activity.silence_s >= config.quick_end_of_turn_s and ends_sentence(transcript) and not open_ended(transcript)

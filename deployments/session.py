@@ -88,8 +88,12 @@ def handle_services(transcriber: DeploymentHandle, synthesizer: DeploymentHandle
 
         return await asyncio.to_thread(load)
 
+    async def predict_end_of_turn(pcm16: bytes) -> float:
+        # No retry: a lost answer only means the timer decides this turn's end.
+        return await transcriber.end_of_turn.remote(pcm16)
+
     return Services(transcribe=transcribe, speak=speak, load_greeting_audio=load_greeting_audio,
-                    stream_llm=llm.stream, complete_llm=llm.complete)
+                    stream_llm=llm.stream, complete_llm=llm.complete, predict_end_of_turn=predict_end_of_turn)
 
 
 def register_local_llm(local_llm: DeploymentHandle) -> None:

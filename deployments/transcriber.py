@@ -4,6 +4,11 @@ Windows of up to 30 s from every session are batched with ``@serve.batch`` into 
 faster-whisper backend; openai-whisper decodes a batch window by window); longer audio takes the long-form
 path. Batch size and wait come from models.yaml and can be changed
 live through ``user_config`` (``batch_max_size``, ``batch_wait_s``).
+
+The end-of-turn model (Smart Turn v3.2, speech/turn_model.py) runs here too: it is a Whisper-tiny encoder
+with a classifier, so it belongs where Whisper runs (the same replica, CPU threads or GPU fraction), its
+calls from every session are batched the same way, and no process of its own (about 300 MB for a Ray
+actor) is started for a 9 MB model. A session host never runs it on its own event loop.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from ray import serve
 from speech.audio import pcm16_to_float
 from speech.models_config import load_models_config, resolve_files
 from speech.stt import MAX_WINDOW_SECONDS, Transcript, load_stt_backend
+from speech.turn_model import SmartTurn, TurnModelMissing
 
 log = logging.getLogger("ray.serve")
 
@@ -32,6 +38,12 @@ class Transcriber:
         self.backend = load_stt_backend(spec, model_dir, cache_dir=Path(models_path).parent / ".cache" / "stt")
         self.reconfigure({"batch_max_size": spec.batch_max_size, "batch_wait_s": spec.batch_wait_s})
         self.backend.warm_up()  # so the first user does not pay for it
+        self.turn_model: SmartTurn | None = None
+        try:
+            self.turn_model = SmartTurn(threads=spec.cpu_threads or None)
+            self.turn_model.predict(np.zeros(16_000, dtype=np.float32))  # warm-up
+        except TurnModelMissing as exc:
+            log.warning("%s", exc)
         log.info("Transcriber ready: %s on %s", models.stt.default, self.backend.device)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
@@ -49,3 +61,14 @@ class Transcriber:
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.002)
     async def _window_batch(self, items: list[tuple[np.ndarray, str | None]]) -> list[Transcript]:
         return await asyncio.to_thread(self.backend.transcribe_batch, items)
+
+    async def end_of_turn(self, pcm16: bytes) -> float:
+        """The probability that the user's turn is complete, for audio ending where their speech ended."""
+        if self.turn_model is None:
+            raise TurnModelMissing("no end-of-turn model on this Transcriber (pipecat-ai is not installed)")
+        return await self._turn_batch(pcm16_to_float(pcm16))
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
+    async def _turn_batch(self, audios: list[np.ndarray]) -> list[float]:
+        assert self.turn_model is not None
+        return await asyncio.to_thread(self.turn_model.predict_batch, audios)

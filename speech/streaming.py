@@ -61,10 +61,22 @@ class LocalAgreement:
         if self.in_window:
             known = [normalize(w.text) for w in self.confirmed[-self.in_window :]]
             blocks = [b for b in SequenceMatcher(a=known, b=heard, autojunk=False).get_matching_blocks() if b.size]
+            self._refresh(blocks, words)
             if blocks:
                 return words[blocks[-1].b + blocks[-1].size :]
             return words[len(known) :] if len(words) > len(known) else []
         return self._without_repeat(words)
+
+    def _refresh(self, blocks: list, words: list[Word]) -> None:
+        """Confirmed words take the punctuation and case of the newer pass that heard them again: a word
+        confirmed at the end of a window often carries the period Whisper puts where the audio stopped, and
+        the newer pass, which heard what followed, writes "coins, and" instead of "coins. And"."""
+        first = len(self.confirmed) - self.in_window
+        for block in blocks:
+            for k in range(block.size):
+                old, new = self.confirmed[first + block.a + k], words[block.b + k]
+                if old.text != new.text:
+                    self.confirmed[first + block.a + k] = replace(old, text=new.text)
 
     def _without_repeat(self, words: list[Word]) -> list[Word]:
         """A window starts right after confirmed words: Whisper may still repeat the last few of them."""
@@ -165,6 +177,10 @@ class StreamingTranscriber:
     def received_s(self) -> float:
         return self._received_s
 
+    def window_audio(self) -> bytes:
+        """The audio of the current window (the turn's recent audio)."""
+        return bytes(self._window)
+
     @property
     def window_s(self) -> float:
         return len(self._window) / BYTES_PER_SECOND
@@ -186,7 +202,14 @@ class StreamingTranscriber:
         return not self._lock.locked() and self._received_s - self._last_update_s >= self.config.update_interval_s
 
     def hypothesis(self) -> Hypothesis:
-        return Hypothesis(LocalAgreement.text(self.agreement.confirmed), LocalAgreement.text(self.agreement.pending))
+        """What is shown while the user speaks. The pending words come from one loop-free pass, but they can
+        complete a run with the confirmed words before them ("coins an an" + "an an and"): such repeats are
+        left out of the partial, as the agreement leaves them out of the confirmed text."""
+        confirmed, pending = self.agreement.confirmed, self.agreement.pending
+        runs = repeated_runs([normalize(w.text) for w in confirmed + pending])
+        dropped = {i - len(confirmed) for start, n, count in runs for i in range(start + n, start + n * count)}
+        shown = [w for i, w in enumerate(pending) if i not in dropped]
+        return Hypothesis(LocalAgreement.text(confirmed), LocalAgreement.text(shown))
 
     def _prompt(self) -> str | None:
         """The confirmed text before the window. Never words inside it: Whisper would skip them in the audio."""

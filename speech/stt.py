@@ -37,6 +37,41 @@ def _doubtful(transcript: Transcript) -> bool:
     return len(data) > 24 and len(data) / len(zlib.compress(data)) > 2.4
 
 
+# Whisper's word alignment makes each punctuation mark a word of its own ("afternoon", "?"). Opening marks
+# go with the word after them, every other mark with the word before it, as Whisper's own long-form path
+# does; a pass that dropped them would lose every "?" and ".".
+_OPENING = set("([{\u201c\u00bf\u00a1-")
+_QUOTES = set("\"'")  # opening after a space (' "yes'), closing right after a word ('yes."')
+
+
+def merge_punctuation(words: list[Word]) -> list[Word]:
+    """Each word that is only punctuation joined to a neighbour: an opening mark to the word after it, any
+    other mark to the word before it (whose times it keeps; to the word after when none comes before). Marks
+    with no word at all are dropped."""
+    merged: list[Word] = []
+    opening = ""
+    for word in words:
+        mark = word.text.strip()
+        if mark and not any(c.isalnum() for c in mark):
+            opens = mark[0] in _OPENING or (mark[0] in _QUOTES and word.text[:1].isspace())
+            if merged and not opening and not opens:
+                last = merged[-1]
+                merged[-1] = Word(last.text + mark, last.start, last.end, last.probability)
+            else:
+                opening += mark if opening else word.text  # the first mark keeps the space before it
+            continue
+        if opening:
+            body = word.text.lstrip()
+            lead = "" if opening[:1].isspace() else word.text[: len(word.text) - len(body)]
+            word = Word(lead + opening + body, word.start, word.end, word.probability)
+            opening = ""
+        merged.append(word)
+    if opening and merged:  # marks after the last word that opened nothing
+        last = merged[-1]
+        merged[-1] = Word(last.text + opening.strip(), last.start, last.end, last.probability)
+    return merged
+
+
 MAX_WINDOW_SECONDS = 30.0  # one Whisper window: longer audio goes through the long-form path
 PROMPT_TOKENS = 48  # the previous text given to Whisper: the last this-many tokens of the confirmed text
 
@@ -165,10 +200,10 @@ class FasterWhisperBackend:
                 # Whisper's own no-speech rule; Silero heard speech, so the long-form path gets a say.
                 transcripts.append(Transcript(text="", audio_seconds=seconds, doubtful=True))
                 continue
-            words = [
+            words = merge_punctuation([
                 Word(text=w["word"], start=float(w["start"]), end=min(float(w["end"]), seconds), probability=float(w["probability"]))
                 for w in aligned
-            ]
+            ])
             transcripts.append(Transcript(text=tokenizer.decode(token_ids).strip(), words=words, audio_seconds=seconds))
         return transcripts
 

@@ -98,3 +98,67 @@ async def test_audio_that_arrives_during_an_update_is_never_trimmed():
     release.set()
     await update
     assert transcriber.window_s == 3.5  # nothing analyzed was older than idle_keep_s: nothing dropped
+
+
+def aligned(*tokens: tuple[str, float]) -> list[Word]:
+    """Words as Whisper's alignment gives them: every punctuation mark its own word, with its own time."""
+    return [Word(text, at, at + 0.2, 0.9) for text, at in tokens]
+
+
+def test_alignment_punctuation_joins_its_word():
+    from speech.stt import merge_punctuation
+
+    merged = merge_punctuation(aligned((" What", 0.0), (" time", 0.3), (" is", 0.6), (" it", 0.8), ("?", 1.0),
+                                       (" Hello", 1.5), (",", 1.7), (" Anna", 1.8), (".", 2.1)))
+    assert [w.text for w in merged] == [" What", " time", " is", " it?", " Hello,", " Anna."]
+    assert (merged[3].start, merged[3].end) == (0.8, 1.0)  # the word keeps its own times, not the mark's
+    quoted = merge_punctuation(aligned((" He", 0.0), (" said", 0.2), (' "', 0.4), ("yes", 0.5), ('."', 0.7)))
+    assert [w.text for w in quoted] == [" He", " said", ' "yes."']
+    opening = merge_punctuation(aligned((" (", 0.0), ("maybe", 0.1), (")", 0.3), (" -", 0.4), ("no", 0.5)))
+    assert [w.text for w in opening] == [" (maybe)", " -no"]
+    assert merge_punctuation([]) == [] and merge_punctuation(aligned(("?", 0.0))) == []  # no word to join
+
+
+async def test_punctuation_and_case_survive_streaming():
+    """Partials and the settled transcript keep Whisper's punctuation and casing; the agreement still
+    compares words without them (a window's last word often gets a period that the next pass drops)."""
+    passes = [
+        aligned((" What", 0.0), (" will", 0.3), (" the", 0.5), (" weather", 0.7), (".", 1.0)),
+        aligned((" What", 0.0), (" will", 0.3), (" the", 0.5), (" weather", 0.7), (" be", 1.1), (" like", 1.3), (".", 1.5)),
+        aligned((" What", 0.0), (" will", 0.3), (" the", 0.5), (" weather", 0.7), (" be", 1.1), (" like", 1.3),
+                (" in", 1.6), (" Lisbon", 1.8), ("?", 2.2)),
+    ]
+    from speech.stt import merge_punctuation
+
+    calls = iter(passes + [passes[-1]])
+
+    async def transcribe(pcm: bytes, prompt):
+        heard = merge_punctuation(next(calls))
+        return Transcript(LocalAgreement.text(heard), heard, len(pcm) / 32_000)
+
+    transcriber = StreamingTranscriber(transcribe)
+    shown = []
+    for _ in range(3):
+        transcriber.add(b"\x00\x00" * 16_000)
+        shown.append((await transcriber.update()).text)
+    assert shown == ["What will the weather.", "What will the weather be like.", "What will the weather be like in Lisbon?"]
+    transcriber.add(b"\x00\x00" * 8_000)
+    assert await transcriber.finish() == "What will the weather be like in Lisbon?"
+
+
+async def test_a_partial_never_shows_a_run_formed_with_the_confirmed_words():
+    transcriber = StreamingTranscriber(lambda pcm, prompt: None)  # type: ignore[arg-type]
+    transcriber.agreement.confirm_all(words("ancient coins an an"))
+    transcriber.agreement.pending = words("an an and a garden")
+    assert transcriber.hypothesis().text == "ancient coins an an and a garden"
+
+
+def test_confirmed_words_take_the_newer_punctuation():
+    """A window's last word gets Whisper's period; once a newer pass hears what follows, its text wins."""
+    agreement = LocalAgreement()
+    agreement.insert(aligned((" ancient", 0.0), (" coins.", 0.4)))
+    agreement.insert(aligned((" ancient", 0.0), (" coins.", 0.4), (" And", 0.9)))
+    assert LocalAgreement.text(agreement.confirmed) == "ancient coins."
+    agreement.insert(aligned((" ancient", 0.0), (" coins,", 0.4), (" and", 0.9), (" a", 1.1), (" garden.", 1.3)))
+    assert LocalAgreement.text(agreement.confirmed) == "ancient coins, and"
+    assert agreement.confirmed[1].start == 0.4  # times stay those of the confirmed word

@@ -47,3 +47,42 @@ def test_no_turn_without_speech():
 
 def test_ends_sentence():
     assert ends_sentence("Really?") and ends_sentence("Yes. ") and not ends_sentence("well,")
+
+
+def test_model_decides_the_end_of_turn():
+    cfg = TurnConfig(turn_detection="model", turn_complete_threshold=0.5, turn_punctuation_threshold=0.3,
+                     turn_max_wait_s=2.0)
+    activity = VoiceActivity(cfg)
+    feed(activity, 0.9, 1.0)
+    feed(activity, 0.0, 0.25)  # the utterance just ended
+    assert end_of_turn(activity, "I would like a coffee", cfg, complete=0.9)  # confident: at once
+    assert not end_of_turn(activity, "I would like a coffee", cfg, complete=0.4)
+    assert end_of_turn(activity, "I would like a coffee.", cfg, complete=0.4)  # punctuation lowers the bar
+    assert not end_of_turn(activity, "I would like a coffee,", cfg, complete=0.9)  # ... a comma holds it
+    assert not end_of_turn(activity, "I would like a coffee.", cfg, complete=None, pending=True)  # answer on its way
+    feed(activity, 0.0, 1.0)  # the timer alone would have ended it by now
+    assert not end_of_turn(activity, "I would like a coffee", cfg, complete=0.1)
+    feed(activity, 0.0, 0.8)
+    assert end_of_turn(activity, "I would like a coffee", cfg, complete=0.1)  # the maximum wait
+    assert not end_of_turn(VoiceActivity(cfg), "", cfg, complete=0.99)  # nobody spoke
+
+
+def test_timer_decides_without_a_model_answer():
+    cfg = TurnConfig(turn_detection="model")
+    activity = VoiceActivity(cfg)
+    feed(activity, 0.9, 1.0)
+    feed(activity, 0.0, 0.75)
+    assert end_of_turn(activity, "I would like to", cfg, complete=None, pending=False)
+    timer = TurnConfig(turn_detection="timer")
+    assert end_of_turn(activity, "I would like to", timer, complete=0.0)  # the model's answer is not asked for
+
+
+def test_a_transcript_ending_on_a_dangling_word_is_unfinished():
+    cfg = TurnConfig(turn_detection="model")
+    activity = VoiceActivity(cfg)
+    feed(activity, 0.9, 1.0)
+    feed(activity, 0.0, 0.25)
+    for unfinished in ("I would like to book a table for.", "My name is John and", "Could you tell me the way to the..."):
+        assert not end_of_turn(activity, unfinished, cfg, complete=0.95), unfinished
+    assert end_of_turn(activity, "I would like to book a table for four.", cfg, complete=0.95)
+    assert end_of_turn(activity, "Who is it for?", cfg, complete=0.95)  # a question is a question

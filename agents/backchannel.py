@@ -1,0 +1,42 @@
+"""Backchannels: "mhm", "yeah", "okay" said while the agent speaks are listening, not interrupting.
+
+In call mode the user's voice over the agent's reply used to stop it at once (barge-in after
+``barge_in_min_speech_s`` of speech). A listener's "mhm" then cut the agent off and became a turn of its
+own. Now speech over the agent is judged first: as soon as sustained speech starts, what was said so far
+is transcribed (one short Whisper pass); a word that is not a backchannel, more than
+``backchannel_max_words`` words, or speech going on past ``backchannel_max_s`` is a real interruption and
+stops the agent; an utterance that ends as a backchannel is dropped: no barge-in, no user message, no turn.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from speech.repetition import normalize
+
+DEFAULT_BACKCHANNELS = ("mhm", "mm", "mmm", "hmm", "uh-huh", "uh huh", "yeah", "yes", "yep", "yup", "okay", "ok",
+                        "right", "sure", "alright", "i see", "got it", "oh", "ah", "wow", "cool", "nice", "great")
+
+
+def backchannel_words(phrases: Iterable[str]) -> frozenset[str]:
+    """Every word of the configured phrases, as compared ("uh-huh" gives "uh", "huh" and "uhhuh")."""
+    words: set[str] = set()
+    for phrase in phrases:
+        for part in re.split(r"[\s\-]+", phrase):
+            if normalize(part):
+                words.add(normalize(part))
+        words.add(normalize(phrase))
+    return frozenset(words)
+
+
+def is_backchannel(text: str, allowed: frozenset[str], max_words: int) -> bool:
+    """Whether ``text`` says nothing but backchannel words, and few of them. An empty text is not one (the
+    words are not known yet)."""
+    heard = [normalize(w) for w in re.split(r"[\s\-]+", text) if normalize(w)]
+    return 0 < len(heard) <= max_words and all(w in allowed for w in heard)
+
+
+def could_become_backchannel(text: str, allowed: frozenset[str], max_words: int) -> bool:
+    """While the user is still speaking: nothing heard yet, or only backchannel words so far."""
+    return not text.strip() or is_backchannel(text, allowed, max_words)

@@ -1,0 +1,75 @@
+"""Call mode on the real graph: the end-of-turn model ends a complete question early, keeps a sentence with
+a pause in the middle as one turn, the user's final message keeps Whisper's punctuation, and backchannels over
+a reply neither interrupt it nor start a turn while a real interruption stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from harness.speech import speech_pcm16k, speech_with_pause, trim_trailing_silence, wer
+from speech.audio import pcm16_to_float
+from tests.integration.helpers import ends_response, final_user_text, start_session, text_of, user_messages
+
+MAX_WAIT_S = 2.0  # the server's turn_max_wait_s (default)
+
+
+async def test_a_complete_question_is_answered_early_and_keeps_its_question_mark(connect):
+    client = await connect()
+    await start_session(client, mode="call")
+    question = "What will the weather be like in Lisbon tomorrow afternoon?"
+    speech = trim_trailing_silence(speech_pcm16k(question))
+    started = time.monotonic()
+    sender = asyncio.create_task(client.send_audio(speech + b"\x00\x00" * 16_000 * 3, realtime=True))
+    speech_end = started + len(speech) / 32_000  # frames go out at real-time pace from ``started``
+    created = await client.until(lambda r: r.is_status("response_created"), 30)
+    waited = created[-1].at - speech_end
+    items = created + await client.until(ends_response, 30)
+    await sender
+    heard = final_user_text(items)
+    assert wer(question, heard) <= 0.15 and heard.endswith("?"), heard
+    assert waited < 1.2 < MAX_WAIT_S, f"the turn ended {waited:.2f} s after the speech"
+
+
+async def test_a_pause_mid_sentence_gives_one_turn(connect):
+    client = await connect()
+    await start_session(client, mode="call")
+    text = "My name is John and I live in Berlin."
+    await client.send_audio(speech_with_pause(text, 5, 1.0) + b"\x00\x00" * 16_000 * 3, realtime=True)
+    items = await client.until(ends_response, 30)
+    items += await client.drain(1.0)
+    statuses = [i.header["status"] for i in items if i.type == "status"]
+    assert statuses.count("response_created") == 1, statuses
+    assert len({m.header["id"] for m in user_messages(items)}) == 1
+    assert wer(text, final_user_text(items)) <= 0.15, final_user_text(items)
+
+
+async def test_backchannels_do_not_interrupt_but_a_real_interruption_does(connect):
+    client = await connect()
+    await start_session(client, mode="call")
+    story = ("On Saturday morning we walked along the river to the old market and the baker sold us warm bread "
+             "and a big bag of apples for the way home.")
+    await client.send_audio(speech_pcm16k(story) + b"\x00\x00" * 16_000, realtime=True)
+    await client.until(lambda r: r.type == "audio", 30)  # the echo of a 7 s story starts playing
+    for backchannel in ("Yeah.", "Okay."):
+        await client.send_audio(speech_pcm16k(backchannel) + b"\x00\x00" * 16_000, realtime=True)
+    heard = await client.drain(0.5)
+    statuses = [i.header["status"] for i in heard if i.type == "status"]
+    assert "user_interrupt" not in statuses and "response_created" not in statuses, statuses
+    assert not user_messages(heard), [text_of(m) for m in user_messages(heard)]
+    interruption = "Wait, stop, I have a question."
+    pcm = speech_pcm16k(interruption)
+    onset = time.monotonic()
+    onset += float(np.flatnonzero(np.abs(pcm16_to_float(pcm)) > 0.02)[0]) / 16_000  # Piper starts with silence
+    sender = asyncio.create_task(client.send_audio(pcm + b"\x00\x00" * 16_000 * 3, realtime=True))
+    interrupted = await client.until(lambda r: r.is_status("user_interrupt"), 10)
+    latency = interrupted[-1].at - onset
+    await sender
+    items = interrupted + await client.drain(1.0)
+    # Piper pauses at the commas: the model may take "Wait." as a turn of its own; every word is heard once.
+    said = " ".join(text_of(m) for m in user_messages(items, final=True))
+    assert wer(interruption, said) <= 0.2, said
+    # The barge-in needs 0.3 s of speech, then one Whisper pass says it is no backchannel.
+    assert latency < 1.0, f"user_interrupt {latency:.2f} s after the interruption began"

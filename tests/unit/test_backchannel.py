@@ -1,0 +1,24 @@
+from agents.backchannel import DEFAULT_BACKCHANNELS, backchannel_words, could_become_backchannel, is_backchannel
+
+ALLOWED = backchannel_words(DEFAULT_BACKCHANNELS)
+
+
+def test_backchannels_are_recognized_whatever_their_spelling():
+    for text in ("Mhm.", "mhm", "Yeah.", "Okay, okay.", "Uh-huh.", "Right!", "I see.", "Got it."):
+        assert is_backchannel(text, ALLOWED, 3), text
+
+
+def test_real_words_and_long_runs_are_not_backchannels():
+    for text in ("Wait, stop, I have a question.", "Yeah, but what about tomorrow?", "No.", "", "okay okay okay okay"):
+        assert not is_backchannel(text, ALLOWED, 3), text
+
+
+def test_so_far_nothing_heard_may_still_be_one():
+    assert could_become_backchannel("", ALLOWED, 3) and could_become_backchannel("Yeah", ALLOWED, 3)
+    assert not could_become_backchannel("Wait", ALLOWED, 3)
+
+
+def test_the_list_is_configurable():
+    allowed = backchannel_words(["jawohl", "uh-huh"])
+    assert is_backchannel("Jawohl.", allowed, 2) and is_backchannel("uh huh", allowed, 2)
+    assert not is_backchannel("Yeah.", allowed, 2)

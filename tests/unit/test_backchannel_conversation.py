@@ -1,0 +1,68 @@
+"""Call mode over the agent's speech, on the Ray-free Conversation: the real VAD on Piper-made speech, a
+scripted Whisper (it hears what the test says is being said) and a timed fake TTS (0.2 s of audio a word)."""
+
+import asyncio
+
+from agents.agent import AgentConfig, build_agent
+from agents.conversation import Conversation
+from agents.services import Services
+from harness.speech import speech_pcm16k
+from protocol import messages as m
+from speech.stt import Transcript, Word
+
+AGENT = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe",
+                    "voice": "joe"}}}), patterns={}, others={}, models=None, source="test", name="echo", base_dir=None)
+STORY = " ".join(f"word{i}" for i in range(40))  # echoed: 8 s of reply audio
+
+
+def call(saying: dict[str, str]):
+    out: list[m.ServerMessage] = []
+
+    async def transcribe(pcm: bytes, prompt):
+        text = saying["now"]
+        return Transcript(text, [Word(" " + w, i * 0.2, i * 0.2 + 0.15, 0.9) for i, w in enumerate(text.split())])
+
+    async def speak(text, voice, tone, cached):
+        for _ in text.split():
+            yield b"\x01\x00" * 4_800
+
+    async def emit(msg):
+        out.append(msg)
+
+    conv = Conversation(agent_name="echo", agent=AGENT, init=m.Init(agent_name="echo", mode="call", init_greeting=False),
+                        services=Services(transcribe, speak), emit=emit)
+    return conv, out
+
+
+async def say(conv: Conversation, pcm: bytes) -> None:
+    """At four times real time: the agent's reply (8 s) is still playing when the test is done."""
+    for offset in range(0, len(pcm), 8192):
+        await conv.handle(m.Audio(pcm[offset : offset + 8192]))
+        await asyncio.sleep(0.064)
+
+
+def statuses(out):
+    return [o.header["status"] for o in out if o.type == "status"]
+
+
+def user_texts(out):
+    return [o.header["content"][0]["text"] for o in out if o.type == "message" and o.header["role"] == "user"]
+
+
+async def test_a_backchannel_over_the_reply_is_no_interruption_and_no_turn():
+    saying = {"now": STORY}
+    conv, out = call(saying)
+    await conv.start()
+    silence = b"\x00\x00" * 16_000
+    await say(conv, speech_pcm16k("On Saturday morning we walked along the river to the old market.") + silence)
+    assert statuses(out) == ["init_done", "response_created", "response_done"]
+    for backchannel in ("Yeah.", "Okay."):
+        saying["now"] = backchannel
+        await say(conv, speech_pcm16k(backchannel) + silence)
+    assert statuses(out) == ["init_done", "response_created", "response_done"]
+    assert user_texts(out)[-1] == STORY
+    saying["now"] = "Wait, stop, I have a question."
+    await say(conv, speech_pcm16k("Wait, stop, I have a question.") + silence)
+    assert "user_interrupt" in statuses(out)
+    assert user_texts(out)[-1] == "Wait, stop, I have a question."
+    await conv.close()
