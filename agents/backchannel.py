@@ -40,3 +40,4 @@ def is_backchannel(text: str, allowed: frozenset[str], max_words: int) -> bool:
 def could_become_backchannel(text: str, allowed: frozenset[str], max_words: int) -> bool:
     """While the user is still speaking: nothing heard yet, or only backchannel words so far."""
     return not text.strip() or is_backchannel(text, allowed, max_words)
+

@@ -13,14 +13,15 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agents.agent import Agent
 from agents.audio_input import AudioInput
-from agents.backchannel import backchannel_words, could_become_backchannel, is_backchannel
-from agents.greeting import choose_greeting
+from agents.barge_in import BargeIn
+from agents.greeting import choose_greeting, speak_greeting
 from agents.history import History, StoredMessage, TranscriptMessages
 from agents.invoke import InvokeRefused, answer_invoke, invoke_request
 from agents.listener import AudioOverflow, Listener, ListenerEvent, SpeechStarted, TranscriptUpdate, TurnEnded, UserTurn
@@ -30,7 +31,6 @@ from agents.services import Emit, ReportTurn, Services, SessionPolicy
 from agents.speaker import Speaker
 from agents.timeline import TurnTimeline
 from agents.turns import TurnConfig
-from common.errors import CodedError
 from protocol import messages as m
 
 log = logging.getLogger("voi.conversation")
@@ -67,12 +67,13 @@ class Conversation:
                                 stream_audio=init.stream_output_audio, recorder=recorder)
         self._replies = ReplyWriter(agent_name=agent_name, agent=agent, history=self.history,
                                     speaker=self._speaker, services=services, emit=emit, rng=self._rng)
-        self._listening = listening
-        self._backchannels = backchannel_words(listening.backchannels)
         self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event,
                                   call_mode=init.mode == "call", config=listening, max_turn_s=policy.max_turn_seconds,
                                   stream_partials=init.stream_user_stt, predict_end=services.predict_end_of_turn)
-        self._input = AudioInput(init.input_audio_format, feed=self._hear, report=self._bad_audio,
+        self._barge_in = BargeIn(agent_name=agent_name, config=listening, listener=self._listener, speaker=self._speaker,
+                                 emit=emit, transcribe=services.transcribe, reply_task=lambda: self._reply_task)
+        hear = recorder.tap_user_audio(self._listener.feed) if recorder is not None else self._listener.feed
+        self._input = AudioInput(init.input_audio_format, feed=hear, report=lambda exc: emit(m.error(str(exc), exc.code)),
                                  stream_per_turn=init.mode == "chat")
         self._transcripts = TranscriptMessages(self.history)
         self._typed_ids: list[int] = []
@@ -91,8 +92,9 @@ class Conversation:
         self._worker = asyncio.create_task(self._turn_worker(), name=f"turns:{self.agent_name}")
         recording = {"recording_id": self.recorder.id} if self.recorder is not None else {}  # (ext) the user may ask
         await self._emit(m.status("init_done", agent_name=self.agent_name, **recording))  # for its deletion
-        if self.init.init_greeting:
-            await self._greet()
+        greeting = choose_greeting(self.agent.greetings, self.agent.greeting_tone, self._rng, self._greeting_dir)
+        if self.init.init_greeting and greeting is not None:
+            await speak_greeting(greeting, self.history, self._speaker, self._emit)
 
     async def close(self) -> None:
         tasks = [t for t in self._speaker.tasks() if not t.done()]
@@ -137,8 +139,8 @@ class Conversation:
     async def _on_listener_event(self, event: ListenerEvent) -> None:
         if isinstance(event, TranscriptUpdate):
             await self._show_transcript(event.turn, event.text, final=event.final)
-        elif isinstance(event, SpeechStarted):
-            await self._barge_in()
+        elif isinstance(event, SpeechStarted) and self.init.mode == "call":
+            await self._barge_in.speech_started(self._spawn)
         elif isinstance(event, TurnEnded):
             await self._queue_turn(event.turn)
             if self.recorder is not None:
@@ -147,88 +149,16 @@ class Conversation:
             await self._emit(m.error(f"this turn's audio passed {self.policy.max_turn_seconds:.0f} s; the rest of it "
                                      "is ignored (end the turn with create_response)", "audio_too_long"))
 
-    async def _hear(self, pcm16k: bytes) -> None:
-        if self.recorder is not None:
-            self.recorder.user_audio(pcm16k)
-        await self._listener.feed(pcm16k)
-
-    async def _bad_audio(self, exc: CodedError) -> None:
-        await self._emit(m.error(str(exc), exc.code))
-
-    def _agent_speaking(self, now: float) -> bool:
-        reply_running = self._reply_task is not None and not self._reply_task.done()
-        speech = self._speaker.get(None)
-        return reply_running or (speech is not None and speech.playing(now))
-
-    async def _barge_in(self) -> None:
-        """The user really started to speak (sustained, loud enough): in call mode, over the agent, that is
-        a barge-in, unless it turns out to be a backchannel (judged first when backchannels are on)."""
-        if self.init.mode != "call" or not self._agent_speaking(time.monotonic()):
-            return
-        turn = self._listener.turn
-        if self._backchannels:
-            turn.over_agent = True
-            task = asyncio.create_task(self._judge_overlap(turn), name="backchannel")
-            self._side_tasks.add(task)
-            task.add_done_callback(self._side_tasks.discard)
-            return
-        await self._interrupt_reply()
-
-    async def _interrupt_reply(self) -> None:
-        now = time.monotonic()
-        if not self._agent_speaking(now):
-            return
-        log.info("agent=%s barge-in: the user speaks over the reply", self.agent_name)
-        await self._emit(m.status("user_interrupt"))
-        if self._reply_task is not None and not self._reply_task.done():
-            self._reply_task.cancel()
-        speech = self._speaker.get(None)
-        if speech is not None and not speech.interrupted:
-            speech.barged_in = True
-            await self._speaker.cut(speech, speech.played_s(now))
-
-    def _is_backchannel(self, text: str, *, so_far: bool = False) -> bool:
-        judge = could_become_backchannel if so_far else is_backchannel
-        return judge(text, self._backchannels, self._listening.backchannel_max_words)
-
-    async def _judge_overlap(self, turn: UserTurn) -> None:
-        """Speech over the agent: transcribe it as it grows; a word that is no backchannel, too many words or
-        too long an utterance interrupts the agent; an utterance that ends as a backchannel is dropped."""
-        cfg = self._listening
-        started = time.monotonic() - cfg.barge_in_min_speech_s
-        judged_bytes = 0
-        # Until the turn ends: then the turn worker judges its settled transcript (_backchannel_turn).
-        while turn is self._listener.turn and turn.over_agent:
-            audio = turn.streamer.window_audio()
-            ended = not turn.speaking
-            if ended or len(audio) - judged_bytes >= 0.15 * 32_000:
-                judged_bytes = len(audio)
-                try:
-                    text = (await self._services.transcribe(audio, None)).text
-                except Exception as exc:  # without the words the timing decides
-                    log.warning("backchannel check failed: %s", exc)
-                    text = ""
-                if turn is not self._listener.turn:
-                    return
-                if not self._is_backchannel(text, so_far=True):
-                    break
-                if ended:
-                    log.info("agent=%s backchannel %r: not an interruption, not a turn", self.agent_name, text)
-                    self._listener.take_turn()  # dropped: it is neither shown nor answered
-                    return
-            if time.monotonic() - started >= cfg.backchannel_max_s:
-                break
-            await asyncio.sleep(0.03)
-        else:
-            return
-        turn.over_agent = False  # a real interruption: shown and answered as usual
-        await self._interrupt_reply()
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` beside the conversation (closed with it)."""
+        task = asyncio.create_task(work, name=name)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     async def _show_transcript(self, turn: UserTurn, text: str, *, final: bool) -> None:
         """Send the user's growing transcript as one message with a stable id (``final`` once settled).
         Speech over the agent that may still be a backchannel is not shown yet."""
-        if self.init.mode == "call" and self._backchannels and self._is_backchannel(text, so_far=True) \
-                and (turn.over_agent or self._agent_speaking(time.monotonic())):
+        if self.init.mode == "call" and self._barge_in.hides(turn, text):
             return
         stored = self._transcripts.show(turn, text, final=final)
         if stored is not None:
@@ -252,9 +182,7 @@ class Conversation:
             await self._emit(m.error(str(exc), exc.code))
             return
         assert complete is not None
-        task = asyncio.create_task(answer_invoke(complete, request, self._emit), name="invoke_llm")
-        self._side_tasks.add(task)
-        task.add_done_callback(self._side_tasks.discard)
+        self._spawn(answer_invoke(complete, request, self._emit), "invoke_llm")
 
     async def _on_interrupt(self, msg: m.Interrupt) -> None:
         speech = self._speaker.get(msg.speech_id)
@@ -295,14 +223,14 @@ class Conversation:
             except Exception as exc:
                 log.warning("transcription failed for agent '%s': %s", self.agent_name, exc)
                 await self._emit(m.error("speech recognition failed for this turn; please try again", "stt_failed"))
-            if self._backchannel_turn(turn, transcript):
+            if self.init.mode == "call" and self._barge_in.drops_turn(turn, transcript):
                 self._transcripts.take(turn)
                 log.info("agent=%s backchannel %r: no turn of its own", self.agent_name, transcript)
                 return
             if transcript and self.init.mode == "call" and turn.loud_s >= WORD_S:
                 # A turn said over the agent that was too short to barge in ("Wait."): it interrupts now. (Not
                 # the agent's own voice leaking back: that is never at barge-in level.)
-                await self._interrupt_reply()
+                await self._barge_in.interrupt()
             await self._show_transcript(turn, transcript, final=True)
             transcript = self._transcripts.take(turn)
         elif self._speaker.any_playing(time.monotonic()):
@@ -317,20 +245,3 @@ class Conversation:
         reply = self._reply = Reply()
         self._reply_task = asyncio.create_task(self._replies.respond(reply, inputs, timeline), name="reply")
         await asyncio.wait({self._reply_task})  # a barge-in cancels the reply, not this worker
-
-    def _backchannel_turn(self, turn: UserTurn, transcript: str) -> bool:
-        """A call-mode turn that said only a backchannel over the agent's speech is no turn at all."""
-        if self.init.mode != "call" or not self._backchannels or not self._is_backchannel(transcript):
-            return False
-        return turn.over_agent or self._agent_speaking(time.monotonic())
-
-    async def _greet(self) -> None:
-        greeting = choose_greeting(self.agent.greetings, self.agent.greeting_tone, self._rng, self._greeting_dir)
-        if greeting is None:
-            return
-        stored = self.history.add("assistant", [m.text_part(greeting.text)], tone=greeting.tone)
-        await self._emit(m.message("assistant", stored.id, stored.content))
-        speech = self._speaker.start(stored, None, file=greeting.file, cached=True)
-        for segment in greeting.segments:
-            speech.segments.put_nowait(segment)
-        speech.segments.put_nowait(None)

@@ -10,7 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.agent import GreetingChoice
+from agents.history import History
 from agents.reply_parser import ReplyParser, Segment
+from agents.services import Emit
+from agents.speaker import Speaker
+from protocol import messages as m
 
 
 @dataclass(frozen=True)
@@ -30,3 +34,13 @@ def choose_greeting(choices: tuple[GreetingChoice, ...], tone: str | None, rng: 
     segments = parser.parse(choice.content)
     file = (greeting_dir / choice.file).resolve() if choice.file and greeting_dir is not None else None
     return Greeting(parser.text or choice.content, tone, segments, file)
+
+
+async def speak_greeting(greeting: Greeting, history: History, speaker: Speaker, emit: Emit) -> None:
+    """Show the greeting as an assistant message and start speaking it (or playing its recording)."""
+    stored = history.add("assistant", [m.text_part(greeting.text)], tone=greeting.tone)
+    await emit(m.message("assistant", stored.id, stored.content))
+    speech = speaker.start(stored, None, file=greeting.file, cached=True)
+    for segment in greeting.segments:
+        speech.segments.put_nowait(segment)
+    speech.segments.put_nowait(None)

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,6 +114,13 @@ class Recorder:
             self._record({"event": "turn", "t": self._t(), **asdict(report)})
             if report_turn is not None:
                 await report_turn(report)
+        return recorded
+
+    def tap_user_audio(self, feed: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
+        """``feed`` (16 kHz PCM16 to the Listener) that also records the user's audio."""
+        async def recorded(pcm16k: bytes) -> None:
+            self.user_audio(pcm16k)
+            await feed(pcm16k)
         return recorded
 
     def sent(self, msg: m.ServerMessage) -> None:

@@ -1,0 +1,117 @@
+"""Barge-in: the user speaking over the agent in call mode, a backchannel to let pass or an interruption.
+
+Sustained speech over the agent's reply used to stop it at once. With backchannels configured
+(agents/backchannel.py) it is judged first: what was said so far is transcribed as it grows, and a word that
+is no backchannel, too many words or too long an utterance interrupts the agent; an utterance that ends as
+a backchannel is dropped (no user message, no turn). The Conversation asks at three points: when sustained
+speech starts (``speech_started``), when a transcript would be shown (``hides``) and when the turn ends
+(``drops_turn``); ``interrupt`` stops the reply and cuts its speech where the client is estimated to be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from agents.backchannel import backchannel_words, could_become_backchannel, is_backchannel
+from agents.listener import Listener, UserTurn
+from agents.services import Emit
+from agents.speaker import Speaker
+from agents.turns import TurnConfig
+from protocol import messages as m
+from speech.stt import Transcript
+
+log = logging.getLogger("voi.conversation")
+JUDGE_EVERY_S = 0.15  # new speech over the agent between two looks at what was said
+
+
+class BargeIn:
+    def __init__(self, *, agent_name: str, config: TurnConfig, listener: Listener, speaker: Speaker, emit: Emit,
+                 transcribe: Callable[[bytes, str | None], Awaitable[Transcript]],
+                 reply_task: Callable[[], asyncio.Task[None] | None]) -> None:
+        self._agent_name = agent_name
+        self._config = config
+        self._words = backchannel_words(config.backchannels)
+        self._listener = listener
+        self._speaker = speaker
+        self._emit = emit
+        self._transcribe = transcribe
+        self._reply_task = reply_task  # the running reply, if any
+
+    def agent_speaking(self, now: float) -> bool:
+        task = self._reply_task()
+        speech = self._speaker.get(None)
+        return (task is not None and not task.done()) or (speech is not None and speech.playing(now))
+
+    async def speech_started(self, spawn: Callable[[Coroutine[Any, Any, None], str], None]) -> None:
+        """Sustained, loud speech began: over the agent it interrupts, or is judged first (``spawn`` runs the
+        judgement beside the conversation)."""
+        if not self.agent_speaking(time.monotonic()):
+            return
+        if self._words:
+            spawn(self._judge(self._listener.turn), "backchannel")
+        else:
+            await self.interrupt()
+
+    async def interrupt(self) -> None:
+        now = time.monotonic()
+        if not self.agent_speaking(now):
+            return
+        log.info("agent=%s barge-in: the user speaks over the reply", self._agent_name)
+        await self._emit(m.status("user_interrupt"))
+        task = self._reply_task()
+        if task is not None and not task.done():
+            task.cancel()
+        speech = self._speaker.get(None)
+        if speech is not None and not speech.interrupted:
+            speech.barged_in = True
+            await self._speaker.cut(speech, speech.played_s(now))
+
+    def _is(self, text: str, *, so_far: bool = False) -> bool:
+        judge = could_become_backchannel if so_far else is_backchannel
+        return judge(text, self._words, self._config.backchannel_max_words)
+
+    def hides(self, turn: UserTurn, text: str) -> bool:
+        """Speech over the agent that may still be a backchannel is not shown yet."""
+        return bool(self._words) and self._is(text, so_far=True) and (
+            turn.over_agent or self.agent_speaking(time.monotonic()))
+
+    def drops_turn(self, turn: UserTurn, transcript: str) -> bool:
+        """A turn that said only a backchannel over the agent's speech is no turn at all."""
+        if not self._words or not self._is(transcript):
+            return False
+        return turn.over_agent or self.agent_speaking(time.monotonic())
+
+    async def _judge(self, turn: UserTurn) -> None:
+        turn.over_agent = True
+        started = time.monotonic() - self._config.barge_in_min_speech_s
+        judged_bytes = 0
+        # Until the turn ends: then the turn worker judges its settled transcript (drops_turn).
+        while turn is self._listener.turn and turn.over_agent:
+            audio = turn.streamer.window_audio()
+            ended = not turn.speaking
+            if ended or len(audio) - judged_bytes >= JUDGE_EVERY_S * 32_000:
+                judged_bytes = len(audio)
+                try:
+                    text = (await self._transcribe(audio, None)).text
+                except Exception as exc:  # without the words the timing decides
+                    log.warning("backchannel check failed: %s", exc)
+                    text = ""
+                if turn is not self._listener.turn:
+                    return
+                if not self._is(text, so_far=True):
+                    break
+                if ended:
+                    log.info("agent=%s backchannel %r: not an interruption, not a turn", self._agent_name, text)
+                    self._listener.take_turn()  # dropped: it is neither shown nor answered
+                    return
+            if time.monotonic() - started >= self._config.backchannel_max_s:
+                break
+            await asyncio.sleep(0.03)
+        else:
+            return
+        turn.over_agent = False  # a real interruption: shown and answered as usual
+        await self.interrupt()
