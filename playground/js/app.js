@@ -15,7 +15,7 @@ const state = {
   token: null, agents: [], connection: null, mode: "chat", agent: null,
   holding: false, flushing: false, muted: false, busy: false,
   bubbles: new Map(), dropped: new Set(), speeches: [], turnStart: null, pageMs: {},
-  loud: false, speechEndAt: null, connects: 0,
+  loud: false, speechEndAt: null, connects: 0, lastAudioAt: -Infinity,
 };
 const debug = (window.voiPlayground = {
   state: "idle", framesSent: 0, audioBytesReceived: 0, playedSeconds: 0, interrupts: [], pageMs: state.pageMs,
@@ -48,6 +48,7 @@ function note(text, bad = false) {
 // ---- getting in ----
 
 function showAuth(message) {
+  setStatus(message ? "bad" : "", "sign-in needed");
   $("auth").hidden = false;
   $("setup").hidden = true;
   const notice = $("auth-message");
@@ -135,7 +136,6 @@ function onState(kind, detail) {
     hangUp();
     forgetToken();
     showAuth(`The server refused the token (${detail}). Paste a new token, or type the API key to get one.`);
-    setStatus("bad", "token refused");
   } else if (kind === "refused") {
     setStatus("bad", "refused");
     note(`The server refused the conversation: ${detail || "no reason given"}`, true);
@@ -216,6 +216,7 @@ function showMessage(header) {
 function onAudio(speechId, payload) {
   if (state.dropped.has(speechId)) return;
   debug.audioBytesReceived += payload.byteLength;
+  state.lastAudioAt = performance.now();
   if (!state.speeches.includes(speechId)) {
     state.speeches.push(speechId);
     if (state.turnStart !== null && speechId !== "0") {
@@ -237,8 +238,10 @@ function stopPlayback(tell = true) {
   const speechId = state.speeches[state.speeches.length - 1];
   if (speechId === undefined || state.dropped.has(speechId)) return;
   const heard = player.playedSeconds(speechId);
-  const stillPlaying = player.playing;
-  if (tell && !stillPlaying) return; // nothing is being heard: the speech may still be streaming in
+  // Between two sentences of a reply still being written the player may be empty for a moment: the speech
+  // counts as going on while its response is open or its audio came in the last second.
+  const stillPlaying = player.playing || state.busy || performance.now() - state.lastAudioAt < 1000;
+  if (tell && !stillPlaying) return; // the whole speech was heard: nothing to cut
   state.dropped.add(speechId);
   player.clear();
   if (tell && stillPlaying && state.connection) {

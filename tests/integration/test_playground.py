@@ -143,9 +143,10 @@ def test_interrupt_stops_playback_and_cuts_the_reply(server: Server):
     with browser_page(None) as page:
         start(page, server, "scripted")
         wait_greeting_played(page)
+        greeting_s = debug(page)["playedSeconds"]
         page.fill("#text-input", "Tell me a slow story.")
         page.press("#text-input", "Enter")
-        page.wait_for_function("() => window.voiPlayground.playedSeconds > 3.0", timeout=60_000)
+        page.wait_for_function("(s) => window.voiPlayground.playedSeconds > s + 2.0", arg=greeting_s, timeout=60_000)
         page.keyboard.press("Escape")
         interrupts = debug(page)["interrupts"]
         assert len(interrupts) == 1 and interrupts[0]["interrupted_at"] > 0.5, interrupts
