@@ -32,7 +32,8 @@ def microphone_wav(path: Path, sentence: str | None, lead_s: float, tail_s: floa
 
 
 @contextmanager
-def browser_page(wav: Path | None = None, *, width: int = 1000, height: int = 800) -> Iterator[object]:
+def browser_page(wav: Path | None = None, *, width: int = 1000, height: int = 800,
+                 ignore_https_errors: bool = False) -> Iterator[object]:
     """A page in a fresh headless Chromium whose microphone plays ``wav`` (silence when None); its console
     errors are collected in ``page.console_errors``."""
     from playwright.sync_api import sync_playwright
@@ -44,7 +45,8 @@ def browser_page(wav: Path | None = None, *, width: int = 1000, height: int = 80
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=args, headless=True)
         try:
-            context = browser.new_context(viewport={"width": width, "height": height})
+            context = browser.new_context(viewport={"width": width, "height": height},
+                                          ignore_https_errors=ignore_https_errors)
             page = context.new_page()
             page.console_errors = []
             page.on("console", lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None)

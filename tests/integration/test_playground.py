@@ -15,6 +15,7 @@ from harness.server import TEST_API_KEY, TEST_SECRET, Server
 from harness.speech import wer
 from protocol.tokens import issue_token
 from tests.integration.browser import browser_page, microphone_wav, screenshot
+from tests.integration.helpers import ends_response, start_session
 
 SENTENCE = "Could you tell me the way to the train station?"
 LEAD_S = 4.0  # silence before the sentence: the page is connected and the greeting is over by then
@@ -183,3 +184,20 @@ def test_bad_or_expired_token_then_the_api_key(server: Server, token: str, says:
         page.locator("#start").wait_for(state="visible", timeout=30_000)
         assert page.locator("#key-input").input_value() == ""
         assert TEST_API_KEY not in page.content()
+
+
+async def test_turn_metrics_only_for_clients_that_ask(connect):
+    """The unmodified Voi client sends no send_turn_metrics and never gets the (ext) message."""
+    for asked in (False, True):
+        client = await connect()
+        await start_session(client, "stt_test", **({"send_turn_metrics": True} if asked else {}))
+        await client.send({"type": "text", "content": "Hello there."})
+        await client.send({"type": "create_response"})
+        got = await client.until(ends_response, 30)
+        got += await client.until(lambda r: r.type == "turn_metrics", 15) if asked else await client.drain(3.0)
+        metrics = [r for r in got if r.type == "turn_metrics"]
+        if asked:
+            assert metrics[0].header["stages_ms"]["first_audio_sent"] > 0, metrics[0].header
+            assert metrics[0].header["speech_id"] == next(r for r in got if r.type == "audio").header["speech_id"]
+        else:
+            assert not metrics
