@@ -20,6 +20,7 @@ const state = {
 const debug = (window.voiPlayground = {
   state: "idle", framesSent: 0, audioBytesReceived: 0, playedSeconds: 0, interrupts: [], pageMs: state.pageMs,
   errors: [],
+  dropSocket: () => state.connection && state.connection.ws && state.connection.ws.close(4000), // for tests
 });
 
 const player = new Player({
@@ -122,8 +123,14 @@ function connect() {
 function onState(kind, detail) {
   debug.state = kind;
   const where = `${state.agent} (${state.mode})`;
-  if (kind === "connecting") setStatus("wait", `connecting to ${where}...`);
-  else if (kind === "reconnecting") setStatus("wait", "reconnecting...");
+  if (kind === "connecting" || kind === "reconnecting") {
+    // A new conversation on the server: its message and speech ids start again from 0.
+    state.bubbles.clear();
+    state.speeches = [];
+    state.dropped = new Set();
+    state.turnStart = null;
+    setStatus("wait", kind === "connecting" ? `connecting to ${where}...` : "reconnecting...");
+  }
   else if (kind === "ready") {
     setStatus("ok", `connected: ${where}`);
     if (state.connects > 1) note("Reconnected: a new conversation on the server.");

@@ -5,6 +5,7 @@ tests/.cache/screenshots/."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from harness.server import TEST_API_KEY, TEST_SECRET, Server
 from harness.speech import wer
-from protocol.tokens import issue_token
+from protocol.tokens import issue_token, verify_token
 from tests.integration.browser import browser_page, microphone_wav, screenshot
 from tests.integration.helpers import ends_response, start_session
 
@@ -55,6 +56,13 @@ def no_errors(page) -> None:
     errors = [e for e in page.console_errors if not e.startswith("Failed to load resource")]  # named by URL too
     assert not errors, page.console_errors
     assert not debug(page)["errors"], debug(page)["errors"]
+
+
+def test_the_server_prints_a_url_to_open(server: Server):
+    found = re.search(r"Talk to it: open (\S+)/\?token=(\S+) ", server.log_path.read_text(errors="replace"))
+    assert found, server.log_tail()
+    assert found.group(1) == server.http_url
+    assert verify_token(found.group(2), TEST_SECRET).app == "playground"
 
 
 def test_page_and_agents_over_http(server: Server):
@@ -162,6 +170,21 @@ def test_interrupt_stops_playback_and_cuts_the_reply(server: Server):
         assert "The end." not in text
         no_errors(page)
         screenshot(page, "playground_interrupt")
+
+
+def test_reconnects_after_a_dropped_socket(server: Server):
+    with browser_page(None) as page:
+        start(page, server, "stt_test")
+        page.evaluate("() => window.voiPlayground.dropSocket()")
+        page.wait_for_function("() => window.voiPlayground.state === 'dropped'", timeout=10_000)
+        page.wait_for_function("() => window.voiPlayground.state === 'ready'", timeout=60_000)
+        assert "Reconnected" in page.locator("#conversation").inner_text()
+        page.fill("#text-input", "still here")
+        page.press("#text-input", "Enter")
+        wait_latency_bar(page)
+        assert page.locator(".msg.assistant").last.locator(".text").inner_text() == "still here"
+        no_errors(page)
+        screenshot(page, "playground_reconnect")
 
 
 @pytest.mark.parametrize("token, says", [("not-a-token", "refused"),
