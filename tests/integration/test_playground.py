@@ -19,7 +19,7 @@ from tests.integration.browser import browser_page, microphone_wav, screenshot
 from tests.integration.helpers import ends_response, start_session
 
 SENTENCE = "Could you tell me the way to the train station?"
-LEAD_S = 4.0  # silence before the sentence: the page is connected and the greeting is over by then
+LEAD_S = 6.0  # silence before the sentence: the page is connected and the greeting is over by then
 
 
 def page_url(server: Server, token: str | None = None, **query: str) -> str:
