@@ -15,7 +15,7 @@ const state = {
   token: null, agents: [], connection: null, mode: "chat", agent: null,
   holding: false, flushing: false, muted: false, busy: false,
   bubbles: new Map(), dropped: new Set(), speeches: [], turnStart: null, pageMs: {},
-  loud: false, speechEndAt: null, connects: 0, lastAudioAt: -Infinity,
+  loud: false, speechEndAt: null, lastAudioAt: -Infinity,
 };
 const debug = (window.voiPlayground = {
   state: "idle", framesSent: 0, audioBytesReceived: 0, playedSeconds: 0, interrupts: [], pageMs: state.pageMs,
@@ -112,10 +112,9 @@ async function start() {
 function connect() {
   const init = {
     type: "init", agent_name: state.agent, agent_config: null, mode: state.mode, stream_user_stt: true,
-    final_stt_correction: true, stream_output_audio: true, init_greeting: state.connects === 0,
+    final_stt_correction: true, stream_output_audio: true, init_greeting: true,
     send_turn_metrics: true, // (ext) the latency view
   };
-  state.connects++;
   state.connection = new Connection({ token: state.token, init, onMessage, onState });
   state.connection.open();
 }
@@ -133,7 +132,7 @@ function onState(kind, detail) {
   }
   else if (kind === "ready") {
     setStatus("ok", `connected: ${where}`);
-    if (state.connects > 1) note("Reconnected: a new conversation on the server.");
+    if (detail) note("Reconnected: a new conversation on the server.");
   } else if (kind === "dropped") {
     stopPlayback(false);
     state.busy = false;
@@ -317,7 +316,6 @@ function hangUp() {
   state.connection = null;
   stopPlayback(false);
   mic.stop();
-  state.connects = 0;
   $("controls").hidden = true;
   $("setup").hidden = false;
   setStatus("", "not connected");

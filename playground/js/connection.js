@@ -21,6 +21,7 @@ export class Connection {
     this.attempt = 0;
     this.lastError = null;
     this.timer = null;
+    this.opens = 0; // sockets opened: after the first, init asks for no greeting (it is a new conversation)
   }
 
   open() {
@@ -28,8 +29,9 @@ export class Connection {
     this.lastError = null;
     this.onState(this.attempt ? "reconnecting" : "connecting");
     const ws = (this.ws = new WebSocket(socketUrl(this.token)));
+    const reconnected = this.opens++ > 0;
     ws.binaryType = "arraybuffer";
-    ws.onopen = () => this.send(this.init);
+    ws.onopen = () => this.send(reconnected ? { ...this.init, init_greeting: false } : this.init);
     ws.onmessage = (event) => {
       if (typeof event.data === "string") return;
       let frame;
@@ -37,7 +39,7 @@ export class Connection {
       if (frame.header.type === "error") this.lastError = frame.header;
       if (frame.header.type === "status" && frame.header.status === "init_done") {
         this.attempt = 0;
-        this.onState("ready");
+        this.onState("ready", reconnected);
       }
       this.onMessage(frame.header, frame.payload);
     };
