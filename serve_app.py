@@ -36,6 +36,7 @@ from llm.names import LOCAL_PROVIDER  # noqa: E402  (importing llm/ also keeps l
 from speech.models_config import load_models_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
+PLAYGROUND_TOKEN_HOURS = 8.0  # the URL printed at start-up lets the local user in for a working day
 log = logging.getLogger("voi")
 
 
@@ -164,6 +165,13 @@ def wait_for_session_hosts(url: str, api_key: str, timeout_s: float = 180.0) -> 
     log.warning("no session host was ready after %.0f s; the first callers will wait for one", timeout_s)
 
 
+def playground_url(base_url: str, token_secret_key: str, hours: float = PLAYGROUND_TOKEN_HOURS) -> str:
+    """The page with a short-lived token for the local user in its query, like a notebook server's URL."""
+    from protocol.tokens import issue_token
+
+    return f"{base_url}/?token={issue_token(token_secret_key, 'playground', days=hours / 24)}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Start Ray and Serve with explicit HTTP options (host, port, TLS), deploy the app, and block."""
     import ray
@@ -204,11 +212,14 @@ def main(argv: list[str] | None = None) -> None:
     serve.start(http_options=http_options)
     serve.run(application, name="voi", route_prefix="/")
     scheme = "https" if ns.ssl_certfile else "http"
-    wait_for_session_hosts(f"{scheme}://{'127.0.0.1' if ns.host in ('0.0.0.0', '::') else ns.host}:{ns.port}",
-                           load_secrets(dotenv_path=Path(builder_args.get("env_file", ROOT / ".env"))).api_key)
+    local_url = f"{scheme}://{'127.0.0.1' if ns.host in ('0.0.0.0', '::') else ns.host}:{ns.port}"
+    secrets = load_secrets(dotenv_path=Path(builder_args.get("env_file", ROOT / ".env")))
+    wait_for_session_hosts(local_url, secrets.api_key)
     print(f"Voi is ready on {scheme}://{ns.host}:{ns.port} (websocket {'wss' if ns.ssl_certfile else 'ws'}://"
           f"{ns.host}:{ns.port}/ws) after {time.monotonic() - started:.1f} s; Ray at {ray.get_runtime_context().gcs_address}",
           flush=True)
+    print(f"Talk to it: open {playground_url(local_url, secrets.token_secret_key)} (a playground token, valid "
+          f"{PLAYGROUND_TOKEN_HOURS:.0f} h)", flush=True)
 
     def stop(*_: Any) -> None:
         if ns.address:  # on a shared cluster take the app down; a local Ray instance goes away whole

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agents.agent import Agent
@@ -139,7 +139,7 @@ class Speaker:
                     log.info("turn speech=%s %s speech_s=%.2f", speech.speech_id, timeline.log_line(),
                              speech.timeline.seconds)
                     if self._report_turn is not None:
-                        await self._report_turn(timeline.report())
+                        await self._report_turn(replace(timeline.report(), speech_id=speech.speech_id))
 
     async def _speak(self, speech: Speech, marks: TurnTimeline, segment: Segment, cached: bool, failed: bool) -> bool:
         """One segment in its role's voice; a synthesis failure is told once and the next segment goes on.

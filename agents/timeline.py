@@ -28,6 +28,7 @@ class TurnReport:
     stt_final_ms: float | None = None  # end of speech -> settled transcript
     llm_first_token_ms: float | None = None  # settled transcript -> the reply's first text
     tts_first_audio_ms: float | None = None  # first text handed to TTS -> its first audio
+    speech_id: str | None = None  # the reply's speech (its assistant message id), for a client's latency view
 
 
 @dataclass

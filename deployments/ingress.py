@@ -20,7 +20,7 @@ from typing import Any
 
 import ray
 from fastapi import FastAPI, Header, HTTPException, Request, WebSocket
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -34,6 +34,7 @@ from common.settings import Secrets
 from deployments.host_pool import HostPool, HostsBusy
 from deployments.metrics import VoiMetrics
 from deployments.placement import HostOptions
+from deployments.playground import SECURITY_HEADERS, agent_list, load_static_files, turn_metrics_message, wants_html
 from llm.client import LlmSettings
 from llm.names import LOCAL_MODEL_NAME
 from protocol import messages as m
@@ -84,6 +85,7 @@ class _Connection:
         self.hosts = hosts
         self.find_agent = find_agent
         self._send_lock = asyncio.Lock()
+        self.send_turn_metrics = False  # (ext) set by init
 
     async def send(self, msg: m.ServerMessage) -> None:
         if msg.type == "error":
@@ -133,6 +135,7 @@ class _Connection:
             return
         except (_SessionClosed, WebSocketDisconnect):
             return
+        self.send_turn_metrics = init.send_turn_metrics
         try:
             agent, greeting_dir = self.find_agent(init)
         except AgentRefused as exc:
@@ -217,6 +220,8 @@ class _Connection:
                 item = await ref
                 if isinstance(item, TurnReport):  # for the operator's metrics, never for the client
                     self.metrics.record_turn(item)
+                    if self.send_turn_metrics:
+                        await self.send(turn_metrics_message(item))
                 else:
                     await self.send(item)
         except (WebSocketDisconnect, RuntimeError):
@@ -267,6 +272,7 @@ class Ingress:
         self.hosts = HostPool(options.hosts, transcriber, synthesizer, local_llm, llm_settings)
         self.metrics = VoiMetrics()
         self.open_sessions = 0
+        self.static_files = load_static_files()
         try:
             asyncio.get_running_loop()
             self.hosts.start()
@@ -285,8 +291,31 @@ class Ingress:
         self.hosts.start()
 
     @api.get("/")
-    async def root(self) -> dict[str, str]:
+    async def root(self, accept: str | None = Header(default=None)) -> Any:
+        """A browser gets the playground page; every other client the status."""
+        if wants_html(accept):
+            return self._static("index.html")
         return {"status": "running"}
+
+    @api.get("/playground/{path:path}")
+    async def playground_file(self, path: str) -> Response:
+        return self._static(path)
+
+    def _static(self, path: str) -> Response:
+        found = self.static_files.get(path)
+        if found is None:
+            raise HTTPException(status_code=404, detail="no such playground file")
+        return Response(found.body, media_type=found.content_type, headers=SECURITY_HEADERS)
+
+    @api.get("/agents")
+    async def list_agents(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        """The server's agents (name, title, description) for a client holding a token (``Bearer <token>``)."""
+        token = authorization.removeprefix("Bearer ") if authorization and authorization.startswith("Bearer ") else None
+        try:
+            verify_token(token, self.secrets.token_secret_key)
+        except TokenError as exc:
+            raise HTTPException(status_code=401, detail=str(exc)) from None
+        return {"agents": agent_list(self.agents)}
 
     @api.get("/sessions")
     async def sessions(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:

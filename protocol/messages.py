@@ -27,6 +27,7 @@ class Init:
     stream_output_audio: bool = True
     init_greeting: bool = True
     input_audio_format: str = "pcm16"
+    send_turn_metrics: bool = False  # (ext) the client wants each answered turn's latency timeline
 
 
 INPUT_AUDIO_FORMATS = ("pcm16", "pcm_f32le", "webm", "ogg", "mp4")  # (ext) all but pcm16; see speech/codecs.py
@@ -126,6 +127,7 @@ def _parse_init(header: dict[str, Any]) -> Init:
         stream_output_audio=_bool(header, "stream_output_audio", True),
         init_greeting=_bool(header, "init_greeting", True),
         input_audio_format=audio_format,
+        send_turn_metrics=_bool(header, "send_turn_metrics", False),
     )
 
 
@@ -215,6 +217,12 @@ def audio_file(speech_id: str, data: bytes, audio_format: str = "ogg_opus") -> S
 
 def error(text: str, code: str) -> ServerMessage:
     return ServerMessage({"type": "error", "error": text, "code": code})
+
+
+def turn_metrics(speech_id: str | None, mode: str, stages_ms: dict[str, float], **derived: float | None) -> ServerMessage:
+    """(ext) One answered turn's timeline, only to a client whose ``init`` asked (``send_turn_metrics``)."""
+    return ServerMessage({"type": "turn_metrics", "speech_id": speech_id, "mode": mode, "stages_ms": stages_ms,
+                          **derived})
 
 
 def llm_response(content: str) -> ServerMessage:

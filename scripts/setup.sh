@@ -2,6 +2,7 @@
 # Creates .venv at the repo root and installs requirements.txt into it; optional PyTorch backends on top:
 #   --with-openai-whisper   the openai-whisper STT backend (requirements-openai-whisper.txt)
 #   --with-xtts             the XTTS-v2 TTS backend (requirements-xtts.txt, see docs/xtts.md)
+#   --with-browser          Debian's chromium (apt-get), which the playground's browser tests drive
 # Flags combine in any order. Idempotent: each requirements file is reinstalled only when it (or the pins
 # installed with --no-deps next to it) changed since its last successful install.
 set -euo pipefail
@@ -9,11 +10,13 @@ cd "$(dirname "$0")/.."
 
 with_whisper=0
 with_xtts=0
+with_browser=0
 for arg in "$@"; do
   case "$arg" in
     --with-openai-whisper) with_whisper=1 ;;
     --with-xtts) with_xtts=1 ;;
-    *) echo "usage: $0 [--with-openai-whisper] [--with-xtts]" >&2; exit 2 ;;
+    --with-browser) with_browser=1 ;;
+    *) echo "usage: $0 [--with-openai-whisper] [--with-xtts] [--with-browser]" >&2; exit 2 ;;
   esac
 done
 
@@ -115,4 +118,13 @@ if [ "$with_xtts" = 1 ]; then
   # Neither is a dependency of coqui-tts 0.28, but its XTTS module imports torchaudio and its package import
   # checks that torchcodec is installed (torch >= 2.9); --no-deps keeps pip from touching torch.
   install_extra requirements-xtts.txt torchaudio==2.11.0 torchcodec==0.15.0
+fi
+if [ "$with_browser" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  # The playground tests drive the system chromium through Playwright (executable_path); Playwright's own
+  # browser download is never used. Needs root (or sudo) and Debian/Ubuntu's apt.
+  echo "setup: installing chromium (apt-get) for the playground's browser tests"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi

@@ -11,6 +11,7 @@ import trustme
 from harness.server import TEST_SECRET, start_server
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
+from tests.integration.browser import browser_page, screenshot
 from tests.integration.helpers import ends_response, start_session, text_of
 
 
@@ -54,3 +55,19 @@ async def test_plain_ws_is_not_served_on_the_tls_port(tls_server):
     server, _ = tls_server
     with pytest.raises(Exception):  # noqa: B017 -- any failure to connect is the point
         await VoiClient.connect(server.ws_url.replace("wss://", "ws://"), issue_token(TEST_SECRET, "tls"))
+
+
+def test_playground_over_https(tls_server):
+    """The page over https:// talks to wss:// on its own origin (the test's Chromium accepts the test CA's
+    certificate by ignoring certificate errors: a browser would be told to trust the CA)."""
+    server, _ = tls_server
+    with browser_page(None, ignore_https_errors=True) as page:
+        page.goto(f"{server.http_url}/?token={issue_token(TEST_SECRET, 'tls')}&agent=stt_test")
+        page.click("#start")
+        page.wait_for_function("() => window.voiPlayground.state === 'ready'", timeout=60_000)
+        assert page.evaluate("() => window.isSecureContext")
+        page.fill("#text-input", "secure hello")
+        page.press("#text-input", "Enter")
+        page.locator(".msg.assistant .latency").last.wait_for(timeout=60_000)
+        assert page.locator(".msg.assistant").last.locator(".text").inner_text() == "secure hello"
+        screenshot(page, "playground_https")
