@@ -55,9 +55,10 @@ class Speech:
 
 class Speaker:
     def __init__(self, *, agent_name: str, mode: str, agent: Agent, history: History, services: Services,
-                 emit: Emit, report_turn: ReportTurn | None = None) -> None:
+                 emit: Emit, report_turn: ReportTurn | None = None, announce_done: bool = False) -> None:
         self._agent_name = agent_name
-        self._mode = mode
+        self.mode = mode  # "chat" or "call": the label of turn reports (another transport may switch it)
+        self._announce_done = announce_done  # status speech_done {speech_id} when a speech's audio is all sent
         self._character = agent.character
         self._voices = agent.voices
         self._history = history
@@ -101,7 +102,7 @@ class Speaker:
 
     async def _play(self, speech: Speech, timeline: TurnTimeline | None, file: Path | None, cached: bool) -> None:
         """Speak the segments queued for ``speech`` as they come; a reply's ``timeline`` gets its TTS marks."""
-        marks = timeline or TurnTimeline(self._agent_name, self._mode)
+        marks = timeline or TurnTimeline(self._agent_name, self.mode)
         character = self._character
         async with self._lock:
             if speech.interrupted:
@@ -120,6 +121,8 @@ class Speaker:
                 await self._silence(speech, marks, character.trailing_silence)
                 speech.timeline.complete = True
             finally:
+                if self._announce_done:
+                    await self._emit(m.status("speech_done", speech_id=speech.speech_id, interrupted=speech.interrupted))
                 if timeline is not None:
                     log.info("turn speech=%s %s speech_s=%.2f", speech.speech_id, timeline.log_line(),
                              speech.timeline.seconds)

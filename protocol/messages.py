@@ -27,6 +27,9 @@ class Init:
     stream_output_audio: bool = True
     init_greeting: bool = True
     input_audio_format: str = "pcm16"
+    # Not on the Voi wire (set by other transports): also send status speech_started / speech_stopped (the
+    # user's voice activity; stopped = the end of the turn in call mode) and speech_done {speech_id}.
+    turn_events: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,19 @@ class InvokeLlm:
     messages: list[dict[str, Any]]
 
 
-ClientMessage = Init | Audio | Text | ImageUrl | CreateResponse | Interrupt | InvokeLlm
+@dataclass(frozen=True)
+class SetMode:
+    """Not on the Voi wire: another transport switches turn-taking mid-session (OpenAI's turn_detection)."""
+
+    mode: Mode
+
+
+@dataclass(frozen=True)
+class ClearAudio:
+    """Not on the Voi wire: drop the audio of the current user turn (OpenAI's input_audio_buffer.clear)."""
+
+
+ClientMessage = Init | Audio | Text | ImageUrl | CreateResponse | Interrupt | InvokeLlm | SetMode | ClearAudio
 
 
 def _bool(header: dict[str, Any], name: str, default: bool) -> bool:
