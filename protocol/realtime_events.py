@@ -160,12 +160,16 @@ class Events:
                                     "noise_reduction": None},
                           "output": {"format": pcm, "voice": voice, "speed": 1.0}}}
 
-    def item_created(self, item: dict[str, Any], previous_item_id: str | None) -> list[dict[str, Any]]:
-        """A new conversation item: ``conversation.item.created`` (beta), ``.added`` + ``.done`` (GA)."""
+    def item_created(self, item: dict[str, Any], previous_item_id: str | None, *, complete: bool = True) -> list[dict[str, Any]]:
+        """A new conversation item: ``conversation.item.created`` (beta); ``.added``, and ``.done`` when it is
+        ``complete`` already (GA: an assistant item is done with its response)."""
         if self.dialect == "beta":
             return [self.event("conversation.item.created", previous_item_id=previous_item_id, item=item)]
-        return [self.event("conversation.item.added", previous_item_id=previous_item_id, item=item),
-                self.event("conversation.item.done", previous_item_id=previous_item_id, item=item)]
+        added = [self.event("conversation.item.added", previous_item_id=previous_item_id, item=item)]
+        return added + ([self.item_done(item, previous_item_id)] if complete else [])
+
+    def item_done(self, item: dict[str, Any], previous_item_id: str | None) -> dict[str, Any]:
+        return self.event("conversation.item.done", previous_item_id=previous_item_id, item=item)
 
     def user_item(self, item_id: str, *, text: str | None = None, audio: bool = False,
                   transcript: str | None = None) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class _Response:
     input_text: str = ""
     item_id: str | None = None
     voi_id: int | None = None  # the assistant message (and speech_id) of this reply
+    previous_item_id: str | None = None
     text: str = ""  # what deltas have carried
     text_done: bool = False
     audio_done: bool = False
@@ -149,7 +150,8 @@ class OutboundEvents:
             self.assistant_items[response.item_id] = voi_id
             item = self.events.assistant_item(response.item_id, "in_progress", audio=response.audio, text=None)
             events.append(self.events.event("response.output_item.added", response_id=response.id, output_index=0, item=item))
-            events += self.new_item(item)
+            response.previous_item_id = self.last_item_id
+            events += self.new_item(item, complete=False)
             events.append(self.events.event("response.content_part.added", **self._where(response),
                                             part=self.events.part(response.audio, "")))
         if text.startswith(response.text) and len(text) > len(response.text):
@@ -178,8 +180,8 @@ class OutboundEvents:
             self.user = _UserAudio(new_id("item"))
         return self.user
 
-    def new_item(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        events = self.events.item_created(item, self.last_item_id)
+    def new_item(self, item: dict[str, Any], *, complete: bool = True) -> list[dict[str, Any]]:
+        events = self.events.item_created(item, self.last_item_id, complete=complete)
         self.last_item_id = item["id"]
         return events
 
@@ -258,6 +260,8 @@ class OutboundEvents:
             item = self.events.assistant_item(response.item_id, "completed" if status == "completed" else "incomplete",
                                               audio=response.audio, text=response.text)
             events.append(self.events.event("response.output_item.done", response_id=response.id, output_index=0, item=item))
+            if self.events.dialect == "ga":
+                events.append(self.events.item_done(item, response.previous_item_id))
             output.append(item)
         events.append(self.events.event("response.done", response=self._body(status, output, details, with_usage=True)))
         if response.voi_id is not None:
