@@ -114,6 +114,8 @@ class Conversation:
             self._set_mode(msg.mode)
         elif isinstance(msg, m.ClearAudio):
             self._listener.take_turn()  # the audio heard so far in this turn is dropped
+        elif isinstance(msg, m.ForgetMessage):
+            self.history.forget(msg.message_id)
         elif isinstance(msg, m.Init):
             await self._emit(m.error("'init' was already received; ignoring the second one", "duplicate_init"))
 

@@ -77,7 +77,14 @@ class ClearAudio:
     """Not on the Voi wire: drop the audio of the current user turn (OpenAI's input_audio_buffer.clear)."""
 
 
-ClientMessage = Init | Audio | Text | ImageUrl | CreateResponse | Interrupt | InvokeLlm | SetMode | ClearAudio
+@dataclass(frozen=True)
+class ForgetMessage:
+    """Not on the Voi wire: leave a message out of what the LLM is shown (OpenAI's conversation.item.delete)."""
+
+    message_id: int
+
+
+ClientMessage = Init | Audio | Text | ImageUrl | CreateResponse | Interrupt | InvokeLlm | SetMode | ClearAudio | ForgetMessage
 
 
 def _bool(header: dict[str, Any], name: str, default: bool) -> bool:

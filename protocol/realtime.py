@@ -96,6 +96,7 @@ class RealtimeAdapter:
         return {"session.update": self._session_update, "input_audio_buffer.append": self._append,
                 "input_audio_buffer.commit": self._commit, "input_audio_buffer.clear": self._clear,
                 "conversation.item.create": self._item_create, "conversation.item.truncate": self._truncate,
+                "conversation.item.delete": self._item_delete,
                 "response.create": self._response_create, "response.cancel": self._response_cancel}
 
     def _session_update(self, event: dict[str, Any]) -> Translation:
@@ -143,11 +144,12 @@ class RealtimeAdapter:
         if not isinstance(parts, list) or not parts:
             raise RealtimeError("conversation.item.create: 'item.content' must be a non-empty list", "invalid_value", "item.content")
         out, text = Translation(), None
+        item_id = item.get("id") if isinstance(item.get("id"), str) and item["id"] else new_id("item")
         for i, part in enumerate(parts):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind in ("input_text", "text") and isinstance(part.get("text"), str) and part["text"].strip():
                 out.messages.append(m.Text(part["text"]))
-                self.out.typed.append([m.text_part(part["text"])])
+                self.out.typed.append((item_id, [m.text_part(part["text"])]))
                 text = part["text"] if text is None else f"{text}\n{part['text']}"
             elif kind == "input_audio":
                 pcm = _b64_audio(part.get("audio"), "conversation.item.create", f"item.content[{i}].audio")
@@ -155,11 +157,10 @@ class RealtimeAdapter:
                 out.messages.append(m.Audio(self._resample(pcm)))
             elif kind == "input_image" and isinstance(part.get("image_url"), str) and part["image_url"].startswith(("http", "data:image/")):
                 out.messages.append(m.ImageUrl(part["image_url"]))
-                self.out.typed.append([m.image_part(part["image_url"])])
+                self.out.typed.append((item_id, [m.image_part(part["image_url"])]))
             else:
                 raise RealtimeError(f"conversation.item.create: content part {i} must be input_text (non-empty), "
                                     "input_audio or input_image", "invalid_value", f"item.content[{i}]")
-        item_id = item.get("id") if isinstance(item.get("id"), str) and item["id"] else new_id("item")
         self.out.last_input = text or self.out.last_input
         audio = any(isinstance(msg, m.Audio) for msg in out.messages)
         out.events = self.out.new_item(self.events.user_item(item_id, text=text, audio=audio))
@@ -177,6 +178,15 @@ class RealtimeAdapter:
         if self.out.response is not None and self.out.response.voi_id == voi_id:  # cut while it is still made
             events += self.out.finish("cancelled", {"type": "cancelled", "reason": "client_cancelled"})
         return Translation(messages=[m.Interrupt(str(voi_id), end_ms / 1000)], events=events)
+
+    def _item_delete(self, event: dict[str, Any]) -> Translation:
+        item_id = event.get("item_id")
+        voi_ids = self.out.items.pop(item_id, None) if isinstance(item_id, str) else None
+        if voi_ids is None:
+            raise RealtimeError(f"conversation.item.delete: no item {str(item_id)[:40]!r} (or its message is not made yet)",
+                                "item_not_found", "item_id")
+        return Translation(messages=[m.ForgetMessage(v) for v in voi_ids],
+                           events=[self.events.event("conversation.item.deleted", item_id=item_id)])
 
     def _response_create(self, event: dict[str, Any]) -> Translation:
         params = event.get("response") if isinstance(event.get("response"), dict) else {}

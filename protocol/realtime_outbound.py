@@ -59,7 +59,8 @@ class OutboundEvents:
         self.audio_ms = 0.0  # input audio received in this session
         self.buffer_bytes = 0  # input audio since the last commit or clear
         self.user: _UserAudio | None = None
-        self.typed: deque[list[dict[str, Any]]] = deque()  # user items whose Voi echo is still to come
+        self.typed: deque[tuple[str, list[dict[str, Any]]]] = deque()  # user items whose Voi echo is still to come
+        self.items: dict[str, list[int]] = {}  # OpenAI item id -> its Voi messages (conversation.item.delete)
         self.requested: deque[bool] = deque()  # response.create requests not started yet: audio out?
         self.response: _Response | None = None
         self.retired: set[int] = set()  # Voi messages of finished responses and transcripts: late re-sends are dropped
@@ -128,14 +129,16 @@ class OutboundEvents:
     def _on_user_message(self, voi_id: int, content: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if voi_id in self.retired:
             return []
-        if self.typed and content == self.typed[0] and (self.user is None or self.user.voi_id != voi_id):
-            self.typed.popleft()  # the echo of a conversation.item.create: its item was announced already
+        if self.typed and content == self.typed[0][1] and (self.user is None or self.user.voi_id != voi_id):
+            item_id, _ = self.typed.popleft()  # the echo of a conversation.item.create: its item was announced already
+            self.items.setdefault(item_id, []).append(voi_id)
             self.retired.add(voi_id)
             return []
         user = self.user if self.user is not None and self.user.voi_id in (None, voi_id) else None
         if user is None:
             user = self.user = _UserAudio(new_id("item"))
         user.voi_id = voi_id
+        self.items[user.item_id] = [voi_id]
         user.transcript = " ".join(p.get("text", "") for p in content if p.get("type") == "text").strip()
         return self._transcript_delta(user) if user.committed else []
 
@@ -148,6 +151,7 @@ class OutboundEvents:
             response.voi_id = voi_id
             response.item_id = new_id("item")
             self.assistant_items[response.item_id] = voi_id
+            self.items[response.item_id] = [voi_id]
             item = self.events.assistant_item(response.item_id, "in_progress", audio=response.audio, text=None)
             events.append(self.events.event("response.output_item.added", response_id=response.id, output_index=0, item=item))
             response.previous_item_id = self.last_item_id

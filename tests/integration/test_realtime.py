@@ -226,11 +226,13 @@ async def test_bad_events_get_errors_and_the_session_goes_on(server):
         errors = [e for e in await drain(conn, 2.0) if e.type == "error"]
         assert [e.error.code for e in errors] == ["invalid_json", "unknown_event", "invalid_value"], errors
         assert all(e.error.message for e in errors)
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
+        await conn.conversation.item.create(item={"type": "message", "role": "user", "id": "item_still",
                                                   "content": [{"type": "input_text", "text": "Still here."}]})
         await conn.response.create()
         events = await until(conn, "response.done", 60)
         assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "Still here."
+        await conn.conversation.item.delete(item_id="item_still")
+        assert (await until(conn, "conversation.item.deleted", 10))[-1].item_id == "item_still"
 
 
 async def test_bad_model_and_bad_key_are_refused_before_a_session(server):

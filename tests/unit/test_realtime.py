@@ -261,3 +261,22 @@ async def test_set_mode_switches_turn_taking():
     await conv.handle(m.SetMode("call"))
     assert conv.init.mode == "call" and conv._listener.call_mode
     await conv.close()
+
+
+async def test_item_delete_leaves_the_message_out_of_the_llm_context():
+    a = adapter(turn_detection=None)
+    conv, out = make(init=a.init("echo"))
+    await conv.start()
+    for text, item_id in (("first thing", "item_a"), ("second thing", "item_b")):
+        translation = send(a, "conversation.item.create", item={"type": "message", "role": "user", "id": item_id,
+                                                                "content": [{"type": "input_text", "text": text}]})
+        for msg in translation.messages:
+            await conv.handle(msg)
+    for msg in out:
+        a.outbound(msg)
+    deleted = send(a, "conversation.item.delete", item_id="item_a")
+    assert kinds(deleted.events) == ["conversation.item.deleted"] and deleted.messages == [m.ForgetMessage(0)]
+    await conv.handle(deleted.messages[0])
+    assert conv.history.for_llm(False) == [{"role": "user", "content": "second thing"}]
+    assert send(a, "conversation.item.delete", item_id="item_a").events[0]["error"]["code"] == "item_not_found"
+    await conv.close()
