@@ -203,7 +203,7 @@ class Conversation:
         played = msg.interrupted_at if msg.interrupted_at is not None else speech.played_s(time.monotonic())
         if speech.interrupted and not (speech.barged_in and msg.interrupted_at is not None):
             return
-        speech.barged_in = False  # the client's own number is better than the server's estimate
+        speech.barged_in = msg.interrupted_at is None  # an estimate, which a later interrupt with the client's number refines
         await self._speaker.cut(speech, played)
 
     async def _turn_worker(self) -> None:

@@ -280,3 +280,18 @@ async def test_item_delete_leaves_the_message_out_of_the_llm_context():
     assert conv.history.for_llm(False) == [{"role": "user", "content": "second thing"}]
     assert send(a, "conversation.item.delete", item_id="item_a").events[0]["error"]["code"] == "item_not_found"
     await conv.close()
+
+
+async def test_cancel_then_truncate_cuts_the_reply_where_the_client_stopped_playing():
+    """response.cancel cuts by the server's estimate; the client's conversation.item.truncate then refines it."""
+    conv, out = make(init=m.Init(agent_name="echo", init_greeting=False, turn_events=True))
+    await conv.start()
+    await conv.handle(m.Text("one two three four five six seven eight"))
+    await conv.handle(m.CreateResponse())
+    await conv.wait_idle()
+    reply_id = max(o.header["id"] for o in out if o.type == "message" and o.header["role"] == "assistant")
+    await conv.handle(m.Interrupt(str(reply_id), None))  # at once: about nothing was heard yet
+    await conv.handle(m.Interrupt(str(reply_id), 0.45))  # the client had played 0.45 s (0.1 s silence + 0.1 s a word)
+    cut = [o for o in out if o.type == "message" and o.header["id"] == reply_id][-1].header["content"][0]["text"]
+    assert cut.startswith("one two three") and cut.endswith("(interrupted)"), cut
+    await conv.close()
