@@ -196,8 +196,12 @@ async def test_barge_in_cancels_the_reply(server):
         assert kinds.index("input_audio_buffer.speech_started") < len(kinds) - 1
         done = events[-1].response
         assert done.status == "cancelled" and done.status_details.reason == "turn_detected", done
-        events = await until(conn, "response.done", 90)  # the interruption is a turn of its own
-        heard = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed").transcript
+        heard = ""  # the interruption is a turn of its own (or two, where Whisper hears a pause after "stop")
+        for _ in range(2):
+            events = await until(conn, "response.done", 90)
+            heard += " ".join(e.transcript for e in events if e.type == "conversation.item.input_audio_transcription.completed")
+            if "question" in heard.lower():
+                break
         assert "question" in heard.lower(), heard
 
 
