@@ -76,7 +76,7 @@ class RealtimeAdapter:
         """One client event (a text frame) in; never raises: what is refused comes back as an ``error`` event."""
         try:
             event = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             return Translation(events=[self.events.error("the event is not valid JSON", "invalid_json")])
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return Translation(events=[self.events.error("an event must be a JSON object with a 'type'", "invalid_event")])
@@ -91,6 +91,9 @@ class RealtimeAdapter:
             return handler(event)
         except RealtimeError as exc:
             return Translation(events=[self.events.error(str(exc), exc.code, param=exc.param, event_id=client_event_id)])
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError):  # a field of a shape no check foresaw
+            return Translation(events=[self.events.error(f"{kind[:60]}: a field has the wrong type or shape", "invalid_value",
+                                                         event_id=client_event_id)])
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Translation]]:
         return {"session.update": self._session_update, "input_audio_buffer.append": self._append,

@@ -107,6 +107,12 @@ def test_append_is_resampled_to_16k():
     (json.dumps({"type": "conversation.item.truncate", "item_id": "nope", "audio_end_ms": 10}), "item_not_found"),
     (json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "system", "content": []}}),
      "unsupported_item"),
+    ("[" * 100_000 + "]" * 100_000, "invalid_json"),
+    (b"\xff\xfe{", "invalid_json"),
+    (json.dumps({"type": "session.update", "session": {"audio": {"input": {"transcription": {"model": 7}}}, "voice": 3}}),
+     "invalid_value"),
+    (json.dumps({"type": "conversation.item.create", "item": {"role": "user", "content": [{"type": "input_image",
+                                                                                             "image_url": 5}]}}), "invalid_value"),
 ])
 def test_refused_events_get_an_error_event_and_no_message(raw, code):
     out = adapter().inbound(raw)
