@@ -58,7 +58,8 @@ class OutboundEvents:
         self.config = config
         self.audio_ms = 0.0  # input audio received in this session
         self.buffer_bytes = 0  # input audio since the last commit or clear
-        self.user: _UserAudio | None = None
+        self.user: _UserAudio | None = None  # the user's audio item being spoken (not committed yet)
+        self.committed: _UserAudio | None = None  # the committed item whose transcript is not completed yet
         self.typed: deque[tuple[str, list[dict[str, Any]]]] = deque()  # user items whose Voi echo is still to come
         self.items: dict[str, list[int]] = {}  # OpenAI item id -> its Voi messages (conversation.item.delete)
         self.requested: deque[bool] = deque()  # response.create requests not started yet: audio out?
@@ -118,8 +119,10 @@ class OutboundEvents:
             if reason == "error" and error is not None:
                 return self.finish("failed", {"type": "failed", "error": error})
             return self.finish("cancelled", {"type": "cancelled", "reason": "turn_detected"})
+        if reason != "no_input":
+            return []
         events = self._complete_transcription()
-        if reason == "no_input" and self.requested:  # an explicit response.create with nothing to answer
+        if self.requested:  # an explicit response.create with nothing to answer
             audio = self.requested.popleft()
             self.response = _Response(new_id("resp"), audio)
             events.append(self.events.event("response.created", response=self._body("in_progress", [])))
@@ -129,14 +132,18 @@ class OutboundEvents:
     def _on_user_message(self, voi_id: int, content: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if voi_id in self.retired:
             return []
-        if self.typed and content == self.typed[0][1] and (self.user is None or self.user.voi_id != voi_id):
+        known = [u for u in (self.committed, self.user) if u is not None and u.voi_id == voi_id]
+        if not known and self.typed and content == self.typed[0][1]:
             item_id, _ = self.typed.popleft()  # the echo of a conversation.item.create: its item was announced already
             self.items.setdefault(item_id, []).append(voi_id)
             self.retired.add(voi_id)
             return []
-        user = self.user if self.user is not None and self.user.voi_id in (None, voi_id) else None
-        if user is None:
-            user = self.user = _UserAudio(new_id("item"))
+        if known:
+            user = known[0]
+        elif self.committed is not None and self.committed.voi_id is None:
+            user = self.committed  # the first transcript of audio committed before it was shown
+        else:
+            user = self._current_user()
         user.voi_id = voi_id
         self.items[user.item_id] = [voi_id]
         user.transcript = " ".join(p.get("text", "") for p in content if p.get("type") == "text").strip()
@@ -180,7 +187,7 @@ class OutboundEvents:
     # ---- helpers ------------------------------------------------------------------------------------
 
     def _current_user(self) -> _UserAudio:
-        if self.user is None or self.user.committed:
+        if self.user is None:
             self.user = _UserAudio(new_id("item"))
         return self.user
 
@@ -200,7 +207,9 @@ class OutboundEvents:
                 events.append(self.events.event("input_audio_buffer.speech_started", audio_start_ms=start, item_id=user.item_id))
             events.append(self.events.event("input_audio_buffer.speech_stopped", audio_end_ms=int(self.audio_ms),
                                             item_id=user.item_id))
+        events += self._complete_transcription() if self.committed is not None else []  # two commits, one turn
         user.committed = True
+        self.user, self.committed = None, user
         self.buffer_bytes = 0
         events.append(self.events.event("input_audio_buffer.committed", previous_item_id=self.last_item_id, item_id=user.item_id))
         events += self.new_item(self.events.user_item(user.item_id, audio=True))
@@ -214,12 +223,14 @@ class OutboundEvents:
                                   content_index=0, delta=delta)]
 
     def _complete_transcription(self) -> list[dict[str, Any]]:
-        """The turn's transcript is settled (a reply starts, or there was nothing to answer)."""
-        user = self.user
-        if user is None or (not user.committed and user.voi_id is None):
-            return []
-        events = [] if user.committed else self.commit_user_audio(speech_stopped=False)
-        self.user = None
+        """The turn's transcript is settled (a reply starts, or there was nothing to answer). In push-to-talk a
+        turn's audio that was shown but not committed (``response.create`` without a commit) is committed now."""
+        events: list[dict[str, Any]] = []
+        if self.committed is None and not self.config.turn_detection and self.user is not None and self.user.voi_id is not None:
+            events = self.commit_user_audio(speech_stopped=False)
+        user, self.committed = self.committed, None
+        if user is None:
+            return events
         if user.voi_id is not None:
             self.retired.add(user.voi_id)
         self.last_input = user.transcript or self.last_input

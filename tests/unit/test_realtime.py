@@ -301,3 +301,23 @@ async def test_cancel_then_truncate_cuts_the_reply_where_the_client_stopped_play
     cut = [o for o in out if o.type == "message" and o.header["id"] == reply_id][-1].header["content"][0]["text"]
     assert cut.startswith("one two three") and cut.endswith("(interrupted)"), cut
     await conv.close()
+
+
+def test_barge_in_turn_keeps_its_transcript_until_the_reply_starts():
+    """The reply cancelled by a barge-in must not settle the new turn's transcript early (a failure seen live)."""
+    a = adapter(transcribe_input=True)
+    reply(a)
+    events = a.outbound(m.status("speech_started"))
+    events += a.outbound(m.message("user", 2, [m.text_part("Wait stop")], final=False))
+    events += a.outbound(m.status("user_interrupt"))
+    events += a.outbound(m.status("response_cancelled", reason="interrupted"))
+    events += a.outbound(m.message("assistant", 1, [m.text_part("Hel... (interrupted)")]))
+    events += a.outbound(m.message("user", 2, [m.text_part("Wait, stop, I have a")], final=False))
+    events += a.outbound(m.status("speech_stopped"))
+    events += a.outbound(m.status("speech_started"))  # the user goes on talking before the reply starts
+    events += a.outbound(m.message("user", 2, [m.text_part("Wait, stop, I have a question.")]))
+    events += a.outbound(m.status("response_created"))
+    completed = [e for e in events if e["type"].endswith("transcription.completed")]
+    assert [e["transcript"] for e in completed] == ["Wait, stop, I have a question."], kinds(events)
+    started = [e for e in events if e["type"] == "input_audio_buffer.speech_started"]
+    assert completed[0]["item_id"] == started[0]["item_id"] != started[1]["item_id"]
