@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,8 @@ class Conversation:
         self._rng = rng or random.Random()
         self._speaker = Speaker(agent_name=agent_name, mode=init.mode, agent=agent, history=self.history,
                                 services=services, emit=emit, report_turn=report_turn,
-                                stream_audio=init.stream_output_audio, recorder=recorder)
+                                stream_audio=init.stream_output_audio, recorder=recorder,
+                                announce_done=init.turn_events)
         self._replies = ReplyWriter(agent_name=agent_name, agent=agent, history=self.history,
                                     speaker=self._speaker, services=services, emit=emit, rng=self._rng)
         self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event,
@@ -133,15 +134,32 @@ class Conversation:
             await self._on_interrupt(msg)
         elif isinstance(msg, m.InvokeLlm):
             await self._on_invoke_llm(msg)
+        elif isinstance(msg, m.SetMode):
+            self._set_mode(msg.mode)
+        elif isinstance(msg, m.ClearAudio):
+            self._listener.take_turn()  # the audio heard so far in this turn is dropped
+        elif isinstance(msg, m.ForgetMessage):
+            self.history.forget(msg.message_id)
         elif isinstance(msg, m.Init):
             await self._emit(m.error("'init' was already received; ignoring the second one", "duplicate_init"))
+
+    def _set_mode(self, mode: m.Mode) -> None:
+        """Switch turn-taking (a transport whose clients may change it mid-session: OpenAI's turn_detection)."""
+        self.init = replace(self.init, mode=mode)
+        self._listener.call_mode = mode == "call"
+        self._speaker.mode = mode
 
     async def _on_listener_event(self, event: ListenerEvent) -> None:
         if isinstance(event, TranscriptUpdate):
             await self._show_transcript(event.turn, event.text, final=event.final)
-        elif isinstance(event, SpeechStarted) and self.init.mode == "call":
-            await self._barge_in.speech_started(self._spawn)
+        elif isinstance(event, SpeechStarted):
+            if self.init.turn_events:
+                await self._emit(m.status("speech_started"))
+            if self.init.mode == "call":
+                await self._barge_in.speech_started(self._spawn)
         elif isinstance(event, TurnEnded):
+            if self.init.turn_events:
+                await self._emit(m.status("speech_stopped"))
             await self._queue_turn(event.turn)
             if self.recorder is not None:
                 self.recorder.end_user_turn()
@@ -186,17 +204,23 @@ class Conversation:
 
     async def _on_interrupt(self, msg: m.Interrupt) -> None:
         speech = self._speaker.get(msg.speech_id)
+        reply = self._reply
+        reply_running = reply is not None and self._reply_task is not None and not self._reply_task.done()
+        if reply_running and (msg.speech_id is None or (reply is not None and reply.speech is speech)):
+            # The text is still streaming (a null speech_id names the running reply, also before it speaks):
+            # stop the LLM too.
+            assert self._reply_task is not None
+            self._reply_task.cancel()
+            if reply is not None and reply.speech is None:
+                return
         if speech is None:
             await self._emit(m.error(f"interrupt names no speech of this session ({str(msg.speech_id)[:20]!r})",
                                      "unknown_speech"))
             return
-        reply = self._reply
-        if reply is not None and reply.speech is speech and self._reply_task is not None and not self._reply_task.done():
-            self._reply_task.cancel()  # the text is still streaming: stop the LLM too
         played = msg.interrupted_at if msg.interrupted_at is not None else speech.played_s(time.monotonic())
         if speech.interrupted and not (speech.barged_in and msg.interrupted_at is not None):
             return
-        speech.barged_in = False  # the client's own number is better than the server's estimate
+        speech.barged_in = msg.interrupted_at is None  # an estimate, which a later interrupt with the client's number refines
         await self._speaker.cut(speech, played)
 
     async def _turn_worker(self) -> None:

@@ -43,6 +43,11 @@ class History:
     def __getitem__(self, message_id: int) -> StoredMessage:
         return self.messages[message_id]
 
+    def forget(self, message_id: int) -> None:
+        """Empty a message (its id stays taken: ids are positions); the LLM is no longer shown it."""
+        if 0 <= message_id < len(self.messages):
+            self.messages[message_id].content = []
+
     def __len__(self) -> int:
         return len(self.messages)
 
@@ -62,6 +67,8 @@ class History:
                 out.append({"role": "assistant", "content": content})
                 continue
             parts = [p for p in stored.content if p.get("type") in ("text", "image_url")]
+            if not parts:
+                continue
             if out and out[-1]["role"] == "user":
                 out[-1]["content"] = out[-1]["content"] + parts
             else:

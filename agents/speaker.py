@@ -63,9 +63,10 @@ class Speech:
 class Speaker:
     def __init__(self, *, agent_name: str, mode: str, agent: Agent, history: History, services: Services,
                  emit: Emit, report_turn: ReportTurn | None = None, stream_audio: bool = True,
-                 recorder: Recorder | None = None) -> None:
+                 recorder: Recorder | None = None, announce_done: bool = False) -> None:
         self._agent_name = agent_name
-        self._mode = mode
+        self.mode = mode  # "chat" or "call": the label of turn reports (another transport may switch it)
+        self._announce_done = announce_done  # status speech_done {speech_id} when a speech's audio is all sent
         self._character = agent.character
         self._voices = agent.voices
         self._history = history
@@ -113,7 +114,7 @@ class Speaker:
 
     async def _play(self, speech: Speech, timeline: TurnTimeline | None, file: Path | None, cached: bool) -> None:
         """Speak the segments queued for ``speech`` as they come; a reply's ``timeline`` gets its TTS marks."""
-        marks = timeline or TurnTimeline(self._agent_name, self._mode)
+        marks = timeline or TurnTimeline(self._agent_name, self.mode)
         character = self._character
         async with self._lock:
             if speech.interrupted:
@@ -135,6 +136,8 @@ class Speaker:
             finally:
                 if self._recorder is not None:
                     self._recorder.end_speech(speech.speech_id)
+                if self._announce_done:
+                    await self._emit(m.status("speech_done", speech_id=speech.speech_id, interrupted=speech.interrupted))
                 if timeline is not None:
                     log.info("turn speech=%s %s speech_s=%.2f", speech.speech_id, timeline.log_line(),
                              speech.timeline.seconds)

@@ -367,6 +367,22 @@ class Ingress:
             raise HTTPException(status_code=400, detail="app name must be 1 to 200 characters")
         return {"token": issue_token(self.secrets.token_secret_key, app_name, days=1)}
 
+    @api.post("/v1/realtime/client_secrets")
+    async def realtime_client_secret(self, request: Request, authorization: str | None = Header(default=None)) -> Any:
+        """A short-lived token for a browser's /v1/realtime (OpenAI's client secrets), behind API_KEY."""
+        from deployments.realtime import client_secret  # that module builds on this one
+        _check_bearer(authorization, self.secrets.api_key)
+        try:
+            return client_secret(await request.body(), self.secrets.token_secret_key, next(iter(self.agents.agents), ""))
+        except ValueError as exc:
+            return _openai_error(400, str(exc))
+
+    @api.websocket("/v1/realtime")
+    async def realtime(self, ws: WebSocket) -> None:
+        """The OpenAI Realtime protocol over the same conversations (deployments/realtime.py)."""
+        from deployments.realtime import serve_realtime
+        await serve_realtime(ws, self)
+
     @api.websocket("/ws")
     async def websocket(self, ws: WebSocket) -> None:
         await ws.accept()

@@ -28,6 +28,9 @@ class Init:
     init_greeting: bool = True
     input_audio_format: str = "pcm16"
     send_turn_metrics: bool = False  # (ext) the client wants each answered turn's latency timeline
+    # Not on the Voi wire (set by other transports): also send status speech_started / speech_stopped (the
+    # user's voice activity; stopped = the end of the turn in call mode) and speech_done {speech_id}.
+    turn_events: bool = False
 
 
 INPUT_AUDIO_FORMATS = ("pcm16", "pcm_f32le", "webm", "ogg", "mp4")  # (ext) all but pcm16; see speech/codecs.py
@@ -68,7 +71,26 @@ class InvokeLlm:
     messages: list[dict[str, Any]]
 
 
-ClientMessage = Init | Audio | Text | ImageUrl | CreateResponse | Interrupt | InvokeLlm
+@dataclass(frozen=True)
+class SetMode:
+    """Not on the Voi wire: another transport switches turn-taking mid-session (OpenAI's turn_detection)."""
+
+    mode: Mode
+
+
+@dataclass(frozen=True)
+class ClearAudio:
+    """Not on the Voi wire: drop the audio of the current user turn (OpenAI's input_audio_buffer.clear)."""
+
+
+@dataclass(frozen=True)
+class ForgetMessage:
+    """Not on the Voi wire: leave a message out of what the LLM is shown (OpenAI's conversation.item.delete)."""
+
+    message_id: int
+
+
+ClientMessage = Init | Audio | Text | ImageUrl | CreateResponse | Interrupt | InvokeLlm | SetMode | ClearAudio | ForgetMessage
 
 
 def _bool(header: dict[str, Any], name: str, default: bool) -> bool:

@@ -2,10 +2,13 @@
 
     .venv/bin/python scripts/bench.py                    # N = 1, 2, 4; chat and call mode; 4 turns each
     .venv/bin/python scripts/bench.py --levels 1 --turns 2 --modes chat   # a quick look
+    .venv/bin/python scripts/bench.py --levels 1,4 --transports voi,realtime   # /v1/realtime beside /ws
 
 Every caller streams real (Piper) speech at real-time pace in 8192-byte frames, for several turns. Chat
 callers end a turn with create_response; call callers keep streaming silence like an open microphone and
-let the server find the end of the turn. Measured at the client: voice-to-voice (the last frame with speech
+let the server find the end of the turn. With ``--transports realtime`` the same callers also speak the OpenAI
+Realtime protocol on /v1/realtime through the official ``openai`` SDK (24 kHz audio, push-to-talk commit +
+response.create for chat, server VAD for call). Measured at the client: voice-to-voice (the last frame with speech
 -> the first reply audio frame), time to the final transcript, failed turns and dropped sessions.
 
 The baseline runs the same Conversation class with the same models called directly in this process (no
@@ -27,7 +30,7 @@ import numpy as np
 from _repo_path import ROOT
 
 from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
-from harness.server import TEST_SECRET, start_server
+from harness.server import TEST_API_KEY, TEST_SECRET, start_server
 from harness.speech import speech_pcm16k, trim_trailing_silence
 from protocol.client import AUDIO_FRAME_BYTES, VoiClient
 from protocol.tokens import issue_token
@@ -128,6 +131,58 @@ async def keep_silent(send) -> None:
         await asyncio.sleep(max(0.0, started + i * AUDIO_FRAME_BYTES / 32_000 - time.monotonic()))
         await send(SILENCE_FRAME)
         i += 1
+
+
+async def realtime_caller(server, mode: str, clips: list[bytes], turns: int, seed: int) -> CallerResult:
+    """The same caller on /v1/realtime through the openai SDK: 24 kHz audio in 256 ms appends."""
+    import base64
+
+    from openai import AsyncOpenAI
+
+    from speech.audio import float_to_pcm16, pcm16_to_float, resample
+
+    result = CallerResult()
+    client = AsyncOpenAI(api_key=TEST_API_KEY, base_url=f"{server.http_url}/v1", websocket_base_url=f"{server.ws_url}/v1")
+    turn = {"type": "server_vad"} if mode == "call" else None
+    try:
+        async with client.realtime.connect(model="stt_test") as conn:
+            await conn.session.update(session={"type": "realtime", "audio": {"input": {
+                "turn_detection": turn, "transcription": {"model": "whisper-1"}}}})
+
+            async def send(frame: bytes) -> None:  # a 16 kHz frame of the clip, sent as 24 kHz
+                await conn.input_audio_buffer.append(audio=base64.b64encode(
+                    float_to_pcm16(resample(pcm16_to_float(frame), 16_000, 24_000))).decode())
+
+            for t in range(turns):
+                last_speech = await stream(send, clips[(seed + t) % len(clips)], time.monotonic())
+                if mode == "chat":
+                    await conn.input_audio_buffer.commit()
+                    await conn.response.create()
+                silence_sender = asyncio.create_task(keep_silent(send)) if mode == "call" else None
+                first_audio = transcript = None
+                try:
+                    async with asyncio.timeout(TURN_TIMEOUT_S):
+                        while first_audio is None:
+                            event = await conn.recv()
+                            if event.type == "conversation.item.input_audio_transcription.completed":
+                                transcript = transcript or time.monotonic()
+                            elif event.type == "response.output_audio.delta":
+                                first_audio = time.monotonic()
+                            elif event.type == "response.done":
+                                break
+                    async with asyncio.timeout(30):  # the rest of the reply (a caller listens to it)
+                        while (await conn.recv()).type != "response.done":
+                            pass
+                except TimeoutError:
+                    pass
+                finally:
+                    if silence_sender:
+                        silence_sender.cancel()
+                result.turns.append(TurnResult((first_audio - last_speech) if first_audio else None,
+                                               (transcript - last_speech) if transcript else None, first_audio is not None))
+    except Exception as exc:  # noqa: BLE001 - a benchmark reports, it does not crash
+        result.dropped, result.error = True, f"{type(exc).__name__}: {exc}"
+    return result
 
 
 # ---- in process ---------------------------------------------------------------------------------------------
@@ -251,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="1,2,4")
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--modes", default="chat,call")
+    parser.add_argument("--transports", default="voi", help="voi (/ws), realtime (/v1/realtime), or both")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "bench.json")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
@@ -263,15 +319,19 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     server = start_server(args.out.parent / "bench_server.log")
     try:
-        for mode in modes:
-            for n in levels:
-                print(f"graph, {mode} mode, N={n} ...", flush=True)
+        for transport in args.transports.split(","):
+            for mode in modes:
+                for n in levels:
+                    print(f"graph, {transport} {mode} mode, N={n} ...", flush=True)
 
-                async def level() -> list[CallerResult]:
-                    return await asyncio.gather(*(graph_caller(server.ws_url, mode, clips, args.turns, i) for i in range(n)))
+                    async def level() -> list[CallerResult]:
+                        if transport == "realtime":
+                            return await asyncio.gather(*(realtime_caller(server, mode, clips, args.turns, i) for i in range(n)))
+                        return await asyncio.gather(*(graph_caller(server.ws_url, mode, clips, args.turns, i) for i in range(n)))
 
-                summary = summarize(asyncio.run(level()))
-                report["graph"].append({"mode": mode, "sessions": n, **summary})
+                    summary = summarize(asyncio.run(level()))
+                    label = mode if transport == "voi" else f"rt-{mode}"  # the plot's and table's row name
+                    report["graph"].append({"mode": label, "transport": transport, "sessions": n, **summary})
     finally:
         server.stop()
     for mode in modes:
@@ -284,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         b = report["inprocess"][mode]
         print(f"{mode:>5} {'in':>3} {b['turns']:>5} {b['failed_turns']:>4} {'-':>4} {ms(b['v2v_ms']['p50'], 8)} "
               f"{ms(b['v2v_ms']['p95'], 7)} {ms(b['v2v_ms']['p99'], 7)} {ms(b['transcript_ms']['p50'], 8)}")
-        for r in (r for r in report["graph"] if r["mode"] == mode):
-            print(f"{mode:>5} {r['sessions']:>3} {r['turns']:>5} {r['failed_turns']:>4} {r['dropped_sessions']:>4} "
+        for r in (r for r in report["graph"] if r["mode"] in (mode, f"rt-{mode}")):
+            print(f"{r['mode']:>5} {r['sessions']:>3} {r['turns']:>5} {r['failed_turns']:>4} {r['dropped_sessions']:>4} "
                   f"{ms(r['v2v_ms']['p50'], 8)} {ms(r['v2v_ms']['p95'], 7)} {ms(r['v2v_ms']['p99'], 7)} "
                   f"{ms(r['transcript_ms']['p50'], 8)}")
     print(f"overhead ratio at N=1 (graph p50 / in-process p50): {report.get('overhead_ratio_n1')}")

@@ -70,3 +70,16 @@ def split_pcm(pcm: bytes, max_bytes: int) -> list[bytes]:
     """Cut PCM into frames of at most ``max_bytes`` (rounded down to whole samples)."""
     step = max(BYTES_PER_SAMPLE, max_bytes - max_bytes % BYTES_PER_SAMPLE)
     return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+class PcmResampler:
+    """A stream of PCM16 chunks resampled chunk by chunk (soxr keeps the filter state between chunks, so
+    chunk edges add no clicks): a transport whose clients send 24 kHz audio feeds Whisper 16 kHz."""
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        self._stream = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="HQ") if from_rate != to_rate else None
+
+    def __call__(self, pcm: bytes) -> bytes:
+        if self._stream is None or not pcm:
+            return pcm
+        return float_to_pcm16(self._stream.resample_chunk(pcm16_to_float(pcm)))

@@ -1,0 +1,285 @@
+"""The Voi conversation's server messages as OpenAI Realtime server events, and the state that needs.
+
+A reply's ``response_created`` / growing assistant ``message`` / ``audio`` / ``response_done`` become
+``response.created``, ``response.output_item.added``, ``response.content_part.added``, transcript (or text)
+deltas and audio deltas, and once the reply's audio is all sent (``speech_done``) the ``.done`` events and
+``response.done``. The turn events ``speech_started`` / ``speech_stopped`` become server VAD's
+``input_audio_buffer.speech_started`` / ``speech_stopped`` / ``committed`` and the user's audio item; the
+user's transcript messages become ``conversation.item.input_audio_transcription.delta`` / ``completed``.
+What the client's own events change here (a commit, a cancel) is called by ``protocol/realtime.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import messages as m
+from protocol.realtime_events import Events, SessionConfig, new_id, usage
+
+SPEECH_ONSET_MS = 300  # speech_started is told after this much speech: its audio started about this much earlier
+SERVER_CODES = ("stt_failed", "tts_failed", "reply_failed", "internal", "session_lost", "server_busy")
+
+
+@dataclass
+class _UserAudio:
+    """The user's audio item of the current turn (server VAD or push-to-talk)."""
+
+    item_id: str
+    voi_id: int | None = None  # the Voi message that shows its transcript
+    transcript: str = ""
+    sent: str = ""  # what transcription deltas have carried
+    started: bool = False  # speech_started was sent
+    committed: bool = False
+
+
+@dataclass
+class _Response:
+    id: str
+    audio: bool
+    input_text: str = ""
+    item_id: str | None = None
+    voi_id: int | None = None  # the assistant message (and speech_id) of this reply
+    previous_item_id: str | None = None
+    text: str = ""  # what deltas have carried
+    text_done: bool = False
+    audio_done: bool = False
+    error: dict[str, Any] | None = None
+
+
+
+class OutboundEvents:
+    """Server events for one session; ``outbound`` takes each Voi server message in order."""
+
+    def __init__(self, events: Events, config: SessionConfig) -> None:
+        self.events = events
+        self.config = config
+        self.audio_ms = 0.0  # input audio received in this session
+        self.buffer_bytes = 0  # input audio since the last commit or clear
+        self.user: _UserAudio | None = None  # the user's audio item being spoken (not committed yet)
+        self.committed: _UserAudio | None = None  # the committed item whose transcript is not completed yet
+        self.typed: deque[tuple[str, list[dict[str, Any]]]] = deque()  # user items whose Voi echo is still to come
+        self.items: dict[str, list[int]] = {}  # OpenAI item id -> its Voi messages (conversation.item.delete)
+        self.requested: deque[bool] = deque()  # response.create requests not started yet: audio out?
+        self.response: _Response | None = None
+        self.retired: set[int] = set()  # Voi messages of finished responses and transcripts: late re-sends are dropped
+        self.assistant_items: dict[str, int] = {}  # OpenAI item id -> Voi message id (truncate names items)
+        self.last_item_id: str | None = None
+        self.last_input = ""
+
+    def outbound(self, msg: m.ServerMessage) -> list[dict[str, Any]]:
+        """One Voi server message out, as the OpenAI events it means (often none, sometimes several)."""
+        header = msg.header
+        kind = header.get("type")
+        if kind == "status":
+            return self._on_status(str(header.get("status")), header)
+        if kind == "message" and header.get("role") == "user":
+            return self._on_user_message(int(header["id"]), header.get("content") or [])
+        if kind == "message" and header.get("role") == "assistant":
+            text = " ".join(p.get("text", "") for p in header.get("content") or [] if p.get("type") == "text")
+            return self._on_assistant_message(int(header["id"]), text)
+        if kind == "audio":
+            return self._on_audio(str(header.get("speech_id")), msg.payload)
+        if kind == "error":
+            return self._on_error(str(header.get("error", "")), str(header.get("code", "error")))
+        return []  # llm_response: invoke_llm is not part of this protocol
+
+    def _on_status(self, status: str, header: dict[str, Any]) -> list[dict[str, Any]]:
+        if status == "speech_started" and self.config.turn_detection:
+            user = self._current_user()
+            if user.started:
+                return []
+            user.started = True
+            start = max(0, int(self.audio_ms) - SPEECH_ONSET_MS)
+            return [self.events.event("input_audio_buffer.speech_started", audio_start_ms=start, item_id=user.item_id)]
+        if status == "speech_stopped" and self.config.turn_detection:
+            return self.commit_user_audio(speech_stopped=True)
+        if status == "user_interrupt" and self.response is not None:
+            return self.finish("cancelled", {"type": "cancelled", "reason": "turn_detected"})
+        if status == "response_created":
+            events = self._complete_transcription()
+            audio = self.requested.popleft() if self.requested else self.config.audio_out
+            self.response = _Response(new_id("resp"), audio, input_text=self.last_input)
+            return events + [self.events.event("response.created", response=self._body("in_progress", []))]
+        if status == "response_done" and self.response is not None:
+            self.response.text_done = True
+            return self._finish_if_complete()
+        if status == "speech_done" and self.response is not None and header.get("speech_id") == str(self.response.voi_id):
+            self.response.audio_done = True
+            return self._finish_if_complete()
+        if status == "response_cancelled":
+            return self._on_cancelled(str(header.get("reason", "")))
+        return []
+
+    def _on_cancelled(self, reason: str) -> list[dict[str, Any]]:
+        if self.response is not None:
+            error = self.response.error
+            if reason == "error" and error is not None:
+                return self.finish("failed", {"type": "failed", "error": error})
+            return self.finish("cancelled", {"type": "cancelled", "reason": "turn_detected"})
+        if reason != "no_input":
+            return []
+        events = self._complete_transcription()
+        if self.requested:  # an explicit response.create with nothing to answer
+            audio = self.requested.popleft()
+            self.response = _Response(new_id("resp"), audio)
+            events.append(self.events.event("response.created", response=self._body("in_progress", [])))
+            events += self.finish("cancelled", {"type": "cancelled", "reason": "no_input"})
+        return events
+
+    def _on_user_message(self, voi_id: int, content: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if voi_id in self.retired:
+            return []
+        known = [u for u in (self.committed, self.user) if u is not None and u.voi_id == voi_id]
+        if not known and self.typed and content == self.typed[0][1]:
+            item_id, _ = self.typed.popleft()  # the echo of a conversation.item.create: its item was announced already
+            self.items.setdefault(item_id, []).append(voi_id)
+            self.retired.add(voi_id)
+            return []
+        if known:
+            user = known[0]
+        elif self.committed is not None and self.committed.voi_id is None:
+            user = self.committed  # the first transcript of audio committed before it was shown
+        else:
+            user = self._current_user()
+        user.voi_id = voi_id
+        self.items[user.item_id] = [voi_id]
+        user.transcript = " ".join(p.get("text", "") for p in content if p.get("type") == "text").strip()
+        return self._transcript_delta(user) if user.committed else []
+
+    def _on_assistant_message(self, voi_id: int, text: str) -> list[dict[str, Any]]:
+        response = self.response
+        if response is None or voi_id in self.retired or response.voi_id not in (None, voi_id):
+            return []
+        events: list[dict[str, Any]] = []
+        if response.voi_id is None:
+            response.voi_id = voi_id
+            response.item_id = new_id("item")
+            self.assistant_items[response.item_id] = voi_id
+            self.items[response.item_id] = [voi_id]
+            item = self.events.assistant_item(response.item_id, "in_progress", audio=response.audio, text=None)
+            events.append(self.events.event("response.output_item.added", response_id=response.id, output_index=0, item=item))
+            response.previous_item_id = self.last_item_id
+            events += self.new_item(item, complete=False)
+            events.append(self.events.event("response.content_part.added", **self._where(response),
+                                            part=self.events.part(response.audio, "")))
+        if text.startswith(response.text) and len(text) > len(response.text):
+            kind = "response.output_audio_transcript.delta" if response.audio else "response.output_text.delta"
+            events.append(self.events.event(kind, **self._where(response), delta=text[len(response.text):]))
+            response.text = text
+        return events
+
+    def _on_audio(self, speech_id: str, pcm: bytes) -> list[dict[str, Any]]:
+        response = self.response
+        if response is None or not response.audio or str(response.voi_id) != speech_id or not pcm:
+            return []
+        return [self.events.event("response.output_audio.delta", **self._where(response),
+                                  delta=base64.b64encode(pcm).decode("ascii"))]
+
+    def _on_error(self, text: str, code: str) -> list[dict[str, Any]]:
+        kind = "server_error" if code in SERVER_CODES or code.startswith("llm") else "invalid_request_error"
+        if self.response is not None:
+            self.response.error = {"type": kind, "code": code, "message": text}
+        return [self.events.error(text, code, kind=kind)]
+
+    # ---- helpers ------------------------------------------------------------------------------------
+
+    def _current_user(self) -> _UserAudio:
+        if self.user is None:
+            self.user = _UserAudio(new_id("item"))
+        return self.user
+
+    def new_item(self, item: dict[str, Any], *, complete: bool = True) -> list[dict[str, Any]]:
+        events = self.events.item_created(item, self.last_item_id, complete=complete)
+        self.last_item_id = item["id"]
+        return events
+
+    def commit_user_audio(self, *, speech_stopped: bool) -> list[dict[str, Any]]:
+        """The user's audio so far becomes an item (VAD's end of turn, or the client's commit)."""
+        user = self._current_user()
+        events: list[dict[str, Any]] = []
+        if speech_stopped:
+            if not user.started:
+                user.started = True
+                start = max(0, int(self.audio_ms) - SPEECH_ONSET_MS)
+                events.append(self.events.event("input_audio_buffer.speech_started", audio_start_ms=start, item_id=user.item_id))
+            events.append(self.events.event("input_audio_buffer.speech_stopped", audio_end_ms=int(self.audio_ms),
+                                            item_id=user.item_id))
+        events += self._complete_transcription() if self.committed is not None else []  # two commits, one turn
+        user.committed = True
+        self.user, self.committed = None, user
+        self.buffer_bytes = 0
+        events.append(self.events.event("input_audio_buffer.committed", previous_item_id=self.last_item_id, item_id=user.item_id))
+        events += self.new_item(self.events.user_item(user.item_id, audio=True))
+        return events + self._transcript_delta(user)
+
+    def _transcript_delta(self, user: _UserAudio) -> list[dict[str, Any]]:
+        if not self.config.transcribe_input or not user.transcript.startswith(user.sent) or user.transcript == user.sent:
+            return []
+        delta, user.sent = user.transcript[len(user.sent):], user.transcript
+        return [self.events.event("conversation.item.input_audio_transcription.delta", item_id=user.item_id,
+                                  content_index=0, delta=delta)]
+
+    def _complete_transcription(self) -> list[dict[str, Any]]:
+        """The turn's transcript is settled (a reply starts, or there was nothing to answer). In push-to-talk a
+        turn's audio that was shown but not committed (``response.create`` without a commit) is committed now."""
+        events: list[dict[str, Any]] = []
+        if self.committed is None and not self.config.turn_detection and self.user is not None and self.user.voi_id is not None:
+            events = self.commit_user_audio(speech_stopped=False)
+        user, self.committed = self.committed, None
+        if user is None:
+            return events
+        if user.voi_id is not None:
+            self.retired.add(user.voi_id)
+        self.last_input = user.transcript or self.last_input
+        if not self.config.transcribe_input:
+            return events
+        events += self._transcript_delta(user)
+        return events + [self.events.event("conversation.item.input_audio_transcription.completed", item_id=user.item_id,
+                                           content_index=0, transcript=user.transcript,
+                                           usage={"type": "duration", "seconds": round(self.audio_ms / 1000, 2)})]
+
+    def _where(self, response: _Response) -> dict[str, Any]:
+        return {"response_id": response.id, "item_id": response.item_id, "output_index": 0, "content_index": 0}
+
+    def _body(self, status: str, output: list[dict[str, Any]], details: dict[str, Any] | None = None,
+              with_usage: bool = False) -> dict[str, Any]:
+        response = self.response
+        assert response is not None
+        return self.events.response(response.id, status, audio=response.audio, output=output, details=details,
+                                    usage=usage(response.input_text, response.text) if with_usage else None)
+
+    def _finish_if_complete(self) -> list[dict[str, Any]]:
+        response = self.response
+        assert response is not None
+        if response.text_done and (response.audio_done or not response.audio or response.item_id is None):
+            return self.finish("completed", None)
+        return []
+
+    def finish(self, status: str, details: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The ``.done`` events of the response's item, then ``response.done``; nothing more of it is sent."""
+        response = self.response
+        assert response is not None
+        events: list[dict[str, Any]] = []
+        output: list[dict[str, Any]] = []
+        if response.item_id is not None:
+            where = self._where(response)
+            if response.audio:
+                events.append(self.events.event("response.output_audio.done", **where))
+                events.append(self.events.event("response.output_audio_transcript.done", **where, transcript=response.text))
+            else:
+                events.append(self.events.event("response.output_text.done", **where, text=response.text))
+            events.append(self.events.event("response.content_part.done", **where, part=self.events.part(response.audio, response.text)))
+            item = self.events.assistant_item(response.item_id, "completed" if status == "completed" else "incomplete",
+                                              audio=response.audio, text=response.text)
+            events.append(self.events.event("response.output_item.done", response_id=response.id, output_index=0, item=item))
+            if self.events.dialect == "ga":
+                events.append(self.events.item_done(item, response.previous_item_id))
+            output.append(item)
+        events.append(self.events.event("response.done", response=self._body(status, output, details, with_usage=True)))
+        if response.voi_id is not None:
+            self.retired.add(response.voi_id)
+        self.response = None
+        return events

@@ -1,0 +1,289 @@
+"""``/v1/realtime`` driven by the official ``openai`` SDK's realtime client against the real graph: real
+Piper speech in (resampled to the protocol's 24 kHz), real Whisper, real Piper speech out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+from openai import AsyncOpenAI
+
+from harness.server import TEST_API_KEY, TEST_SECRET, Server
+from harness.speech import speech_pcm16k, wer
+from protocol.tokens import issue_token
+from speech.audio import float_to_pcm16, pcm16_to_float, resample
+
+SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
+CHUNK_MS = 100
+PTT = {"type": "realtime", "audio": {"input": {"turn_detection": None, "transcription": {"model": "whisper-1"}}}}
+VAD = {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad"},
+                                               "transcription": {"model": "whisper-1"}}}}
+
+
+def sdk(server: Server, key: str = TEST_API_KEY) -> AsyncOpenAI:
+    return AsyncOpenAI(api_key=key, base_url=f"{server.http_url}/v1", websocket_base_url=f"{server.ws_url}/v1", max_retries=0)
+
+
+def pcm24k(text: str) -> bytes:
+    return float_to_pcm16(resample(pcm16_to_float(speech_pcm16k(text)), 16_000, 24_000))
+
+
+def b64(pcm: bytes) -> str:
+    return base64.b64encode(pcm).decode("ascii")
+
+
+async def until(conn: Any, kind: str, timeout: float = 60) -> list[Any]:
+    """Events up to and including the first of type ``kind``."""
+    seen: list[Any] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await conn.recv()
+            seen.append(event)
+            if event.type == kind:
+                return seen
+
+
+async def drain(conn: Any, seconds: float) -> list[Any]:
+    seen: list[Any] = []
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                seen.append(await conn.recv())
+    except TimeoutError:
+        return seen
+
+
+async def append_speech(conn: Any, pcm: bytes, *, real_time: bool, silence_s: float = 0.0) -> None:
+    pcm += b"\x00\x00" * int(24_000 * silence_s)
+    step = 24_000 * 2 * CHUNK_MS // 1000
+    for i in range(0, len(pcm), step):
+        await conn.input_audio_buffer.append(audio=b64(pcm[i:i + step]))
+        if real_time:
+            await asyncio.sleep(CHUNK_MS / 1000)
+
+
+def types(events: list[Any]) -> list[str]:
+    return [e.type for e in events]
+
+
+def audio_of(events: list[Any]) -> bytes:
+    return b"".join(base64.b64decode(e.delta) for e in events if e.type == "response.output_audio.delta")
+
+
+async def open_session(conn: Any, session: dict[str, Any]) -> None:
+    created = await conn.recv()
+    assert created.type == "session.created", created
+    await conn.session.update(session=session)
+    updated = await until(conn, "session.updated", 10)
+    assert types(updated) == ["session.updated"], updated
+
+
+async def test_text_item_with_text_only_modalities(server):
+    async with sdk(server).realtime.connect(model="stt_test") as conn:
+        await open_session(conn, {**PTT, "output_modalities": ["text"]})
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "Hello from the realtime API."}]})
+        await conn.response.create()
+        events = await until(conn, "response.done")
+        kinds = types(events)
+        assert kinds[:2] == ["conversation.item.added", "conversation.item.done"], kinds
+        assert "response.output_audio.delta" not in kinds and "response.output_audio_transcript.delta" not in kinds
+        text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        assert text == "Hello from the realtime API.", text
+        for kind in ("response.created", "response.output_item.added", "response.content_part.added",
+                     "response.output_text.done", "response.content_part.done", "response.output_item.done"):
+            assert kind in kinds, kinds
+        done = events[-1].response
+        assert done.status == "completed" and done.usage.total_tokens > 0, done
+        assert done.output[0].content[0].text == text
+        assert not [e for e in await drain(conn, 1.0) if e.type.startswith("response.")]  # its speech is not sent
+
+
+async def test_spoken_turn_with_server_vad(server):
+    """Speech at real-time pace: speech_started/stopped, the transcript, audio that says the echo back."""
+    async with sdk(server).realtime.connect(model="stt_test") as conn:
+        await open_session(conn, VAD)
+        await append_speech(conn, pcm24k(SENTENCE), real_time=True, silence_s=1.5)
+        events = await until(conn, "response.done", 90)
+        kinds = types(events)
+        order = ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
+                 "conversation.item.input_audio_transcription.completed", "response.created", "response.output_audio.delta",
+                 "response.done"]
+        assert all(k in kinds for k in order), kinds
+        assert [kinds.index(k) for k in order] == sorted(kinds.index(k) for k in order), kinds
+        started = next(e for e in events if e.type == "input_audio_buffer.speech_started")
+        completed = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed")
+        assert completed.item_id == started.item_id
+        assert wer(SENTENCE, completed.transcript) <= 0.15, completed.transcript
+        deltas = "".join(e.delta for e in events if e.type == "conversation.item.input_audio_transcription.delta")
+        assert deltas == completed.transcript
+        assert events[-1].response.status == "completed"
+        spoken = "".join(e.delta for e in events if e.type == "response.output_audio_transcript.delta")
+        assert spoken.strip() == completed.transcript.strip()
+        reply = audio_of(events)
+        assert len(reply) > 24_000 * 2, len(reply)  # over a second of 24 kHz PCM16
+
+        # The reply's own audio (24 kHz, as the protocol wants it) pushed back to talk: Whisper hears the same words.
+        await conn.session.update(session=PTT)
+        await until(conn, "session.updated", 10)
+        await append_speech(conn, reply, real_time=False)
+        await conn.input_audio_buffer.commit()
+        await conn.response.create()
+        events = await until(conn, "response.done", 90)
+        heard = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed").transcript
+        assert wer(spoken, heard) <= 0.15, (spoken, heard)
+
+
+async def test_push_to_talk_commit_and_response_create(server):
+    async with sdk(server).realtime.connect(model="stt_test") as conn:
+        await open_session(conn, PTT)
+        await append_speech(conn, pcm24k("Please call me back tomorrow morning."), real_time=False, silence_s=0.3)
+        await conn.input_audio_buffer.commit()
+        committed = await until(conn, "input_audio_buffer.committed", 10)
+        await conn.response.create()
+        events = await until(conn, "response.done", 90)
+        kinds = types(committed + events)
+        assert "input_audio_buffer.speech_started" not in kinds and "input_audio_buffer.speech_stopped" not in kinds, kinds
+        transcript = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed").transcript
+        assert wer("Please call me back tomorrow morning.", transcript) <= 0.2, transcript
+        assert events[-1].response.status == "completed" and audio_of(events)
+        await conn.input_audio_buffer.commit()  # nothing appended since: an error, and the session goes on
+        error = await until(conn, "error", 10)
+        assert error[-1].error.code == "input_audio_buffer_commit_empty"
+
+
+async def test_response_cancel_mid_reply(server):
+    async with sdk(server).realtime.connect(model="scripted") as conn:
+        await open_session(conn, PTT)
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "Tell me a slow story."}]})
+        await conn.response.create()
+        await until(conn, "response.output_audio.delta", 60)
+        await conn.response.cancel()
+        events = await until(conn, "response.done", 10)
+        assert events[-1].response.status == "cancelled", events[-1].response
+        after = await drain(conn, 2.0)
+        assert not [e.type for e in after if e.type.startswith("response.")], types(after)
+        # The session goes on.
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "Hello again."}]})
+        await conn.response.create()
+        events = await until(conn, "response.done", 60)
+        assert events[-1].response.status == "completed"
+
+
+async def test_barge_in_cancels_the_reply(server):
+    async with sdk(server).realtime.connect(model="scripted") as conn:
+        await open_session(conn, VAD)
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "Tell me a slow story."}]})
+        await conn.response.create()
+        await until(conn, "response.output_audio.delta", 60)
+        talking = asyncio.create_task(append_speech(conn, pcm24k("Wait, stop, I have a question."), real_time=True,
+                                                    silence_s=1.5))
+        try:
+            events = await until(conn, "response.done", 30)
+        finally:
+            await talking
+        kinds = types(events)
+        assert "input_audio_buffer.speech_started" in kinds, kinds
+        assert kinds.index("input_audio_buffer.speech_started") < len(kinds) - 1
+        done = events[-1].response
+        assert done.status == "cancelled" and done.status_details.reason == "turn_detected", done
+        heard = ""  # the interruption is a turn of its own (or two, where Whisper hears a pause after "stop")
+        for _ in range(2):
+            events = await until(conn, "response.done", 90)
+            heard += " ".join(e.transcript for e in events if e.type == "conversation.item.input_audio_transcription.completed")
+            if "question" in heard.lower():
+                break
+        assert "question" in heard.lower(), heard
+
+
+async def test_tone_picks_its_voice(server):
+    """The persona's JSON tone picks the voice here as on the Voi transport (excited = faster voice)."""
+    durations = {}
+    async with sdk(server).realtime.connect(model="scripted_tone") as conn:
+        await open_session(conn, PTT)
+        for tone in ("neutral", "excited"):
+            await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                      "content": [{"type": "input_text", "text": f"Please be {tone} now."}]})
+            await conn.response.create()
+            events = await until(conn, "response.done", 60)
+            text = "".join(e.delta for e in events if e.type == "response.output_audio_transcript.delta")
+            assert text == "I have some news for you today, my friend.", text  # the JSON is parsed, not shown
+            durations[tone] = len(audio_of(events)) / 2 / 24_000
+    assert durations["excited"] < 0.9 * durations["neutral"], durations
+
+
+async def test_bad_events_get_errors_and_the_session_goes_on(server):
+    async with sdk(server).realtime.connect(model="stt_test") as conn:
+        await open_session(conn, {**PTT, "output_modalities": ["text"]})
+        await conn.send_raw("{this is not json")
+        await conn.send_raw(json.dumps({"type": "no.such.event"}))
+        await conn.send_raw(json.dumps({"type": "input_audio_buffer.append", "audio": "***"}))
+        errors = [e for e in await drain(conn, 2.0) if e.type == "error"]
+        assert [e.error.code for e in errors] == ["invalid_json", "unknown_event", "invalid_value"], errors
+        assert all(e.error.message for e in errors)
+        await conn.conversation.item.create(item={"type": "message", "role": "user", "id": "item_still",
+                                                  "content": [{"type": "input_text", "text": "Still here."}]})
+        await conn.response.create()
+        events = await until(conn, "response.done", 60)
+        assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "Still here."
+        await conn.conversation.item.delete(item_id="item_still")
+        assert (await until(conn, "conversation.item.deleted", 10))[-1].item_id == "item_still"
+
+
+async def test_bad_model_and_bad_key_are_refused_before_a_session(server):
+    async with sdk(server).realtime.connect(model="no-such-agent") as conn:
+        event = await conn.recv()
+        assert event.type == "error" and event.error.code == "model_not_found", event
+        with pytest.raises(Exception):  # noqa: B017 (the SDK raises the websockets close)
+            await asyncio.wait_for(conn.recv(), 10)
+    async with sdk(server, key="wrong-key").realtime.connect(model="stt_test") as conn:
+        event = await conn.recv()
+        assert event.type == "error" and event.error.code == "invalid_api_key", event
+        assert event.error.type == "authentication_error"
+
+
+async def test_client_secret_token_and_browser_subprotocol(server):
+    async with httpx.AsyncClient() as http:
+        refused = await http.post(f"{server.http_url}/v1/realtime/client_secrets", json={})
+        assert refused.status_code == 401
+        answer = await http.post(f"{server.http_url}/v1/realtime/client_secrets",
+                                 headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+                                 json={"expires_after": {"anchor": "created_at", "seconds": 60}})
+    assert answer.status_code == 200, answer.text
+    secret = answer.json()
+    assert secret["value"] and secret["expires_at"] > 0 and secret["session"]["type"] == "realtime"
+    async with sdk(server, key=secret["value"]).realtime.connect(model="stt_test") as conn:
+        assert (await conn.recv()).type == "session.created"
+    # A browser cannot set headers: the key travels as a subprotocol (our own JWTs work the same way).
+    token = issue_token(TEST_SECRET, "browser")
+    async with websockets.connect(f"{server.ws_url}/v1/realtime?model=stt_test",
+                                  subprotocols=["realtime", f"openai-insecure-api-key.{token}"]) as ws:
+        assert ws.subprotocol == "realtime"
+        assert json.loads(await ws.recv())["type"] == "session.created"
+
+
+async def test_beta_client_gets_beta_event_names(server):
+    client = sdk(server)
+    async with client.beta.realtime.connect(model="stt_test") as conn:
+        created = await conn.recv()
+        assert created.type == "session.created" and created.session.input_audio_format == "pcm16"
+        await conn.session.update(session={"turn_detection": None, "input_audio_transcription": {"model": "whisper-1"}})
+        await until(conn, "session.updated", 10)
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "Hello beta."}]})
+        await conn.response.create()
+        events = await until(conn, "response.done", 60)
+        kinds = types(events)
+        assert "conversation.item.created" in kinds and "response.audio.delta" in kinds, kinds
+        assert "".join(e.delta for e in events if e.type == "response.audio_transcript.delta") == "Hello beta."
+        audio = b"".join(base64.b64decode(e.delta) for e in events if e.type == "response.audio.delta")
+        assert np.abs(pcm16_to_float(audio)).max() > 0.05

@@ -1,0 +1,323 @@
+"""The OpenAI Realtime adapter (protocol/realtime*.py): client events in, Voi messages out, and back; also
+wired to a real Conversation (with the small model fakes of test_conversation) in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import pytest
+
+from protocol import messages as m
+from protocol.realtime import RealtimeAdapter
+from protocol.realtime_events import RealtimeError, SessionConfig, apply_session_update
+from speech.audio import PcmResampler
+from tests.unit.test_conversation import make
+
+
+def adapter(dialect="ga", **config) -> RealtimeAdapter:
+    return RealtimeAdapter(SessionConfig(model="echo", **config), dialect, PcmResampler(24_000, 16_000),
+                           voices=("joe", "joe_warm"), voice="joe")
+
+
+def send(a: RealtimeAdapter, event_type: str, **fields):
+    return a.inbound(json.dumps({"type": event_type, **fields}))
+
+
+def kinds(events):
+    return [e["type"] for e in events]
+
+
+def b64(pcm: bytes) -> str:
+    return base64.b64encode(pcm).decode()
+
+
+# ---- session.update ------------------------------------------------------------------------------------
+
+
+def test_session_update_ga_and_beta_names():
+    ga = apply_session_update(SessionConfig(model="x"), {"type": "realtime", "output_modalities": ["text"], "audio": {
+        "input": {"turn_detection": None, "transcription": {"model": "whisper-1"}}, "output": {"voice": "joe_warm"}}})
+    assert (ga.turn_detection, ga.transcribe_input, ga.modalities, ga.voice) == (None, True, ("text",), "joe_warm")
+    beta = apply_session_update(SessionConfig(model="x"), {"modalities": ["audio", "text"], "turn_detection":
+                                {"type": "semantic_vad"}, "input_audio_transcription": None, "voice": "joe"})
+    assert (beta.turn_detection, beta.transcribe_input, beta.audio_out) == ("semantic_vad", False, True)
+    unchanged = apply_session_update(ga, {"instructions": "Be brief."})
+    assert unchanged.turn_detection is None and unchanged.instructions == "Be brief."
+
+
+@pytest.mark.parametrize("session,code", [
+    ({"input_audio_format": "g711_ulaw"}, "unsupported_audio_format"),
+    ({"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}, "unsupported_audio_format"),
+    ({"turn_detection": {"type": "magic"}}, "invalid_value"),
+    ({"output_modalities": ["video"]}, "invalid_value"),
+])
+def test_session_update_refusals_name_the_field(session, code):
+    with pytest.raises(RealtimeError) as err:
+        apply_session_update(SessionConfig(model="x"), session)
+    assert err.value.code == code and err.value.param.startswith("session.")
+
+
+def test_voice_is_one_of_the_agents_and_fixed_once_the_conversation_runs():
+    a = adapter()
+    updated = send(a, "session.update", session={"audio": {"output": {"voice": "alloy"}}}).events[0]
+    assert updated["session"]["audio"]["output"]["voice"] == "joe"  # not an agent voice: the effective one is shown
+    send(a, "session.update", session={"audio": {"output": {"voice": "joe_warm"}}})
+    assert a.voice == "joe_warm" and a.config.voice == "joe_warm"
+    a.init("echo")
+    send(a, "session.update", session={"audio": {"output": {"voice": "joe"}}})
+    assert a.config.voice == "joe_warm"
+
+
+def test_instructions_are_only_shown_where_allowed():
+    a = adapter()
+    event = send(a, "session.update", session={"instructions": "You are a pirate."}).events[0]
+    assert event["session"]["instructions"] == ""
+
+
+def test_turn_detection_picks_the_mode_and_switches_it_later():
+    a = adapter()
+    assert a.init("echo").mode == "call" and a.init("echo").turn_events and not a.init("echo").init_greeting
+    out = send(a, "session.update", session={"audio": {"input": {"turn_detection": None}}})
+    assert out.messages == [m.SetMode("chat")]
+    assert send(a, "session.update", session={"instructions": "x"}).messages == []
+
+
+# ---- client events ------------------------------------------------------------------------------------
+
+
+def test_append_is_resampled_to_16k():
+    a = adapter()
+    pcm16 = b""
+    for _ in range(10):  # 1 s of 24 kHz in 100 ms chunks
+        out = send(a, "input_audio_buffer.append", audio=b64(b"\x10\x00" * 2400))
+        pcm16 += b"".join(msg.pcm for msg in out.messages)
+    assert 0.9 * 32_000 <= len(pcm16) <= 32_000
+
+
+@pytest.mark.parametrize("raw,code", [
+    ("{not json", "invalid_json"),
+    ("[1, 2]", "invalid_event"),
+    (json.dumps({"type": "conversation.item.retrieve", "item_id": "x"}), "unknown_event"),
+    (json.dumps({"type": "input_audio_buffer.append", "audio": "@@@"}), "invalid_value"),
+    (json.dumps({"type": "input_audio_buffer.append", "audio": b64(b"\x00")}), "invalid_value"),
+    (json.dumps({"type": "input_audio_buffer.commit"}), "input_audio_buffer_commit_empty"),
+    (json.dumps({"type": "response.cancel"}), "response_cancel_not_active"),
+    (json.dumps({"type": "conversation.item.truncate", "item_id": "nope", "audio_end_ms": 10}), "item_not_found"),
+    (json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "system", "content": []}}),
+     "unsupported_item"),
+    ("[" * 100_000 + "]" * 100_000, "invalid_json"),
+    (b"\xff\xfe{", "invalid_json"),
+    (json.dumps({"type": "session.update", "session": {"audio": {"input": {"transcription": {"model": 7}}}, "voice": 3}}),
+     "invalid_value"),
+    (json.dumps({"type": "conversation.item.create", "item": {"role": "user", "content": [{"type": "input_image",
+                                                                                             "image_url": 5}]}}), "invalid_value"),
+])
+def test_refused_events_get_an_error_event_and_no_message(raw, code):
+    out = adapter().inbound(raw)
+    assert out.messages == [] and kinds(out.events) == ["error"]
+    assert out.events[0]["error"]["code"] == code and out.events[0]["error"]["message"]
+
+
+def test_client_event_id_is_echoed_in_its_error():
+    out = adapter().inbound(json.dumps({"type": "bogus", "event_id": "evt_1"}))
+    assert out.events[0]["error"]["event_id"] == "evt_1"
+
+
+def test_item_create_and_clear():
+    a = adapter()
+    out = send(a, "conversation.item.create", item={"type": "message", "role": "user", "id": "item_mine",
+                                                    "content": [{"type": "input_text", "text": "Hi there"}]})
+    assert out.messages == [m.Text("Hi there")]
+    assert kinds(out.events) == ["conversation.item.added", "conversation.item.done"]
+    assert out.events[0]["item"]["id"] == "item_mine"
+    assert a.outbound(m.message("user", 0, [m.text_part("Hi there")])) == []  # the Voi echo is not told twice
+    out = send(a, "input_audio_buffer.clear")
+    assert out.messages == [m.ClearAudio()] and kinds(out.events) == ["input_audio_buffer.cleared"]
+
+
+# ---- server messages ----------------------------------------------------------------------------------
+
+
+def reply(a: RealtimeAdapter, voi_id: int = 1, text: str = "Hello there.") -> list[dict]:
+    events = a.outbound(m.status("response_created"))
+    events += a.outbound(m.message("assistant", voi_id, [m.text_part(text[:5])], final=False))
+    events += a.outbound(m.audio(str(voi_id), b"\x01\x00" * 100))
+    events += a.outbound(m.message("assistant", voi_id, [m.text_part(text)]))
+    return events
+
+
+def test_audio_response_ends_when_its_audio_is_all_sent():
+    a = adapter("beta")
+    events = reply(a)
+    assert kinds(events) == ["response.created", "response.output_item.added", "conversation.item.created",
+                             "response.content_part.added", "response.audio_transcript.delta", "response.audio.delta",
+                             "response.audio_transcript.delta"]
+    assert a.outbound(m.status("response_done")) == []  # the text is complete, the audio is not
+    done = a.outbound(m.status("speech_done", speech_id="1"))
+    assert kinds(done) == ["response.audio.done", "response.audio_transcript.done", "response.content_part.done",
+                           "response.output_item.done", "response.done"]
+    assert done[-1]["response"]["status"] == "completed" and done[-1]["response"]["output"][0]["content"][0]["transcript"] == "Hello there."
+    assert a.outbound(m.audio("1", b"\x01\x00" * 10)) == []
+
+
+def test_cancel_stops_the_deltas_and_a_late_resend_is_not_the_next_reply():
+    a = adapter()
+    reply(a)
+    out = send(a, "response.cancel")
+    assert out.messages == [m.Interrupt("1", None)]
+    assert out.events[-1]["response"]["status"] == "cancelled"
+    assert out.events[-1]["response"]["status_details"]["reason"] == "client_cancelled"
+    assert a.outbound(m.audio("1", b"\x01\x00" * 10)) == []
+    assert a.outbound(m.status("response_cancelled", reason="interrupted")) == []
+    a.outbound(m.status("response_created"))
+    assert a.outbound(m.message("assistant", 1, [m.text_part("Hel... (interrupted)")])) == []  # the cut old reply
+    assert kinds(a.outbound(m.message("assistant", 3, [m.text_part("Next.")])))[0] == "response.output_item.added"
+
+
+def test_barge_in_cancels_with_turn_detected():
+    a = adapter()
+    reply(a)
+    started = a.outbound(m.status("speech_started"))
+    assert kinds(started) == ["input_audio_buffer.speech_started"]
+    done = a.outbound(m.status("user_interrupt"))
+    assert done[-1]["response"]["status_details"]["reason"] == "turn_detected"
+
+
+def test_server_vad_turn_events_and_transcription():
+    a = adapter(transcribe_input=True)
+    send(a, "input_audio_buffer.append", audio=b64(b"\x00\x00" * 24_000))
+    events = a.outbound(m.status("speech_started"))
+    events += a.outbound(m.message("user", 0, [m.text_part("hello")], final=False))
+    events += a.outbound(m.status("speech_stopped"))
+    events += a.outbound(m.message("user", 0, [m.text_part("hello world")]))
+    events += a.outbound(m.status("response_created"))
+    assert kinds(events) == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+                             "input_audio_buffer.committed", "conversation.item.added", "conversation.item.done",
+                             "conversation.item.input_audio_transcription.delta",
+                             "conversation.item.input_audio_transcription.delta",
+                             "conversation.item.input_audio_transcription.completed", "response.created"]
+    assert "".join(e["delta"] for e in events if e["type"].endswith("transcription.delta")) == "hello world"
+    assert len({e.get("item_id") for e in events[:3]}) == 1
+
+
+def test_text_only_response_ends_with_its_text_and_drops_audio():
+    a = adapter(modalities=("text",))
+    events = reply(a)
+    assert "response.output_audio.delta" not in kinds(events) and "response.output_text.delta" in kinds(events)
+    done = a.outbound(m.status("response_done"))
+    assert kinds(done)[-1] == "response.done" and done[-1]["response"]["output_modalities"] == ["text"]
+
+
+def test_failed_reply_and_no_input():
+    a = adapter()
+    a.outbound(m.status("response_created"))
+    errors = a.outbound(m.error("the language model failed", "llm_error"))
+    assert errors[0]["error"]["type"] == "server_error"
+    done = a.outbound(m.status("response_cancelled", reason="error"))
+    assert done[-1]["response"]["status"] == "failed" and done[-1]["response"]["status_details"]["error"]["code"] == "llm_error"
+    send(a, "response.create")
+    nothing = a.outbound(m.status("response_cancelled", reason="no_input"))
+    assert kinds(nothing) == ["response.created", "response.done"] and nothing[-1]["response"]["status"] == "cancelled"
+
+
+# ---- with a real Conversation ---------------------------------------------------------------------------
+
+
+async def test_push_to_talk_turn_through_a_conversation():
+    a = adapter(turn_detection=None, transcribe_input=True)
+    conv, out = make(transcripts=("hello world",), init=a.init("echo"))
+    await conv.start()
+    events: list[dict] = []
+    for raw in ({"type": "input_audio_buffer.append", "audio": b64(b"\x00\x00" * 4800)},
+                {"type": "input_audio_buffer.commit"}, {"type": "response.create"}):
+        translation = a.inbound(json.dumps(raw))
+        events += translation.events
+        for msg in translation.messages:
+            await conv.handle(msg)
+    await conv.wait_idle()
+    for msg in out:
+        if hasattr(msg, "header") and msg.type != "turn_report":
+            events += a.outbound(msg)
+    names = kinds(events)
+    assert names[0] == "input_audio_buffer.committed"
+    assert names[-1] == "response.done" and events[-1]["response"]["status"] == "completed", names
+    assert next(e for e in events if e["type"].endswith("transcription.completed"))["transcript"] == "hello world"
+    assert "".join(e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta") == "hello world"
+    assert names.count("response.output_audio.delta") >= 2
+
+
+async def test_interrupt_without_speech_id_stops_the_running_reply():
+    conv, out = make(init=m.Init(agent_name="echo", init_greeting=False, turn_events=True))
+    await conv.start()
+    await conv.handle(m.Text("one two three"))
+    await conv.handle(m.CreateResponse())
+    while "response_created" not in [o.header.get("status") for o in out if o.type == "status"]:
+        await asyncio.sleep(0)
+    await conv.handle(m.Interrupt(None, None))
+    await conv.wait_idle()
+    assert any("(interrupted)" in str(o.header.get("content")) for o in out if o.type == "message")
+    assert "unknown_speech" not in [o.header.get("code") for o in out if o.type == "error"]
+
+
+async def test_set_mode_switches_turn_taking():
+    conv, _ = make(init=m.Init(agent_name="echo", init_greeting=False, mode="chat"))
+    await conv.start()
+    await conv.handle(m.SetMode("call"))
+    assert conv.init.mode == "call" and conv._listener.call_mode
+    await conv.close()
+
+
+async def test_item_delete_leaves_the_message_out_of_the_llm_context():
+    a = adapter(turn_detection=None)
+    conv, out = make(init=a.init("echo"))
+    await conv.start()
+    for text, item_id in (("first thing", "item_a"), ("second thing", "item_b")):
+        translation = send(a, "conversation.item.create", item={"type": "message", "role": "user", "id": item_id,
+                                                                "content": [{"type": "input_text", "text": text}]})
+        for msg in translation.messages:
+            await conv.handle(msg)
+    for msg in out:
+        a.outbound(msg)
+    deleted = send(a, "conversation.item.delete", item_id="item_a")
+    assert kinds(deleted.events) == ["conversation.item.deleted"] and deleted.messages == [m.ForgetMessage(0)]
+    await conv.handle(deleted.messages[0])
+    assert conv.history.for_llm(False) == [{"role": "user", "content": "second thing"}]
+    assert send(a, "conversation.item.delete", item_id="item_a").events[0]["error"]["code"] == "item_not_found"
+    await conv.close()
+
+
+async def test_cancel_then_truncate_cuts_the_reply_where_the_client_stopped_playing():
+    """response.cancel cuts by the server's estimate; the client's conversation.item.truncate then refines it."""
+    conv, out = make(init=m.Init(agent_name="echo", init_greeting=False, turn_events=True))
+    await conv.start()
+    await conv.handle(m.Text("one two three four five six seven eight"))
+    await conv.handle(m.CreateResponse())
+    await conv.wait_idle()
+    reply_id = max(o.header["id"] for o in out if o.type == "message" and o.header["role"] == "assistant")
+    await conv.handle(m.Interrupt(str(reply_id), None))  # at once: about nothing was heard yet
+    await conv.handle(m.Interrupt(str(reply_id), 0.45))  # the client had played 0.45 s (0.1 s silence + 0.1 s a word)
+    cut = [o for o in out if o.type == "message" and o.header["id"] == reply_id][-1].header["content"][0]["text"]
+    assert cut.startswith("one two three") and cut.endswith("(interrupted)"), cut
+    await conv.close()
+
+
+def test_barge_in_turn_keeps_its_transcript_until_the_reply_starts():
+    """The reply cancelled by a barge-in must not settle the new turn's transcript early (a failure seen live)."""
+    a = adapter(transcribe_input=True)
+    reply(a)
+    events = a.outbound(m.status("speech_started"))
+    events += a.outbound(m.message("user", 2, [m.text_part("Wait stop")], final=False))
+    events += a.outbound(m.status("user_interrupt"))
+    events += a.outbound(m.status("response_cancelled", reason="interrupted"))
+    events += a.outbound(m.message("assistant", 1, [m.text_part("Hel... (interrupted)")]))
+    events += a.outbound(m.message("user", 2, [m.text_part("Wait, stop, I have a")], final=False))
+    events += a.outbound(m.status("speech_stopped"))
+    events += a.outbound(m.status("speech_started"))  # the user goes on talking before the reply starts
+    events += a.outbound(m.message("user", 2, [m.text_part("Wait, stop, I have a question.")]))
+    events += a.outbound(m.status("response_created"))
+    completed = [e for e in events if e["type"].endswith("transcription.completed")]
+    assert [e["transcript"] for e in completed] == ["Wait, stop, I have a question."], kinds(events)
+    started = [e for e in events if e["type"] == "input_audio_buffer.speech_started"]
+    assert completed[0]["item_id"] == started[0]["item_id"] != started[1]["item_id"]
