@@ -92,7 +92,7 @@ def test_append_is_resampled_to_16k():
     pcm16 = b""
     for _ in range(10):  # 1 s of 24 kHz in 100 ms chunks
         out = send(a, "input_audio_buffer.append", audio=b64(b"\x10\x00" * 2400))
-        pcm16 += b"".join(msg.pcm for msg in out.messages)
+        pcm16 += b"".join(msg.data for msg in out.messages)
     assert 0.9 * 32_000 <= len(pcm16) <= 32_000
 
 
