@@ -33,6 +33,7 @@ from deployments.placement import HostOptions  # noqa: E402
 from deployments.synthesizer import Synthesizer  # noqa: E402
 from deployments.transcriber import Transcriber  # noqa: E402
 from llm.names import LOCAL_PROVIDER  # noqa: E402  (importing llm/ also keeps litellm offline)
+from protocol.limits import AdmissionLimits, ClientLimits  # noqa: E402
 from speech.models_config import load_models_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -55,6 +56,18 @@ class AppArgs(BaseModel):
     session_host_resources: dict[str, float] = Field(default_factory=dict)  # custom resources: nodes that may run hosts
     max_sessions_per_ingress: int = Field(default=256, ge=1)  # open conversations per Ingress replica
     max_turn_seconds: float = Field(default=120.0, gt=0)
+    # What one client may send and hold (protocol/limits.py; README "Limits").
+    init_timeout_s: float = Field(default=10.0, gt=0)  # a socket must send init within this
+    max_pending_handshakes: int = Field(default=128, ge=1)  # sockets not yet past init, per Ingress replica
+    max_sessions_per_app: int = Field(default=64, ge=1)  # sockets of one app (token) per Ingress replica
+    max_text_chars: int = Field(default=8_000, ge=1)
+    max_image_url_chars: int = Field(default=2_000_000, ge=1)
+    messages_per_s: float = Field(default=10.0, gt=0)  # control messages per socket (burst: message_burst)
+    message_burst: int = Field(default=40, ge=1)
+    audio_speed: float = Field(default=4.0, gt=0)  # audio at most this many times real time ...
+    audio_burst_s: float = Field(default=30.0, gt=0)  # ... after this much at once
+    max_token_days: float = Field(default=30.0, gt=0)  # tokens living longer than this are refused
+    openapi: bool = False  # serve /openapi.json
     env_file: str = str(ROOT / ".env")
     end_of_turn_s: float = Field(default=0.7, gt=0)  # call mode: trailing silence that ends the user's turn
     quick_end_of_turn_s: float = Field(default=0.3, gt=0)  # ... when the transcript already ends a sentence
@@ -117,8 +130,18 @@ def app(args: dict[str, Any] | None = None) -> Application:
         models_path=models_path,
         hosts=hosts,
         max_sessions=parsed.max_sessions_per_ingress,
+        init_timeout_s=parsed.init_timeout_s,
         policy=SessionPolicy(max_turn_seconds=parsed.max_turn_seconds),
         listening=TurnConfig(end_of_turn_s=parsed.end_of_turn_s, quick_end_of_turn_s=parsed.quick_end_of_turn_s),
+        limits=ClientLimits(max_text_chars=parsed.max_text_chars, max_image_url_chars=parsed.max_image_url_chars,
+                            messages_per_s=parsed.messages_per_s, message_burst=parsed.message_burst,
+                            audio_speed=parsed.audio_speed, audio_burst_s=parsed.audio_burst_s),
+        admission=AdmissionLimits(max_sessions_per_app=parsed.max_sessions_per_app,
+                                  max_pending=parsed.max_pending_handshakes,
+                                  max_pending_per_app=max(1, min(parsed.max_sessions_per_app,
+                                                                 parsed.max_pending_handshakes // 2))),
+        max_token_days=parsed.max_token_days,
+        openapi=parsed.openapi,
     )
     stt = models.stt.models[models.stt.default]
     transcriber = Transcriber.options(
@@ -134,8 +157,9 @@ def app(args: dict[str, Any] | None = None) -> Application:
 
         local_llm = LocalLLM.options(ray_actor_options={"num_cpus": parsed.local_llm_num_cpus}).bind(
             n_threads=parsed.local_llm_threads)
-    # One open socket is one ongoing request; the headroom lets HTTP calls and server_busy refusals through.
-    ingress = Ingress.options(max_ongoing_requests=parsed.max_sessions_per_ingress + INGRESS_REQUEST_HEADROOM)
+    # One open socket is one ongoing request, also before its init; the headroom lets HTTP calls and refusals through.
+    ingress = Ingress.options(max_ongoing_requests=parsed.max_sessions_per_ingress + parsed.max_pending_handshakes
+                              + INGRESS_REQUEST_HEADROOM)
     return ingress.bind(transcriber.bind(models_path), synthesizer.bind(models_path, greeting_renders(agents)), local_llm,
                         secrets, options)
 
