@@ -64,7 +64,7 @@ class AppArgs(BaseModel):
     max_image_url_chars: int = Field(default=2_000_000, ge=1)
     messages_per_s: float = Field(default=10.0, gt=0)  # control messages per socket (burst: message_burst)
     message_burst: int = Field(default=40, ge=1)
-    audio_speed: float = Field(default=4.0, gt=0)  # audio at most this many times real time ...
+    audio_speed: float = Field(default=2.0, gt=0)  # audio at most this many times real time ...
     audio_burst_s: float = Field(default=30.0, gt=0)  # ... after this much at once
     max_token_days: float = Field(default=30.0, gt=0)  # tokens living longer than this are refused
     openapi: bool = False  # serve /openapi.json

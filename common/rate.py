@@ -26,11 +26,20 @@ class TokenBucket:
         self._tokens = self.burst
         self._at = self.clock()
 
-    def take(self, amount: float = 1.0) -> bool:
-        """Spend ``amount`` tokens if they are there; False (nothing spent) when they are not."""
+    @property
+    def level(self) -> float:
+        """The share of the burst available now, 0 to 1."""
+        self._refill()
+        return self._tokens / self.burst
+
+    def _refill(self) -> None:
         now = self.clock()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
+
+    def take(self, amount: float = 1.0) -> bool:
+        """Spend ``amount`` tokens if they are there; False (nothing spent) when they are not."""
+        self._refill()
         if amount > self._tokens:
             return False
         self._tokens -= amount

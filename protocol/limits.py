@@ -12,8 +12,8 @@ never sent ``init`` held session slots. These are the server's answers, each wit
 - ``too_many_sessions`` (close 1008): an app already holds its share of this replica's sockets;
 - ``server_busy`` (close 1013): too many sockets are still waiting for their ``init``.
 
-Rate refusals drop what did not fit and are reported once per episode (until the client is back within its
-rate), so the error replies cannot themselves become a flood.
+Rate refusals drop what did not fit and are reported once per episode (until the client has kept within its
+rate long enough to have half its burst back), so the error replies cannot themselves become a flood.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class ClientLimits:
     max_image_url_chars: int = 2_000_000  # one image_url (a data URL of about a 1.5 MB image)
     messages_per_s: float = 10.0  # control messages per second, on average ...
     message_burst: int = 40  # ... and at once (the JS client sends image_url*, text, create_response together)
-    audio_speed: float = 4.0  # audio accepted at most this many times faster than real time ...
+    audio_speed: float = 2.0  # audio accepted at most this many times faster than real time ...
     audio_burst_s: float = 30.0  # ... after this many seconds of audio at once (a recording sent whole)
     early_audio_s: float = 5.0  # audio kept from before ``init``
 
@@ -58,24 +58,24 @@ class SocketRates:
         self._audio = TokenBucket(limits.audio_speed, limits.audio_burst_s)
         self._over: dict[str, bool] = {"messages": False, "audio": False}
 
-    def _admit(self, kind: str, fits: bool, error: m.ServerMessage) -> tuple[bool, m.ServerMessage | None]:
-        if fits:
-            self._over[kind] = False
+    def _admit(self, kind: str, bucket: TokenBucket, amount: float,
+               error: m.ServerMessage) -> tuple[bool, m.ServerMessage | None]:
+        if bucket.take(amount):
+            if self._over[kind] and bucket.level >= 0.5:  # back within its rate for a while: a new episode may come
+                self._over[kind] = False
             return True, None
         first = not self._over[kind]
         self._over[kind] = True
         return False, error if first else None
 
     def admit_audio(self, pcm_bytes: int) -> tuple[bool, m.ServerMessage | None]:
-        fits = self._audio.take(pcm_bytes / AUDIO_BYTES_PER_SECOND)
-        return self._admit("audio", fits, m.error(
+        return self._admit("audio", self._audio, pcm_bytes / AUDIO_BYTES_PER_SECOND, m.error(
             f"audio arrives faster than {self.limits.audio_speed:g}x real time; frames beyond that are dropped "
             "(send audio at real-time pace)", "audio_too_fast"))
 
     def admit_message(self) -> tuple[bool, m.ServerMessage | None]:
         """A control message or a malformed frame."""
-        fits = self._messages.take()
-        return self._admit("messages", fits, m.error(
+        return self._admit("messages", self._messages, 1.0, m.error(
             f"more than {self.limits.messages_per_s:g} messages per second; messages beyond that are dropped",
             "too_many_messages"))
 
