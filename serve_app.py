@@ -111,8 +111,61 @@ def _absolute(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+class DeadRayAddress(RuntimeError):
+    """The Ray cluster this process would join does not answer."""
+
+
+def ray_address_to_join(address: str | None) -> tuple[str, str] | None:
+    """The cluster ``ray.init(address)`` would join and where that address came from, as Ray looks it up:
+    ``RAY_ADDRESS``, else an explicit address, else (for None or "auto") the file ``ray start`` leaves in Ray's
+    temp dir. None when Ray would start a local instance."""
+    from ray._common.utils import get_ray_address_file
+    from ray._private.utils import read_ray_address
+
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], "the RAY_ADDRESS environment variable"
+    if address not in (None, "auto"):
+        return (None if address == "local" else (address, "--address"))
+    found = read_ray_address()
+    return (found, f"{get_ray_address_file(None)} (written by `ray start`)") if found else None
+
+
+def check_ray_address(address: str | None, timeout_s: float = 3.0) -> None:
+    """Raise DeadRayAddress when the cluster Ray would join does not accept a connection: Ray itself retries
+    "Failed to connect to GCS" for minutes (the address file of a cluster killed without `ray stop` stays)."""
+    import socket
+
+    found = ray_address_to_join(address)
+    if found is None or found[0].startswith(("ray://", "http://", "https://")):
+        return
+    target, source = found
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return
+    except (OSError, ValueError):
+        pass
+    advice = ("delete that file (the cluster is gone) or start the cluster again" if "ray start" in source
+              else "start that cluster, or unset it to start a local Ray instance")
+    raise DeadRayAddress(f"no Ray cluster answers at {target}, the address found in {source}: {advice}")
+
+
 def app(args: dict[str, Any] | None = None) -> Application:
-    """The application builder: validates secrets and config here, so bad config fails before any replica."""
+    """The builder ``serve run serve_app:app`` calls, before it joins Ray: says so when the cluster it would
+    join is dead (instead of Ray retrying for minutes), then builds the graph."""
+    import ray
+
+    if not ray.is_initialized():
+        try:
+            check_ray_address(None)
+        except DeadRayAddress as exc:
+            print(f"voi: cannot start: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+    return build(args)
+
+
+def build(args: dict[str, Any] | None = None) -> Application:
+    """The application graph: validates secrets and config here, so bad config fails before any replica."""
     parsed = AppArgs.model_validate(args or {})
     secrets = load_secrets(dotenv_path=Path(parsed.env_file))
     models_path, agents_path = _absolute(parsed.models), _absolute(parsed.agents)
@@ -201,8 +254,10 @@ def main(argv: list[str] | None = None) -> None:
     builder_args = dict(a.split("=", 1) for a in ns.builder_args)
     started = time.monotonic()
     try:
-        application = app(builder_args)  # fails fast on missing secrets or bad config, before Ray starts
-    except (ConfigError, MissingSecretError, ValueError) as exc:
+        application = build(builder_args)  # fails fast on missing secrets or bad config, before Ray starts
+        if ns.address:
+            check_ray_address(ns.address)
+    except (ConfigError, MissingSecretError, ValueError, DeadRayAddress) as exc:
         print(f"voi: cannot start: {exc}", file=sys.stderr)
         sys.exit(2)
     # Provider keys in .env (OPENAI_API_KEY, GEMINI_API_KEY, ...) are read by LiteLLM inside the session actors:
