@@ -51,6 +51,7 @@ class IngressOptions:
     hosts: HostOptions = HostOptions()
     max_sessions: int = 256  # open conversations on one Ingress replica; more callers get server_busy
     init_timeout_s: float = 10.0  # a socket that sends no init in this time is closed (1008)
+    place_timeout_s: float = 30.0  # a caller past init waits this long for a session host (one may be starting)
     policy: SessionPolicy = SessionPolicy()
     listening: TurnConfig = TurnConfig()
     limits: ClientLimits = ClientLimits()
@@ -154,7 +155,7 @@ class Connection:
     async def _converse(self, init: m.Init, early_audio: list[m.Audio], agent: Agent, greeting_dir: str | None,
                         app_name: str, started: float) -> None:
         try:
-            lease = await self.hosts.place(self.options.init_timeout_s)
+            lease = await self.hosts.place(self.options.place_timeout_s)
         except HostsBusy:
             log.warning("session refused: every session slot of this replica is taken")
             await self.refuse("the server is full; please try again in a moment", "server_busy", CLOSE_TRY_AGAIN_LATER)
