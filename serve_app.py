@@ -33,6 +33,7 @@ from deployments.placement import HostOptions  # noqa: E402
 from deployments.synthesizer import Synthesizer  # noqa: E402
 from deployments.transcriber import Transcriber  # noqa: E402
 from llm.names import LOCAL_PROVIDER  # noqa: E402  (importing llm/ also keeps litellm offline)
+from protocol.limits import AdmissionLimits, ClientLimits  # noqa: E402
 from speech.models_config import load_models_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -56,6 +57,18 @@ class AppArgs(BaseModel):
     session_host_resources: dict[str, float] = Field(default_factory=dict)  # custom resources: nodes that may run hosts
     max_sessions_per_ingress: int = Field(default=256, ge=1)  # open conversations per Ingress replica
     max_turn_seconds: float = Field(default=120.0, gt=0)
+    # What one client may send and hold (protocol/limits.py; README "Limits").
+    init_timeout_s: float = Field(default=10.0, gt=0)  # a socket must send init within this
+    max_pending_handshakes: int = Field(default=128, ge=1)  # sockets not yet past init, per Ingress replica
+    max_sessions_per_app: int = Field(default=64, ge=1)  # sockets of one app (token) per Ingress replica
+    max_text_chars: int = Field(default=8_000, ge=1)
+    max_image_url_chars: int = Field(default=2_000_000, ge=1)
+    messages_per_s: float = Field(default=10.0, gt=0)  # control messages per socket (burst: message_burst)
+    message_burst: int = Field(default=40, ge=1)
+    audio_speed: float = Field(default=2.0, gt=0)  # audio at most this many times real time ...
+    audio_burst_s: float = Field(default=30.0, gt=0)  # ... after this much at once
+    max_token_days: float = Field(default=30.0, gt=0)  # tokens living longer than this are refused
+    openapi: bool = False  # serve /openapi.json
     env_file: str = str(ROOT / ".env")
     end_of_turn_s: float = Field(default=0.7, gt=0)  # call mode: trailing silence that ends the user's turn
     quick_end_of_turn_s: float = Field(default=0.3, gt=0)  # ... when the transcript already ends a sentence
@@ -103,8 +116,61 @@ def _absolute(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+class DeadRayAddress(RuntimeError):
+    """The Ray cluster this process would join does not answer."""
+
+
+def ray_address_to_join(address: str | None) -> tuple[str, str] | None:
+    """The cluster ``ray.init(address)`` would join and where that address came from, as Ray looks it up:
+    ``RAY_ADDRESS``, else an explicit address, else (for None or "auto") the file ``ray start`` leaves in Ray's
+    temp dir. None when Ray would start a local instance."""
+    from ray._common.utils import get_ray_address_file
+    from ray._private.utils import read_ray_address
+
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], "the RAY_ADDRESS environment variable"
+    if address not in (None, "auto"):
+        return (None if address == "local" else (address, "--address"))
+    found = read_ray_address()
+    return (found, f"{get_ray_address_file(None)} (written by `ray start`)") if found else None
+
+
+def check_ray_address(address: str | None, timeout_s: float = 3.0) -> None:
+    """Raise DeadRayAddress when the cluster Ray would join does not accept a connection: Ray itself retries
+    "Failed to connect to GCS" for minutes (the address file of a cluster killed without `ray stop` stays)."""
+    import socket
+
+    found = ray_address_to_join(address)
+    if found is None or found[0].startswith(("ray://", "http://", "https://")):
+        return
+    target, source = found
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return
+    except (OSError, ValueError):
+        pass
+    advice = ("delete that file (the cluster is gone) or start the cluster again" if "ray start" in source
+              else "start that cluster, or unset it to start a local Ray instance")
+    raise DeadRayAddress(f"no Ray cluster answers at {target}, the address found in {source}: {advice}")
+
+
 def app(args: dict[str, Any] | None = None) -> Application:
-    """The application builder: validates secrets and config here, so bad config fails before any replica."""
+    """The builder ``serve run serve_app:app`` calls, before it joins Ray: says so when the cluster it would
+    join is dead (instead of Ray retrying for minutes), then builds the graph."""
+    import ray
+
+    if not ray.is_initialized():
+        try:
+            check_ray_address(None)
+        except DeadRayAddress as exc:
+            print(f"voi: cannot start: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+    return build(args)
+
+
+def build(args: dict[str, Any] | None = None) -> Application:
+    """The application graph: validates secrets and config here, so bad config fails before any replica."""
     parsed = AppArgs.model_validate(args or {})
     secrets = load_secrets(dotenv_path=Path(parsed.env_file))
     models_path, agents_path = _absolute(parsed.models), _absolute(parsed.agents)
@@ -122,11 +188,21 @@ def app(args: dict[str, Any] | None = None) -> Application:
         models_path=models_path,
         hosts=hosts,
         max_sessions=parsed.max_sessions_per_ingress,
+        init_timeout_s=parsed.init_timeout_s,
         policy=SessionPolicy(max_turn_seconds=parsed.max_turn_seconds),
         listening=TurnConfig(end_of_turn_s=parsed.end_of_turn_s, quick_end_of_turn_s=parsed.quick_end_of_turn_s,
                              turn_detection=parsed.turn_detection, turn_complete_threshold=parsed.turn_complete_threshold,
                              turn_punctuation_threshold=parsed.turn_punctuation_threshold,
                              turn_max_wait_s=parsed.turn_max_wait_s),
+        limits=ClientLimits(max_text_chars=parsed.max_text_chars, max_image_url_chars=parsed.max_image_url_chars,
+                            messages_per_s=parsed.messages_per_s, message_burst=parsed.message_burst,
+                            audio_speed=parsed.audio_speed, audio_burst_s=parsed.audio_burst_s),
+        admission=AdmissionLimits(max_sessions_per_app=parsed.max_sessions_per_app,
+                                  max_pending=parsed.max_pending_handshakes,
+                                  max_pending_per_app=max(1, min(parsed.max_sessions_per_app,
+                                                                 parsed.max_pending_handshakes // 2))),
+        max_token_days=parsed.max_token_days,
+        openapi=parsed.openapi,
     )
     stt = models.stt.models[models.stt.default]
     transcriber = Transcriber.options(
@@ -142,8 +218,9 @@ def app(args: dict[str, Any] | None = None) -> Application:
 
         local_llm = LocalLLM.options(ray_actor_options={"num_cpus": parsed.local_llm_num_cpus}).bind(
             n_threads=parsed.local_llm_threads)
-    # One open socket is one ongoing request; the headroom lets HTTP calls and server_busy refusals through.
-    ingress = Ingress.options(max_ongoing_requests=parsed.max_sessions_per_ingress + INGRESS_REQUEST_HEADROOM)
+    # One open socket is one ongoing request, also before its init; the headroom lets HTTP calls and refusals through.
+    ingress = Ingress.options(max_ongoing_requests=parsed.max_sessions_per_ingress + parsed.max_pending_handshakes
+                              + INGRESS_REQUEST_HEADROOM)
     return ingress.bind(transcriber.bind(models_path), synthesizer.bind(models_path, greeting_renders(agents)), local_llm,
                         secrets, options)
 
@@ -192,8 +269,10 @@ def main(argv: list[str] | None = None) -> None:
     builder_args = dict(a.split("=", 1) for a in ns.builder_args)
     started = time.monotonic()
     try:
-        application = app(builder_args)  # fails fast on missing secrets or bad config, before Ray starts
-    except (ConfigError, MissingSecretError, ValueError) as exc:
+        application = build(builder_args)  # fails fast on missing secrets or bad config, before Ray starts
+        if ns.address:
+            check_ray_address(ns.address)
+    except (ConfigError, MissingSecretError, ValueError, DeadRayAddress) as exc:
         print(f"voi: cannot start: {exc}", file=sys.stderr)
         sys.exit(2)
     # Provider keys in .env (OPENAI_API_KEY, GEMINI_API_KEY, ...) are read by LiteLLM inside the session actors:

@@ -25,7 +25,7 @@ ECHO_MODEL = "echo"
 
 
 class VoiceSpec(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     model: str
     voice: str | None = None
@@ -35,7 +35,7 @@ class VoiceSpec(BaseModel):
 
 
 class Voices(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     character: VoiceSpec | None = None
     narrator: VoiceSpec | None = None
@@ -48,14 +48,14 @@ class Voices(BaseModel):
 
 
 class GreetingFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     content: str
     file: str | None = None
 
 
 class Greetings(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     choices: list[str | GreetingFile] = Field(default_factory=list)
     voice_tone: str | None = None
@@ -64,7 +64,7 @@ class Greetings(BaseModel):
 class AgentConfig(BaseModel):
     """One agent as written in agents.yaml (or sent by a client), before it is resolved."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     title: str | None = None
     description: str | None = None

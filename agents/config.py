@@ -31,7 +31,7 @@ UI_ONLY_FIELDS = ("title", "description")
 class ClientAgentPolicy(BaseModel):
     """What a client's ``init.agent_config`` and ``invoke_llm`` may do. The defaults are the safe choice."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     allow_new_agents: bool = False  # may a client define an agent the server does not know?
     allow_override: bool = False  # may a client's config replace a server-defined agent?
@@ -42,7 +42,7 @@ class ClientAgentPolicy(BaseModel):
 class _Settings(BaseModel):
     """The file's settings beside its agents."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     prompt_patterns: dict[str, str] = Field(default_factory=dict)
     client_agent_config: ClientAgentPolicy = Field(default_factory=ClientAgentPolicy)

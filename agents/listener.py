@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
 from speech.audio import dbfs, pcm16_to_float
 from speech.streaming import BYTES_PER_SECOND, StreamingConfig, StreamingTranscriber, Transcribe
+from speech.stt import Transcript
 from speech.vad import WINDOW_SECONDS, StreamingVad
 
 log = logging.getLogger("voi.listener")
@@ -93,11 +94,19 @@ class Listener:
         self._loud_speech_s = 0.0  # consecutive speech at barge-in level
         self._announced = False  # speech_started was reported for the current utterance
         self._tasks: set[asyncio.Task[None]] = set()
+        self._whisper = asyncio.Lock()
         self.turn = self._new_turn()
+
+    async def _transcribe_in_turn(self, pcm16: bytes, prompt: str | None) -> Transcript:
+        """At most one Whisper call of this conversation is in flight (a turn's final pass and the next turn's
+        first partial take turns): the Transcriber's queue then holds one window per session, so a client that
+        ends turns in quick succession cannot push ahead of everyone else."""
+        async with self._whisper:
+            return await self.transcribe(pcm16, prompt)
 
     def _new_turn(self) -> UserTurn:
         streaming = StreamingConfig(update_interval_s=self.config.update_interval_s, max_window_s=self.config.max_window_s)
-        return UserTurn(StreamingTranscriber(self.transcribe, streaming))
+        return UserTurn(StreamingTranscriber(self._transcribe_in_turn, streaming))
 
     def take_turn(self) -> UserTurn:
         """End the current turn (``create_response``, or the end of turn in call mode) and start a new one."""

@@ -1,258 +1,60 @@
-"""Ingress deployment: HTTP routes, token checks and the wire format. One conversation per websocket,
-placed on one of this replica's session hosts (deployments/host_pool.py).
+"""Ingress deployment: HTTP routes, token checks and the wire format. One conversation per websocket
+(deployments/connection.py), placed on one of this replica's session hosts (deployments/host_pool.py).
 
 It never transcribes, calls an LLM or synthesizes: it decodes frames into typed messages, hands them to the
 session's host in order, and encodes what the host emits. Ray Serve counts an open socket as one ongoing
-request: the replica's own session cap (``max_sessions``) sits a little below ``max_ongoing_requests``, so a
-caller beyond it is told ``server_busy`` (close 1013) instead of waiting in Serve's queue.
+request, also before its ``init``: the replica's own caps (``max_sessions`` conversations, plus a small
+budget of sockets still in their handshake, per app too) sit below ``max_ongoing_requests``, so a caller
+beyond them is refused at once (``server_busy`` 1013, ``too_many_sessions`` 1008) instead of waiting in
+Serve's queue behind sockets that never say ``init``.
 """
 
 
 import asyncio
 import hmac
-import json
 import logging
-import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-import ray
 from fastapi import FastAPI, Header, HTTPException, Request, WebSocket
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
-from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from agents.agent import Agent
-from agents.config import AgentRefused, load_agents_config, resolve_agent
-from agents.services import SessionPolicy
-from agents.timeline import TurnReport
-from agents.turns import TurnConfig
+from agents.config import load_agents_config, resolve_agent
+from common.log_text import has_control_characters, printable
 from common.settings import Secrets
-from deployments.host_pool import HostPool, HostsBusy
+from deployments.connection import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, Connection, IngressOptions
+from deployments.host_pool import HostPool
 from deployments.metrics import VoiMetrics
-from deployments.placement import HostOptions
-from deployments.playground import SECURITY_HEADERS, agent_list, load_static_files, turn_metrics_message, wants_html
+from deployments.openai_http import (
+    BodyRefused,
+    check_bearer,
+    failure_response,
+    openai_error,
+    read_json_object,
+    sse,
+)
+from deployments.playground import SECURITY_HEADERS, agent_list, load_static_files, wants_html
+from deployments.realtime import client_secret, serve_realtime
 from llm.client import LlmSettings
+from llm.local_model import chat_arguments
 from llm.names import LOCAL_MODEL_NAME
 from protocol import messages as m
-from protocol.framing import FrameError, decode_frame, encode_frame
-from protocol.tokens import TokenError, issue_token, verify_token
+from protocol.limits import Admission, AdmissionRefused
+from protocol.tokens import MAX_APP_CHARS, TokenError, issue_token, verify_token
 from speech.models_config import load_models_config
+
+__all__ = ["INGRESS_REQUEST_HEADROOM", "Ingress", "IngressOptions"]
 
 log = logging.getLogger("ray.serve")
 
-CLOSE_NORMAL = 1000
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_TRY_AGAIN_LATER = 1013
-INGRESS_REQUEST_HEADROOM = 16  # max_ongoing_requests above the session cap: HTTP calls and refusals get through
+INGRESS_REQUEST_HEADROOM = 16  # max_ongoing_requests above sessions + handshakes: HTTP calls and refusals get through
 
 # Serve's class-based ingress copies the route methods when the class is decorated: everything they use
-# must be defined above the Ingress class.
-api = FastAPI(title="Voi on Ray Serve", docs_url=None, redoc_url=None)
-
-
-@dataclass(frozen=True)
-class IngressOptions:
-    agents_path: str
-    models_path: str
-    hosts: HostOptions = HostOptions()
-    max_sessions: int = 256  # open conversations on one Ingress replica; more callers get server_busy
-    init_timeout_s: float = 30.0
-    policy: SessionPolicy = SessionPolicy()
-    listening: TurnConfig = TurnConfig()
-
-
-class _SessionClosed(Exception):
-    pass
-
-
-FindAgent = Callable[[m.Init], "tuple[Agent, str | None]"]  # the agent and its greeting files' directory
-
-
-class _Connection:
-    """One websocket: the init handshake, then two pumps (client -> host, host -> client)."""
-
-    def __init__(self, ws: WebSocket, metrics: VoiMetrics, options: IngressOptions, hosts: HostPool,
-                 find_agent: FindAgent) -> None:
-        self.ws = ws
-        self.metrics = metrics
-        self.options = options
-        self.hosts = hosts
-        self.find_agent = find_agent
-        self._send_lock = asyncio.Lock()
-        self.send_turn_metrics = False  # (ext) set by init
-
-    async def send(self, msg: m.ServerMessage) -> None:
-        if msg.type == "error":
-            self.metrics.record_error(str(msg.header.get("code", "")))
-        async with self._send_lock:
-            if self.ws.client_state == WebSocketState.CONNECTED:
-                await self.ws.send_bytes(encode_frame(msg.header, msg.payload))
-
-    async def refuse(self, text: str, code: str, close_code: int) -> None:
-        try:
-            await self.send(m.error(text, code))
-            await self.ws.close(close_code)
-        except (WebSocketDisconnect, RuntimeError):
-            pass
-
-    async def _receive(self, timeout: float | None = None) -> m.ClientMessage:
-        """The next typed message; FrameError for a malformed one, _SessionClosed when the client left."""
-        raw = await asyncio.wait_for(self.ws.receive(), timeout) if timeout else await self.ws.receive()
-        if raw["type"] == "websocket.disconnect":
-            raise _SessionClosed()
-        data = raw.get("bytes")
-        if data is None:
-            raise FrameError("text frames are not part of the protocol: send binary frames", "text_frame")
-        return m.parse_client_message(decode_frame(data))
-
-    async def _handshake(self) -> tuple[m.Init, list[m.Audio]]:
-        early_audio: list[m.Audio] = []
-        deadline = time.monotonic() + self.options.init_timeout_s
-        while True:
-            msg = await self._receive(max(deadline - time.monotonic(), 0.001))
-            if isinstance(msg, m.Init):
-                return msg, early_audio
-            if isinstance(msg, m.Audio):  # call-mode clients stream audio before init: keep it
-                if sum(len(a.data) for a in early_audio) < 32_000 * self.options.policy.max_turn_seconds:
-                    early_audio.append(msg)
-                continue
-            raise FrameError(f"the first message must be 'init', got '{type(msg).__name__}'", "init_expected")
-
-    async def run(self, app_name: str) -> None:
-        try:
-            init, early_audio = await self._handshake()
-        except TimeoutError:
-            await self.refuse("no 'init' message arrived in time", "init_timeout", CLOSE_POLICY_VIOLATION)
-            return
-        except FrameError as exc:
-            await self.refuse(str(exc), exc.code, CLOSE_PROTOCOL_ERROR)
-            return
-        except (_SessionClosed, WebSocketDisconnect):
-            return
-        self.send_turn_metrics = init.send_turn_metrics
-        try:
-            agent, greeting_dir = self.find_agent(init)
-        except AgentRefused as exc:
-            await self.refuse(str(exc), exc.code, CLOSE_POLICY_VIOLATION)
-            return
-        started = time.monotonic()
-        self.metrics.session_opened()
-        try:
-            await self._converse(init, early_audio, agent, greeting_dir, app_name, started)
-        finally:
-            self.metrics.session_closed()
-
-    async def _converse(self, init: m.Init, early_audio: list[m.Audio], agent: Agent, greeting_dir: str | None,
-                        app_name: str, started: float) -> None:
-        try:
-            lease = await self.hosts.place(self.options.init_timeout_s)
-        except HostsBusy:
-            log.warning("session refused: every session slot of this replica is taken")
-            await self.refuse("the server is full; please try again in a moment", "server_busy", CLOSE_TRY_AGAIN_LATER)
-            return
-        session_id = uuid.uuid4().hex
-        log.info("session %s app=%s agent=%s mode=%s host=%s placed_ms=%.0f", session_id[:12], app_name,
-                 init.agent_name, init.mode, lease.host_id, (time.monotonic() - started) * 1000)
-        tasks: list[asyncio.Task[Any]] = []
-        try:
-            await lease.host.open.remote(session_id, init.agent_name, agent, init, greeting_dir, self.options.policy,
-                                         self.options.listening, app_name)
-            events = lease.host.events.options(num_returns="streaming").remote(session_id)
-            tasks = [asyncio.create_task(self._pump_events(events)),
-                     asyncio.create_task(self._pump_client(lease.host, session_id, early_audio))]
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            sender, receiver = tasks
-            if sender in done and sender.exception() is None:
-                # The host ended the conversation without the client leaving: it failed there (the error is sent).
-                await self.close(CLOSE_INTERNAL_ERROR)
-            for task in done:
-                task.result()
-        except ray.exceptions.RayActorError:
-            self.hosts.lost(lease)
-            log.warning("session %s: its host %s died", session_id[:12], lease.host_id)
-            await self.refuse("the session ended unexpectedly on the server; please reconnect", "session_lost",
-                              CLOSE_INTERNAL_ERROR)
-        except Exception:  # a bug must end this session cleanly, with a message, and nothing else
-            log.exception("session %s of agent %s failed", session_id[:12], init.agent_name)
-            await self.refuse("the session failed on the server; please reconnect", "internal", CLOSE_INTERNAL_ERROR)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            try:  # the conversation stops on its host (also when it already did: then this returns at once)
-                await asyncio.wait_for(lease.host.close.remote(session_id), 2.0)
-            except Exception:
-                pass
-            self.hosts.release(lease)
-            await self.close(CLOSE_NORMAL)
-
-    async def close(self, code: int) -> None:
-        if self.ws.client_state == WebSocketState.CONNECTED:
-            try:
-                await self.ws.close(code)
-            except RuntimeError:
-                pass
-
-    async def _pump_client(self, host: Any, session_id: str, early_audio: list[m.Audio]) -> None:
-        """Client -> host, in order; returns when the client leaves."""
-        for audio in early_audio:
-            await host.push.remote(session_id, audio)
-        while True:
-            try:
-                msg = await self._receive()
-            except FrameError as exc:
-                await self.send(m.error(str(exc), exc.code))
-                continue
-            except (_SessionClosed, WebSocketDisconnect):
-                return
-            await host.push.remote(session_id, msg)
-
-    async def _pump_events(self, events: Any) -> None:
-        """Host -> client; returns when the host ends the conversation, raises RayActorError when it died."""
-        try:
-            async for ref in events:
-                item = await ref
-                if isinstance(item, TurnReport):  # for the operator's metrics, never for the client
-                    self.metrics.record_turn(item)
-                    if self.send_turn_metrics:
-                        await self.send(turn_metrics_message(item))
-                else:
-                    await self.send(item)
-        except (WebSocketDisconnect, RuntimeError):
-            await asyncio.Event().wait()  # the client is gone: the other pump sees it and ends the session
-
-
-def _check_bearer(authorization: str | None, api_key: str) -> None:
-    """OpenAI clients send ``Authorization: Bearer <key>``: the key is the server's API_KEY."""
-    if not authorization or not authorization.startswith("Bearer "):
-        raise HTTPException(status_code=401, detail="missing 'Authorization: Bearer <API_KEY>' header")
-    if not hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), api_key.encode()):
-        raise HTTPException(status_code=403, detail="invalid API key")
-
-
-def _openai_error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
-
-
-async def _sse(first: dict | None, stream: Any) -> Any:
-    """OpenAI's server-sent events: one ``data:`` line per chunk, then ``[DONE]``; a failure ends the stream.
-    A client that goes away cancels the stream, which stops generation on the LocalLLM replica."""
-    try:
-        if first is not None:
-            yield f"data: {json.dumps(first)}\n\n".encode()
-            async for chunk in stream:
-                yield f"data: {json.dumps(chunk)}\n\n".encode()
-    except Exception as exc:  # headers are sent: the error can only be an event
-        yield f"data: {json.dumps({'error': {'message': str(exc)[:200], 'type': 'server_error'}})}\n\n".encode()
-    finally:
-        stream.cancel()
-    yield b"data: [DONE]\n\n"
+# must be defined above the Ingress class. /openapi.json is a route of its own, served only when asked.
+api = FastAPI(title="Voi on Ray Serve", docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @serve.deployment(name="Ingress", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
@@ -271,7 +73,8 @@ class Ingress:
         llm_settings = LlmSettings(api_base=secrets.llm_api_base, api_key=secrets.llm_api_key)
         self.hosts = HostPool(options.hosts, transcriber, synthesizer, local_llm, llm_settings)
         self.metrics = VoiMetrics()
-        self.open_sessions = 0
+        self.open_sessions = 0  # conversations (sockets past init) on this replica
+        self.admission = Admission(options.admission)
         self.static_files = load_static_files()
         try:
             asyncio.get_running_loop()
@@ -320,42 +123,51 @@ class Ingress:
     @api.get("/sessions")
     async def sessions(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
         """For operators (``Authorization: Bearer API_KEY``): this replica's hosts and their conversations."""
-        _check_bearer(authorization, self.secrets.api_key)
+        check_bearer(authorization, self.secrets.api_key)
         return {"open_sessions": self.open_sessions, "max_sessions": self.options.max_sessions,
+                "pending_handshakes": self.admission.pending,
                 **self.hosts.describe(), "conversations": await self.hosts.conversations()}
+
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi(self) -> Any:
+        """The HTTP API's schema, only when the operator asked for it (builder argument ``openapi=true``)."""
+        if not self.options.openapi:
+            raise HTTPException(status_code=404, detail="Not Found")
+        return api.openapi()
 
     @api.get("/v1/models")
     async def openai_models(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        _check_bearer(authorization, self.secrets.api_key)
+        check_bearer(authorization, self.secrets.api_key)
         models = [{"id": LOCAL_MODEL_NAME, "object": "model", "owned_by": "voi"}] if self.local_llm is not None else []
         return {"object": "list", "data": models}
 
     @api.post("/v1/chat/completions")
     async def openai_chat(self, request: Request, authorization: str | None = Header(default=None)) -> Any:
         """The LocalLLM as an OpenAI-compatible endpoint (for tools and other apps; sessions use a handle)."""
-        _check_bearer(authorization, self.secrets.api_key)
+        check_bearer(authorization, self.secrets.api_key)
         if self.local_llm is None:
-            return _openai_error(404, "this server runs no local LLM (no agent uses a voi-local model)", "not_found")
+            return openai_error(404, "this server runs no local LLM (no agent uses a voi-local model)", "not_found")
         try:
-            body = await request.json()
-        except ValueError:
-            return _openai_error(400, "the body is not JSON")
-        if not isinstance(body, dict):
-            return _openai_error(400, "the body must be a JSON object")
+            body = await read_json_object(request)
+            chat_arguments(body)  # refused here, in the caller's words, before a replica is asked
+        except BodyRefused as exc:
+            return openai_error(exc.status, str(exc))
+        except ValueError as exc:
+            return failure_response(exc, "the completion")
         if body.get("stream"):
             stream = self.local_llm.options(stream=True).stream.remote(body)
             try:
                 first = await stream.__anext__()  # a bad request fails here, before any header is sent
             except StopAsyncIteration:
                 first = None
-            except ValueError as exc:
+            except Exception as exc:
                 stream.cancel()
-                return _openai_error(400, str(exc))
-            return StreamingResponse(_sse(first, stream), media_type="text/event-stream")
+                return failure_response(exc, "the completion")
+            return StreamingResponse(sse(first, stream), media_type="text/event-stream")
         try:
             return await self.local_llm.complete.remote(body)
-        except ValueError as exc:
-            return _openai_error(400, str(exc))
+        except Exception as exc:
+            return failure_response(exc, "the completion")
 
     @api.post("/integrations/{app_name}")
     async def integration_token(self, app_name: str, api_key: str | None = Header(default=None, alias="API-Key")) -> dict[str, str]:
@@ -363,32 +175,32 @@ class Ingress:
             raise HTTPException(status_code=401, detail="missing API-Key header")
         if not hmac.compare_digest(api_key.encode(), self.secrets.api_key.encode()):
             raise HTTPException(status_code=403, detail="invalid API-Key")
-        if not app_name.strip() or len(app_name) > 200:
-            raise HTTPException(status_code=400, detail="app name must be 1 to 200 characters")
+        if not app_name.strip() or len(app_name) > MAX_APP_CHARS or has_control_characters(app_name):
+            raise HTTPException(status_code=400,
+                                detail=f"app name must be 1 to {MAX_APP_CHARS} characters, none of them control characters")
         return {"token": issue_token(self.secrets.token_secret_key, app_name, days=1)}
 
     @api.post("/v1/realtime/client_secrets")
     async def realtime_client_secret(self, request: Request, authorization: str | None = Header(default=None)) -> Any:
         """A short-lived token for a browser's /v1/realtime (OpenAI's client secrets), behind API_KEY."""
-        from deployments.realtime import client_secret  # that module builds on this one
-        _check_bearer(authorization, self.secrets.api_key)
+        check_bearer(authorization, self.secrets.api_key)
         try:
             return client_secret(await request.body(), self.secrets.token_secret_key, next(iter(self.agents.agents), ""))
         except ValueError as exc:
-            return _openai_error(400, str(exc))
+            return openai_error(400, str(exc))
 
     @api.websocket("/v1/realtime")
     async def realtime(self, ws: WebSocket) -> None:
         """The OpenAI Realtime protocol over the same conversations (deployments/realtime.py)."""
-        from deployments.realtime import serve_realtime
         await serve_realtime(ws, self)
 
     @api.websocket("/ws")
     async def websocket(self, ws: WebSocket) -> None:
         await ws.accept()
-        connection = _Connection(ws, self.metrics, self.options, self.hosts, self._find_agent)
+        connection = Connection(ws, self.metrics, self.options, self.hosts, self._find_agent)
         try:
-            claims = verify_token(ws.query_params.get("token"), self.secrets.token_secret_key)
+            claims = verify_token(ws.query_params.get("token"), self.secrets.token_secret_key,
+                                  max_lifetime_s=self.options.max_token_days * 86_400)
         except TokenError as exc:
             await connection.refuse(str(exc), "bad_token", CLOSE_POLICY_VIOLATION)
             return
@@ -397,9 +209,27 @@ class Ingress:
             await connection.refuse("the server is full; please try again in a moment", "server_busy",
                                     CLOSE_TRY_AGAIN_LATER)
             return
-        self.hosts.start()
-        self.open_sessions += 1
         try:
-            await connection.run(claims.app)
+            self.admission.enter(claims.app)
+        except AdmissionRefused as exc:
+            log.warning("socket of app %s refused: %s", printable(claims.app), exc.code)
+            await connection.refuse(str(exc), exc.code, exc.close_code)
+            return
+        try:
+            self.hosts.start()
+            try:
+                started = await connection.handshake()
+            finally:
+                self.admission.started(claims.app)
+            if started is None:
+                return
+            if self.open_sessions >= self.options.max_sessions:  # sockets that were pending filled the replica
+                await connection.refuse("the server is full; please try again in a moment", "server_busy",
+                                        CLOSE_TRY_AGAIN_LATER)
+                return
+            await connection.converse(*started, claims.app, self._count)
         finally:
-            self.open_sessions -= 1
+            self.admission.left(claims.app)
+
+    def _count(self, change: int) -> None:
+        self.open_sessions += change

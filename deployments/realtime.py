@@ -1,9 +1,10 @@
 """``/v1/realtime``: the OpenAI Realtime protocol on the Ingress, over the same session hosts and Conversation.
 
-A second transport, not a second server: ``RealtimeConnection`` is the Voi ``_Connection`` with another
-codec. Its ``_receive`` reads JSON text frames and hands on the typed Voi messages that
+A second transport, not a second server: ``RealtimeConnection`` is the Voi ``Connection``
+(deployments/connection.py) with another codec. Its ``_receive`` reads JSON text frames and hands on the typed Voi messages that
 ``protocol/realtime.py`` makes of them; its ``send`` turns each Voi server message into OpenAI events. The
-placement on a host, the pumps, the failure handling and the session cap are the Voi transport's own.
+placement on a host, the pumps, the failure handling, the socket's limits and the admission caps are the Voi
+transport's own.
 The conversation opens at the client's first input (audio, an item or ``response.create``), so the
 ``session.update`` events a client sends first pick the mode, the voice and (where the agent allows it)
 the instructions. The model (``?model=``) names the agent.
@@ -11,6 +12,7 @@ the instructions. The model (``?model=``) names the agent.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -24,8 +26,9 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from agents.agent import Agent
 from agents.config import AgentRefused
 from agents.prompts import Persona, wants_json
-from deployments.ingress import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, _Connection, _SessionClosed
+from deployments.connection import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, Connection, _SessionClosed
 from protocol import messages as m
+from protocol.limits import AdmissionRefused
 from protocol.realtime import RealtimeAdapter
 from protocol.realtime_events import AUDIO_RATE, Events, SessionConfig, expires_at
 from protocol.tokens import TokenError, issue_token, verify_token
@@ -38,6 +41,7 @@ SUBPROTOCOL = "realtime"
 KEY_SUBPROTOCOL = "openai-insecure-api-key."  # browsers cannot set headers: the key travels as a subprotocol
 CLIENT_SECRET_TTL_S = 600  # OpenAI's default for client secrets
 MAX_CLIENT_SECRET_TTL_S = 7200
+FIRST_INPUT_S = 120.0  # a client may sit on its session settings this long before the first input (a handshake slot)
 
 
 def bearer_token(ws: WebSocket) -> str | None:
@@ -51,13 +55,15 @@ def bearer_token(ws: WebSocket) -> str | None:
     return None
 
 
-def authorize(token: str | None, api_key: str, token_secret: str) -> str:
+def authorize(token: str | None, api_key: str, token_secret: str, max_lifetime_s: float | None = None) -> str:
     """The app a client speaks for: the server's API_KEY, or one of our tokens (JWT). TokenError otherwise."""
     if not token:
         raise TokenError("missing credentials: send 'Authorization: Bearer <API_KEY or token>'")
     if hmac.compare_digest(token.encode(), api_key.encode()):
         return "api_key"
-    return verify_token(token, token_secret).app
+    if max_lifetime_s is None:
+        return verify_token(token, token_secret).app
+    return verify_token(token, token_secret, max_lifetime_s=max_lifetime_s).app
 
 
 def agent_voices(agent: Agent, models: ModelsConfig) -> tuple[str, ...]:
@@ -98,7 +104,7 @@ def client_secret(raw: bytes, token_secret: str, default_model: str) -> dict[str
             "session": {**Events("ga").session(config, ""), "client_secret": None}}
 
 
-class RealtimeConnection(_Connection):
+class RealtimeConnection(Connection):
     """One ``/v1/realtime`` socket; the Voi connection's placement and pumps with the OpenAI codec."""
 
     def __init__(self, *args: Any, adapter: RealtimeAdapter, agent_name: str, **kwargs: Any) -> None:
@@ -122,7 +128,7 @@ class RealtimeConnection(_Connection):
     async def _receive(self, timeout: float | None = None) -> m.ClientMessage:
         """The next Voi message the client's events mean; events answered at once are sent here."""
         while not self._pending:
-            raw = await self.ws.receive()
+            raw = await asyncio.wait_for(self.ws.receive(), timeout) if timeout else await self.ws.receive()
             if raw["type"] == "websocket.disconnect":
                 raise _SessionClosed()
             translation = self.adapter.inbound(raw["text"] if raw.get("text") is not None else raw.get("bytes") or b"")
@@ -132,7 +138,7 @@ class RealtimeConnection(_Connection):
 
     async def _handshake(self) -> tuple[m.Init, list[m.Audio]]:
         """Settings first: the conversation opens when the first input arrives (it stays queued here)."""
-        msg = await self._receive()
+        msg = await self._receive(FIRST_INPUT_S)
         self._pending.appendleft(msg)
         return self.adapter.init(self.agent_name), []
 
@@ -153,7 +159,8 @@ async def serve_realtime(ws: WebSocket, ingress: Any) -> None:
             pass
 
     try:
-        app = authorize(bearer_token(ws), ingress.secrets.api_key, ingress.secrets.token_secret_key)
+        app = authorize(bearer_token(ws), ingress.secrets.api_key, ingress.secrets.token_secret_key,
+                        ingress.options.max_token_days * 86_400)
     except TokenError as exc:
         await refuse(str(exc), "invalid_api_key", CLOSE_POLICY_VIOLATION, "authentication_error")
         return
@@ -167,6 +174,11 @@ async def serve_realtime(ws: WebSocket, ingress: Any) -> None:
     if ingress.open_sessions >= ingress.options.max_sessions:
         await refuse("the server is full; please try again in a moment", "server_busy", CLOSE_TRY_AGAIN_LATER, "server_error")
         return
+    try:
+        ingress.admission.enter(app)
+    except AdmissionRefused as exc:
+        await refuse(str(exc), exc.code, exc.close_code, "server_error")
+        return
     allowed = ingress.agents.client_agent_config.allow_override
     voices = agent_voices(agent, ingress.models)
     adapter = RealtimeAdapter(SessionConfig(model=name), dialect, PcmResampler(AUDIO_RATE, INPUT_RATE), voices=voices,
@@ -177,12 +189,21 @@ async def serve_realtime(ws: WebSocket, ingress: Any) -> None:
 
     connection = RealtimeConnection(ws, ingress.metrics, ingress.options, ingress.hosts, find_agent, adapter=adapter,
                                     agent_name=name)
-    ingress.hosts.start()
-    ingress.open_sessions += 1
     try:
-        await connection.send_events([adapter.session_event()])
-        await connection.run(app)
+        ingress.hosts.start()
+        try:
+            await connection.send_events([adapter.session_event()])
+            started = await connection.handshake()
+        finally:
+            ingress.admission.started(app)
+        if started is None:
+            return
+        if ingress.open_sessions >= ingress.options.max_sessions:  # sockets that were pending filled the replica
+            await refuse("the server is full; please try again in a moment", "server_busy", CLOSE_TRY_AGAIN_LATER,
+                         "server_error")
+            return
+        await connection.converse(*started, app, ingress._count)
     except WebSocketDisconnect:
         pass
     finally:
-        ingress.open_sessions -= 1
+        ingress.admission.left(app)

@@ -1,13 +1,18 @@
-"""Starts the real graph (``serve_app.py``) as a subprocess on a free loopback port and stops it."""
+"""Starts the real graph (``serve_app.py``) as a subprocess on a free loopback port and stops it.
+
+Each graph gets its own Ray temp dir (``RAY_TMPDIR``), removed when it stops: a test run leaves no Ray
+session directories, logs or sockets behind in the machine's /tmp/ray."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +38,7 @@ class Server:
     log_path: Path
     started_s: float
     metrics_url: str = ""
+    ray_temp_dir: str = ""
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -54,6 +60,8 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        if self.ray_temp_dir:
+            shutil.rmtree(self.ray_temp_dir, ignore_errors=True)
 
 
 def start_server(log_path: Path, *extra_args: str, tls: tuple[Path, Path] | None = None, timeout: float = 300,
@@ -64,7 +72,8 @@ def start_server(log_path: Path, *extra_args: str, tls: tuple[Path, Path] | None
     if tls:
         args += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
         scheme = "https"
-    env = {**os.environ, "TOKEN_SECRET_KEY": TEST_SECRET, "API_KEY": TEST_API_KEY, "RAY_ADDRESS": "",
+    ray_temp_dir = tempfile.mkdtemp(prefix="voi-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, "TOKEN_SECRET_KEY": TEST_SECRET, "RAY_TMPDIR": ray_temp_dir, "API_KEY": TEST_API_KEY, "RAY_ADDRESS": "",
            "RAY_metrics_report_interval_ms": "1000",  # metrics show up within seconds, not the default 10 s
            "RAY_AUTH_MODE": "disabled",  # a loopback test cluster; the fault tests join it as a driver
            **(env_extra or {})}
@@ -73,10 +82,11 @@ def start_server(log_path: Path, *extra_args: str, tls: tuple[Path, Path] | None
     started = time.monotonic()
     process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(process, f"{scheme}://127.0.0.1:{port}", f"{'wss' if tls else 'ws'}://127.0.0.1:{port}", log_path, 0.0,
-                    f"http://127.0.0.1:{metrics_port}/metrics")
+                    f"http://127.0.0.1:{metrics_port}/metrics", ray_temp_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            server.stop()
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log_tail()}")
         if "Voi is ready" in log_path.read_text(errors="replace"):
             server.started_s = time.monotonic() - started

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.errors import CodedError
+from common.safe_json import parse_json
 
 HEADER_LENGTH_BYTES = 4
+MAX_HEADER_BYTES = 4 << 20  # the JSON of one message: room for the largest image data URL (protocol/limits.py)
 _LENGTH = struct.Struct(">I")
 
 
@@ -52,10 +54,12 @@ def decode_frame(data: bytes) -> Frame:
             f"frame declares {length} bytes of JSON but only {len(data) - HEADER_LENGTH_BYTES} follow the prefix",
             "bad_length",
         )
+    if length > MAX_HEADER_BYTES:
+        raise FrameError(f"frame header of {length} bytes exceeds the {MAX_HEADER_BYTES}-byte limit", "frame_too_large")
     try:
-        header = json.loads(data[HEADER_LENGTH_BYTES:end].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FrameError(f"frame header is not valid UTF-8 JSON ({type(exc).__name__})", "bad_json") from None
+        header = parse_json(data[HEADER_LENGTH_BYTES:end])
+    except ValueError as exc:  # bad UTF-8 or JSON, too deep, a number too long: never anything else
+        raise FrameError(f"frame header is not acceptable JSON: {exc}", "bad_json") from None
     if not isinstance(header, dict):
         raise FrameError(f"frame header must be a JSON object, got {type(header).__name__}", "bad_json")
     msg_type = header.get("type")

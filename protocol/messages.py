@@ -6,14 +6,17 @@ ignored and the junk payload the JS client appends to control messages is droppe
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from common.log_text import has_control_characters
+from common.safe_json import parse_json
 from protocol.framing import Frame, FrameError
 
 Mode = Literal["chat", "call"]
 MAX_AUDIO_FRAME_BYTES = 1 << 20  # 32 s of 16 kHz PCM in one frame is far past anything a client sends
+MAX_AGENT_NAME_CHARS = 100
 AUDIO_FRAME_BYTES = 24_000  # the server's audio frames: at most 0.5 s of 24 kHz PCM16 each
 
 
@@ -102,6 +105,12 @@ def _bool(header: dict[str, Any], name: str, default: bool) -> bool:
     return value
 
 
+def _finite(value: Any) -> bool:
+    """A JSON number that is a real quantity: Python's JSON reads the literals NaN, Infinity and -Infinity
+    (and 1e999 as infinity), and NaN passes every ``< 0`` check."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _str(header: dict[str, Any], name: str, *, required: bool) -> str | None:
     value = header.get(name)
     if value is None:
@@ -118,6 +127,9 @@ def _parse_init(header: dict[str, Any]) -> Init:
     assert agent_name is not None
     if not agent_name.strip():
         raise FrameError("'init' field 'agent_name' is empty", "bad_field")
+    if len(agent_name) > MAX_AGENT_NAME_CHARS or has_control_characters(agent_name):
+        raise FrameError(f"'init' field 'agent_name' must be at most {MAX_AGENT_NAME_CHARS} printable characters",
+                         "bad_field")
     raw_config = header.get("agent_config")
     agent_config: dict[str, Any] | None
     if raw_config is None or raw_config == "":
@@ -126,9 +138,9 @@ def _parse_init(header: dict[str, Any]) -> Init:
         agent_config = raw_config
     elif isinstance(raw_config, str):
         try:
-            agent_config = json.loads(raw_config)
-        except json.JSONDecodeError:
-            raise FrameError("'init' field 'agent_config' is not a valid JSON string", "bad_field") from None
+            agent_config = parse_json(raw_config)
+        except ValueError as exc:
+            raise FrameError(f"'init' field 'agent_config' is not an acceptable JSON string: {exc}", "bad_field") from None
         if agent_config is not None and not isinstance(agent_config, dict):
             raise FrameError("'init' field 'agent_config' must encode a JSON object", "bad_field")
     else:
@@ -165,8 +177,8 @@ def _parse_interrupt(header: dict[str, Any]) -> Interrupt:
     if speech_id is not None and not isinstance(speech_id, (str, int)):
         raise FrameError("'interrupt' field 'speech_id' must be a string or null", "bad_field")
     at = header.get("interrupted_at")
-    if at is not None and (isinstance(at, bool) or not isinstance(at, (int, float)) or at < 0):
-        raise FrameError("'interrupt' field 'interrupted_at' must be a non-negative number", "bad_field")
+    if at is not None and not (_finite(at) and at >= 0):
+        raise FrameError("'interrupt' field 'interrupted_at' must be a non-negative finite number", "bad_field")
     return Interrupt(speech_id=None if speech_id is None else str(speech_id), interrupted_at=None if at is None else float(at))
 
 

@@ -3,18 +3,27 @@
 New tokens carry the standard ``exp`` and ``iat`` claims. Tokens minted by the old Voi generator carry a
 custom ``expire`` claim (a naive local-time ISO string) instead; they keep working until that time passes.
 The algorithm is pinned to HS256, so ``alg: none`` and algorithm-confusion tokens are refused.
+
+A token's lifetime is capped where it is checked (``max_lifetime_s``, the server's ``max_token_days``): a
+leaked token that claims to live until the year 3000 is refused. App names are at most ``MAX_APP_CHARS``
+printable characters (a newline in one could forge a line of the server log).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import jwt
 
+from common.log_text import has_control_characters
+
 ALGORITHM = "HS256"
 SECONDS_PER_DAY = 86_400
+MAX_APP_CHARS = 200
+DEFAULT_MAX_DAYS = 30.0  # tokens accepted by default live at most this long from now
 
 
 class TokenError(Exception):
@@ -30,13 +39,20 @@ class TokenClaims:
 def issue_token(secret: str, app: str, *, days: float = 1.0, now: float | None = None) -> str:
     if not secret:
         raise ValueError("TOKEN_SECRET_KEY is empty")
-    if not app:
-        raise ValueError("app name is empty")
-    if days <= 0:
-        raise ValueError("a token must be valid for a positive number of days")
+    check_app_name(app)
+    if not (days > 0 and math.isfinite(days)):
+        raise ValueError("a token must be valid for a positive, finite number of days")
     issued = int(now if now is not None else time.time())
     claims = {"app": app, "iat": issued, "exp": issued + int(days * SECONDS_PER_DAY)}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def check_app_name(app: str) -> None:
+    """ValueError unless ``app`` is 1 to MAX_APP_CHARS characters with no control character."""
+    if not app or not app.strip():
+        raise ValueError("app name is empty")
+    if len(app) > MAX_APP_CHARS or has_control_characters(app):
+        raise ValueError(f"app name must be at most {MAX_APP_CHARS} characters, none of them control characters")
 
 
 def _legacy_expiry(value: object) -> float:
@@ -51,8 +67,10 @@ def _legacy_expiry(value: object) -> float:
     return expire.astimezone(UTC).timestamp()
 
 
-def verify_token(token: str | None, secret: str, *, now: float | None = None) -> TokenClaims:
-    """Return the claims of a valid token or raise TokenError saying why it was refused."""
+def verify_token(token: str | None, secret: str, *, now: float | None = None,
+                 max_lifetime_s: float = DEFAULT_MAX_DAYS * SECONDS_PER_DAY) -> TokenClaims:
+    """Return the claims of a valid token or raise TokenError saying why it was refused (also when it
+    expires more than ``max_lifetime_s`` from now)."""
     if not token:
         raise TokenError("missing access token: connect to /ws?token=<token>")
     try:
@@ -76,9 +94,13 @@ def verify_token(token: str | None, secret: str, *, now: float | None = None) ->
     app = claims.get("app")
     if not isinstance(app, str) or not app:
         raise TokenError("access token has no 'app' claim")
+    try:
+        check_app_name(app)
+    except ValueError:
+        raise TokenError("access token 'app' claim is not an acceptable app name") from None
     if "exp" in claims:
         exp = claims["exp"]
-        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)) or exp != exp:
             raise TokenError("access token 'exp' claim is not a number")
         expires_at = float(exp)
     elif "expire" in claims:
@@ -87,4 +109,6 @@ def verify_token(token: str | None, secret: str, *, now: float | None = None) ->
         raise TokenError("access token has no expiry ('exp' claim)")
     if expires_at <= current:
         raise TokenError("access token has expired")
+    if expires_at - current > max_lifetime_s:
+        raise TokenError(f"access token lives longer than this server accepts ({max_lifetime_s / SECONDS_PER_DAY:g} days)")
     return TokenClaims(app=app, expires_at=expires_at)

@@ -274,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("server_args", nargs="*", help="key=value builder arguments for the server")
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    server: Server = start_server(args.out.parent / "bench_sessions_server.log", *args.server_args)
+    # Every caller here uses one token (app "bench"): lift the per-app cap (64 by default) above the 200 idle
+    # sessions and the bursts, unless the command line sets it.
+    server: Server = start_server(args.out.parent / "bench_sessions_server.log", "max_sessions_per_app=256",
+                                  *args.server_args)
     import ray
 
     os.environ["RAY_AUTH_MODE"] = "disabled"  # as the test server runs it

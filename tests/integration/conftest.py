@@ -39,8 +39,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, scripted_llm: ScriptedLlm) 
     log = tmp_path_factory.mktemp("server") / "serve.log"
     write_greeting_file()
     # Two session hosts, so fault tests can end one host's conversations while another host's go on; the
-    # fault switch lets a test make one conversation's handler raise.
+    # fault switch lets a test make one conversation's handler raise. A 25 s turn limit lets a test pass it
+    # within the audio burst allowance (30 s at once; beyond it audio is capped at 2x real time).
     srv = start_server(log, f"agents={TEST_AGENTS}", f"models={TEST_MODELS}", "min_session_hosts=2",
+                       "max_turn_seconds=25",
                        env_extra={"LITELLM_API_BASE": scripted_llm.url, "LITELLM_API_KEY": API_KEY,
                                   FAULT_INJECTION_ENV: "1"})
     yield srv

@@ -5,9 +5,11 @@ placed by their resource requests, and a conversation through it."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,25 +40,39 @@ def cluster_config(http_port: int) -> dict:
     return config
 
 
-def forget_ray_address(address: str) -> None:
-    """`ray start` writes its address to /tmp/ray/ray_current_cluster, where a later plain `ray.init()` or
-    `serve run` looks for a cluster to join: once this test's cluster is gone, that file must not point at it."""
-    from ray._common.utils import get_ray_address_file
-
-    path = Path(get_ray_address_file(None))
-    try:
-        if path.read_text().strip() == address:
-            path.unlink()
-    except FileNotFoundError:
-        pass
+def stop_groups(groups: list[int], grace_s: float = 20.0) -> None:
+    """A clean stop: SIGTERM to each `ray start` process group (GCS, raylet and workers shut down and remove
+    what they own), SIGKILL only for what is still there after ``grace_s``."""
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_s
+    for group in groups:
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    """The cluster runs in a Ray temp dir of its own (``--temp-dir``), so its address file
+    (``ray_current_cluster``, where `serve run` and a plain `ray.init()` look for a cluster to join), logs and
+    sockets never land in the machine's /tmp/ray; the dir is removed after a clean stop."""
     folder = tmp_path_factory.mktemp("cluster")
+    ray_temp_dir = tempfile.mkdtemp(prefix="voi-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     gcs, dashboard, http_port = free_port(), free_port(), free_port()
     env = {**os.environ, "TOKEN_SECRET_KEY": TEST_SECRET, "API_KEY": TEST_API_KEY, "RAY_AUTH_MODE": "disabled",
-           "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+           "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_temp_dir}
     env.pop("RAY_ADDRESS", None)
     groups = []
 
@@ -69,7 +85,7 @@ def cluster(tmp_path_factory):
         assert process.returncode == 0, out.decode(errors="replace")[-3000:]
 
     try:
-        start("--head", f"--port={gcs}", "--num-cpus=2", '--resources={"head_node": 1}', "--include-dashboard=true",
+        start("--head", f"--temp-dir={ray_temp_dir}/ray", f"--port={gcs}", "--num-cpus=2", '--resources={"head_node": 1}', "--include-dashboard=true",
               "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}")
         start(f"--address=127.0.0.1:{gcs}", "--num-cpus=1", '--resources={"stt_node": 1}')
         config_path = folder / "serve_config.yaml"
@@ -90,14 +106,23 @@ def cluster(tmp_path_factory):
         else:
             raise AssertionError(f"the deployed app never became RUNNING:\n{status}")
         assert httpx.get(f"http://127.0.0.1:{http_port}/", timeout=10).json() == {"status": "running"}
-        yield {"http_port": http_port, "dashboard": f"http://127.0.0.1:{dashboard}", "env": env, "folder": folder}
+        yield {"http_port": http_port, "dashboard": f"http://127.0.0.1:{dashboard}", "env": env, "folder": folder,
+               "gcs": f"127.0.0.1:{gcs}", "ray_temp_dir": ray_temp_dir}
     finally:
-        for group in groups:
-            try:
-                os.killpg(group, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        forget_ray_address(f"127.0.0.1:{gcs}")
+        stop_groups(groups)
+        shutil.rmtree(ray_temp_dir, ignore_errors=True)
+
+
+def test_the_cluster_keeps_its_address_file_in_its_own_temp_dir(cluster):
+    """`serve run` and a plain `ray.init()` on this machine look in the default temp dir for a cluster to join:
+    this test's cluster (gone after the module) must not be found there."""
+    from ray._common.utils import get_ray_address_file
+
+    port = cluster["gcs"].rpartition(":")[2]  # Ray writes the node's own IP there, not the loopback one
+    own = Path(cluster["ray_temp_dir"], "ray", "ray_current_cluster").read_text().strip()
+    assert own.endswith(f":{port}"), own
+    default = Path(get_ray_address_file(None))  # this process has no RAY_TMPDIR: the machine's /tmp/ray
+    assert not default.exists() or default.read_text().strip() != own
 
 
 def test_replicas_are_placed_by_their_resources(cluster):

@@ -44,3 +44,34 @@ def test_malformed_frames(data, code):
     with pytest.raises(FrameError) as info:
         decode_frame(data)
     assert info.value.code == code and str(info.value)
+
+
+def _raw(header: bytes) -> bytes:
+    return struct.pack(">I", len(header)) + header
+
+
+@pytest.mark.parametrize("header", [
+    b"[" * 100_000,
+    b'{"a":' * 100_000,
+    b'{"type":"text","x":' + b"[" * 40 + b"]" * 40 + b"}",
+    b'{"type":"text","n":' + b"9" * 5000 + b"}",
+    b'{"type":"text","n":-' + b"9" * 4301 + b"}",
+])
+def test_hostile_json_is_bad_json_never_another_exception(header):
+    with pytest.raises(FrameError) as info:
+        decode_frame(_raw(header))
+    assert info.value.code == "bad_json" and len(str(info.value)) < 200
+
+
+def test_nesting_up_to_the_limit_and_long_numbers_below_pythons_limit_pass():
+    header = b'{"type":"text","x":' + b"[" * 30 + b"]" * 30 + b',"n":' + b"9" * 4000 + b"}"
+    assert decode_frame(_raw(header)).type == "text"
+
+
+def test_header_larger_than_the_limit_is_refused_before_parsing():
+    from protocol.framing import MAX_HEADER_BYTES
+
+    data = struct.pack(">I", MAX_HEADER_BYTES + 1) + b" " * (MAX_HEADER_BYTES + 1)
+    with pytest.raises(FrameError) as info:
+        decode_frame(data)
+    assert info.value.code == "frame_too_large"

@@ -74,3 +74,24 @@ def test_server_messages():
     with pytest.raises(ValueError):
         m.audio("2", b"\x00")
     assert m.error("bad", "x").header == {"type": "error", "error": "bad", "code": "x"}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), True, "1.0", [1]])
+def test_interrupted_at_must_be_a_finite_number(value):
+    with pytest.raises(FrameError) as info:
+        parse({"type": "interrupt", "speech_id": "0", "interrupted_at": value})
+    assert info.value.code == "bad_field"
+
+
+@pytest.mark.parametrize("config", ['{"a":' + "[" * 40 + "]" * 40 + "}", '{"n":' + "1" * 5000 + "}", "[" * 100_000])
+def test_hostile_agent_config_strings_are_bad_field(config):
+    with pytest.raises(FrameError) as info:
+        parse({"type": "init", "agent_name": "a", "agent_config": config})
+    assert info.value.code == "bad_field" and len(str(info.value)) < 200
+
+
+@pytest.mark.parametrize("name", ["a\nb", "x\x00", "y" * 101])
+def test_agent_names_are_short_and_printable(name):
+    with pytest.raises(FrameError) as info:
+        parse({"type": "init", "agent_name": name})
+    assert info.value.code == "bad_field"

@@ -49,3 +49,33 @@ def test_issue_refuses_nonsense():
         issue_token("", "a")
     with pytest.raises(ValueError):
         issue_token(SECRET, "a", days=0)
+
+
+@pytest.mark.parametrize("exp_days", [31, 365, 365_000])
+def test_lifetimes_past_the_cap_are_refused(exp_days):
+    token = jwt.encode({"app": "a", "exp": int(time.time()) + exp_days * 86_400}, SECRET, "HS256")
+    with pytest.raises(TokenError, match="longer than this server accepts"):
+        verify_token(token, SECRET)
+    assert verify_token(token, SECRET, max_lifetime_s=(exp_days + 1) * 86_400).app == "a"
+
+
+def test_legacy_tokens_far_in_the_future_are_refused():
+    far = (datetime.now() + timedelta(days=3000)).isoformat()
+    with pytest.raises(TokenError, match="longer"):
+        verify_token(jwt.encode({"app": "old", "expire": far}, SECRET, "HS256"), SECRET)
+
+
+@pytest.mark.parametrize("app", ["a\nb", "a\r\nINFO forged", "tab\there", "nul\x00", "esc\x1b[31m", "x\u2028y",
+                                 "x" * 201, "   "])
+def test_app_names_with_control_characters_are_neither_minted_nor_accepted(app):
+    with pytest.raises(ValueError):
+        issue_token(SECRET, app)
+    signed = jwt.encode({"app": app, "exp": int(time.time()) + 99}, SECRET, "HS256")
+    with pytest.raises(TokenError, match="app"):
+        verify_token(signed, SECRET)
+
+
+@pytest.mark.parametrize("days", [float("nan"), float("inf"), -1.0])
+def test_issue_refuses_non_finite_days(days):
+    with pytest.raises(ValueError):
+        issue_token(SECRET, "a", days=days)
