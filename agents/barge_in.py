@@ -4,8 +4,8 @@ Sustained speech over the agent's reply used to stop it at once. With backchanne
 (agents/backchannel.py) it is judged first: what was said so far is transcribed as it grows, and a word that
 is no backchannel, too many words or too long an utterance interrupts the agent; an utterance that ends as
 a backchannel is dropped (no user message, no turn). The Conversation asks at three points: when sustained
-speech starts (``speech_started``), when a transcript would be shown (``hides``) and when the turn ends
-(``drops_turn``); ``interrupt`` stops the reply and cuts its speech where the client is estimated to be.
+speech starts (``speech_started``), when a transcript would be shown (``hides``) and when the turn's transcript is
+settled (``turn_settled``); ``interrupt`` stops the reply and cuts its speech where the client is estimated to be.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from speech.stt import Transcript
 
 log = logging.getLogger("voi.conversation")
 JUDGE_EVERY_S = 0.15  # new speech over the agent between two looks at what was said
+WORD_S = 0.15  # loud speech in a turn that makes it the user's, not the agent's echo
 
 
 class BargeIn:
@@ -79,17 +80,22 @@ class BargeIn:
         return bool(self._words) and self._is(text, so_far=True) and (
             turn.over_agent or self.agent_speaking(time.monotonic()))
 
-    def drops_turn(self, turn: UserTurn, transcript: str) -> bool:
-        """A turn that said only a backchannel over the agent's speech is no turn at all."""
-        if not self._words or not self._is(transcript):
-            return False
-        return turn.over_agent or self.agent_speaking(time.monotonic())
+    async def turn_settled(self, turn: UserTurn, transcript: str) -> bool:
+        """A call-mode turn's settled transcript: True when it said only a backchannel over the agent's speech
+        (no turn at all). A turn said over the agent that was too short to barge in ("Wait.") interrupts now
+        (not the agent's own voice leaking back: that is never at barge-in level)."""
+        if self._words and self._is(transcript) and (turn.over_agent or self.agent_speaking(time.monotonic())):
+            log.info("agent=%s backchannel %r: no turn of its own", self._agent_name, transcript)
+            return True
+        if transcript and turn.loud_s >= WORD_S:
+            await self.interrupt()
+        return False
 
     async def _judge(self, turn: UserTurn) -> None:
         turn.over_agent = True
         started = time.monotonic() - self._config.barge_in_min_speech_s
         judged_bytes = 0
-        # Until the turn ends: then the turn worker judges its settled transcript (drops_turn).
+        # Until the turn ends: then the turn worker judges its settled transcript (turn_settled).
         while turn is self._listener.turn and turn.over_agent:
             audio = turn.streamer.window_audio()
             ended = not turn.speaking

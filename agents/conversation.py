@@ -23,7 +23,7 @@ from agents.audio_input import AudioInput
 from agents.barge_in import BargeIn
 from agents.greeting import choose_greeting, speak_greeting
 from agents.history import History, StoredMessage, TranscriptMessages
-from agents.invoke import InvokeRefused, answer_invoke, invoke_request
+from agents.invoke import prepare_invoke
 from agents.listener import AudioOverflow, Listener, ListenerEvent, SpeechStarted, TranscriptUpdate, TurnEnded, UserTurn
 from agents.recording import Recorder
 from agents.replies import Reply, ReplyWriter
@@ -34,7 +34,6 @@ from agents.turns import TurnConfig
 from protocol import messages as m
 
 log = logging.getLogger("voi.conversation")
-WORD_S = 0.15  # loud speech in a turn that makes it the user's, not the agent's echo
 
 
 @dataclass
@@ -98,9 +97,7 @@ class Conversation:
             await speak_greeting(greeting, self.history, self._speaker, self._emit)
 
     async def close(self) -> None:
-        tasks = [t for t in self._speaker.tasks() if not t.done()]
-        tasks += [t for t in (self._worker, self._reply_task) if t is not None]
-        tasks += list(self._side_tasks)
+        tasks = [t for t in (*self._speaker.tasks(), self._worker, self._reply_task, *self._side_tasks) if t is not None]
         await self._input.close()
         await self._listener.close()
         for task in tasks:
@@ -128,12 +125,13 @@ class Conversation:
         elif isinstance(msg, m.CreateResponse):
             await self._input.end_turn()  # a compressed turn's last samples reach the Listener first
             await self._queue_turn(self._listener.take_turn())
-            if self.recorder is not None:
-                self.recorder.end_user_turn()
         elif isinstance(msg, m.Interrupt):
             await self._on_interrupt(msg)
-        elif isinstance(msg, m.InvokeLlm):
-            await self._on_invoke_llm(msg)
+        elif isinstance(msg, m.InvokeLlm):  # a one-off completion for the client, beside the conversation
+            work = await prepare_invoke(msg, self.agent_name, self.agent, self.policy.invoke_llm_models,
+                                        self._services.complete_llm, self._emit)
+            if work is not None:
+                self._spawn(work, "invoke_llm")
         elif isinstance(msg, m.SetMode):
             self._set_mode(msg.mode)
         elif isinstance(msg, m.ClearAudio):
@@ -161,8 +159,6 @@ class Conversation:
             if self.init.turn_events:
                 await self._emit(m.status("speech_stopped"))
             await self._queue_turn(event.turn)
-            if self.recorder is not None:
-                self.recorder.end_user_turn()
         elif isinstance(event, AudioOverflow):
             await self._emit(m.error(f"this turn's audio passed {self.policy.max_turn_seconds:.0f} s; the rest of it "
                                      "is ignored (end the turn with create_response)", "audio_too_long"))
@@ -190,17 +186,8 @@ class Conversation:
     async def _queue_turn(self, turn: UserTurn) -> None:
         self._turns.put_nowait(_TurnRequest(turn, self._typed_ids, turn.ended_at or time.monotonic()))
         self._typed_ids = []
-
-    async def _on_invoke_llm(self, msg: m.InvokeLlm) -> None:
-        """A one-off completion for the client (``llm_response``); it runs beside the conversation."""
-        complete = self._services.complete_llm
-        try:
-            request = invoke_request(msg, self.agent_name, self.agent, self.policy.invoke_llm_models, complete is not None)
-        except InvokeRefused as exc:
-            await self._emit(m.error(str(exc), exc.code))
-            return
-        assert complete is not None
-        self._spawn(answer_invoke(complete, request, self._emit), "invoke_llm")
+        if self.recorder is not None:
+            self.recorder.end_user_turn()
 
     async def _on_interrupt(self, msg: m.Interrupt) -> None:
         speech = self._speaker.get(msg.speech_id)
@@ -217,11 +204,7 @@ class Conversation:
             await self._emit(m.error(f"interrupt names no speech of this session ({str(msg.speech_id)[:20]!r})",
                                      "unknown_speech"))
             return
-        played = msg.interrupted_at if msg.interrupted_at is not None else speech.played_s(time.monotonic())
-        if speech.interrupted and not (speech.barged_in and msg.interrupted_at is not None):
-            return
-        speech.barged_in = msg.interrupted_at is None  # an estimate, which a later interrupt with the client's number refines
-        await self._speaker.cut(speech, played)
+        await self._speaker.client_cut(speech, msg.interrupted_at)
 
     async def _turn_worker(self) -> None:
         while True:
@@ -247,14 +230,9 @@ class Conversation:
             except Exception as exc:
                 log.warning("transcription failed for agent '%s': %s", self.agent_name, exc)
                 await self._emit(m.error("speech recognition failed for this turn; please try again", "stt_failed"))
-            if self.init.mode == "call" and self._barge_in.drops_turn(turn, transcript):
-                self._transcripts.take(turn)
-                log.info("agent=%s backchannel %r: no turn of its own", self.agent_name, transcript)
+            if self.init.mode == "call" and await self._barge_in.turn_settled(turn, transcript):
+                self._transcripts.take(turn)  # a backchannel: no turn of its own
                 return
-            if transcript and self.init.mode == "call" and turn.loud_s >= WORD_S:
-                # A turn said over the agent that was too short to barge in ("Wait."): it interrupts now. (Not
-                # the agent's own voice leaking back: that is never at barge-in level.)
-                await self._barge_in.interrupt()
             await self._show_transcript(turn, transcript, final=True)
             transcript = self._transcripts.take(turn)
         elif self._speaker.any_playing(time.monotonic()):

@@ -6,7 +6,7 @@ messages must be plain chat messages. A refusal carries the error code the clien
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from agents.agent import Agent
@@ -45,3 +45,16 @@ async def answer_invoke(complete: Callable[[LlmRequest], Awaitable[str]], reques
         await emit(m.llm_response(await complete(request)))
     except LlmError as exc:
         await emit(m.error(f"invoke_llm: {exc}", exc.code))
+
+
+async def prepare_invoke(msg: m.InvokeLlm, agent_name: str, agent: Agent, allowed_models: tuple[str, ...],
+                         complete: Callable[[LlmRequest], Awaitable[Any]] | None,
+                         emit: Emit) -> Coroutine[Any, Any, None] | None:
+    """The answer to ``msg``, to run beside the conversation; None when it is refused (the client is told)."""
+    try:
+        request = invoke_request(msg, agent_name, agent, allowed_models, complete is not None)
+    except InvokeRefused as exc:
+        await emit(m.error(str(exc), exc.code))
+        return None
+    assert complete is not None
+    return answer_invoke(complete, request, emit)

@@ -95,6 +95,14 @@ class Speaker:
         speech.task = asyncio.create_task(self._play(speech, timeline, file, cached), name=f"speech:{stored.id}")
         return speech
 
+    async def client_cut(self, speech: Speech, interrupted_at: float | None) -> None:
+        """The client's ``interrupt``: cut where it says it stopped playing, or where the server estimates."""
+        played = interrupted_at if interrupted_at is not None else speech.played_s(time.monotonic())
+        if speech.interrupted and not (speech.barged_in and interrupted_at is not None):
+            return
+        speech.barged_in = interrupted_at is None  # an estimate, which a later interrupt with the client's number refines
+        await self.cut(speech, played)
+
     async def cut(self, speech: Speech, played_s: float) -> None:
         """Stop ``speech`` and cut its stored message to what was heard plus "... (interrupted)"."""
         heard, all_heard = speech.timeline.heard_text(played_s)
