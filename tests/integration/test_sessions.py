@@ -90,10 +90,11 @@ def host_lines(server) -> list[str]:
 
 async def test_hosts_start_on_demand_refuse_when_full_and_retire_when_idle(small_server):
     token = issue_token(TEST_SECRET, "tests")
-    clients = [await VoiClient.connect(small_server.ws_url, token) for _ in range(4)]
+    clients: list[VoiClient] = []
     try:
-        for client in clients:
-            await start_session(client)
+        for _ in range(4):  # each connects when the one before is placed: the third waits for the second host's
+            clients.append(await VoiClient.connect(small_server.ws_url, token))  # start, longer than init_timeout_s
+            await start_session(clients[-1])
         ready = [line for line in host_lines(small_server) if " ready in " in line]
         assert len(ready) == 2, host_lines(small_server)  # the second host came when the first filled up
 
