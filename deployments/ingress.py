@@ -43,7 +43,7 @@ from llm.local_model import chat_arguments
 from llm.names import LOCAL_MODEL_NAME
 from protocol import messages as m
 from protocol.limits import Admission, AdmissionRefused
-from protocol.tokens import MAX_APP_CHARS, TokenError, issue_token, verify_token
+from protocol.tokens import MAX_APP_CHARS, SECONDS_PER_DAY, TokenError, issue_token, verify_token
 from speech.models_config import load_models_config
 
 __all__ = ["INGRESS_REQUEST_HEADROOM", "Ingress", "IngressOptions"]
@@ -200,7 +200,7 @@ class Ingress:
         connection = Connection(ws, self.metrics, self.options, self.hosts, self._find_agent)
         try:
             claims = verify_token(ws.query_params.get("token"), self.secrets.token_secret_key,
-                                  max_lifetime_s=self.options.max_token_days * 86_400)
+                                  max_lifetime_s=self.options.max_token_days * SECONDS_PER_DAY)
         except TokenError as exc:
             await connection.refuse(str(exc), "bad_token", CLOSE_POLICY_VIOLATION)
             return

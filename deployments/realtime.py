@@ -31,7 +31,7 @@ from protocol import messages as m
 from protocol.limits import AdmissionRefused
 from protocol.realtime import RealtimeAdapter
 from protocol.realtime_events import AUDIO_RATE, Events, SessionConfig, expires_at
-from protocol.tokens import TokenError, issue_token, verify_token
+from protocol.tokens import DEFAULT_MAX_DAYS, SECONDS_PER_DAY, TokenError, issue_token, verify_token
 from speech.audio import INPUT_RATE, PcmResampler
 from speech.models_config import ModelsConfig
 
@@ -55,14 +55,13 @@ def bearer_token(ws: WebSocket) -> str | None:
     return None
 
 
-def authorize(token: str | None, api_key: str, token_secret: str, max_lifetime_s: float | None = None) -> str:
+def authorize(token: str | None, api_key: str, token_secret: str,
+              max_lifetime_s: float = DEFAULT_MAX_DAYS * SECONDS_PER_DAY) -> str:
     """The app a client speaks for: the server's API_KEY, or one of our tokens (JWT). TokenError otherwise."""
     if not token:
         raise TokenError("missing credentials: send 'Authorization: Bearer <API_KEY or token>'")
     if hmac.compare_digest(token.encode(), api_key.encode()):
         return "api_key"
-    if max_lifetime_s is None:
-        return verify_token(token, token_secret).app
     return verify_token(token, token_secret, max_lifetime_s=max_lifetime_s).app
 
 
@@ -98,7 +97,7 @@ def client_secret(raw: bytes, token_secret: str, default_model: str) -> dict[str
         raise ValueError(f"'expires_after.seconds' must be an integer from 10 to {MAX_CLIENT_SECRET_TTL_S}")
     session = body.get("session") if isinstance(body.get("session"), dict) else {}
     model = session.get("model") if isinstance(session.get("model"), str) else default_model
-    token = issue_token(token_secret, "realtime-client", days=seconds / 86_400)
+    token = issue_token(token_secret, "realtime-client", days=seconds / SECONDS_PER_DAY)
     config = SessionConfig(model=model, expires_at=expires_at(seconds))
     return {"value": token, "expires_at": config.expires_at,
             "session": {**Events("ga").session(config, ""), "client_secret": None}}
@@ -160,7 +159,7 @@ async def serve_realtime(ws: WebSocket, ingress: Any) -> None:
 
     try:
         app = authorize(bearer_token(ws), ingress.secrets.api_key, ingress.secrets.token_secret_key,
-                        ingress.options.max_token_days * 86_400)
+                        ingress.options.max_token_days * SECONDS_PER_DAY)
     except TokenError as exc:
         await refuse(str(exc), "invalid_api_key", CLOSE_POLICY_VIOLATION, "authentication_error")
         return

@@ -76,6 +76,13 @@ def audio_of(events: list[Any]) -> bytes:
     return b"".join(base64.b64decode(e.delta) for e in events if e.type == "response.output_audio.delta")
 
 
+async def ask(conn: Any, text: str, item_id: str | None = None) -> None:
+    """A user text item, then ``response.create``."""
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    await conn.conversation.item.create(item={**item, "id": item_id} if item_id else item)
+    await conn.response.create()
+
+
 async def open_session(conn: Any, session: dict[str, Any]) -> None:
     created = await conn.recv()
     assert created.type == "session.created", created
@@ -87,9 +94,7 @@ async def open_session(conn: Any, session: dict[str, Any]) -> None:
 async def test_text_item_with_text_only_modalities(server):
     async with sdk(server).realtime.connect(model="stt_test") as conn:
         await open_session(conn, {**PTT, "output_modalities": ["text"]})
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "Hello from the realtime API."}]})
-        await conn.response.create()
+        await ask(conn, "Hello from the realtime API.")
         events = await until(conn, "response.done")
         kinds = types(events)
         assert kinds[:2] == ["conversation.item.added", "conversation.item.done"], kinds
@@ -161,9 +166,7 @@ async def test_push_to_talk_commit_and_response_create(server):
 async def test_response_cancel_mid_reply(server):
     async with sdk(server).realtime.connect(model="scripted") as conn:
         await open_session(conn, PTT)
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "Tell me a slow story."}]})
-        await conn.response.create()
+        await ask(conn, "Tell me a slow story.")
         await until(conn, "response.output_audio.delta", 60)
         await conn.response.cancel()
         events = await until(conn, "response.done", 10)
@@ -171,9 +174,7 @@ async def test_response_cancel_mid_reply(server):
         after = await drain(conn, 2.0)
         assert not [e.type for e in after if e.type.startswith("response.")], types(after)
         # The session goes on.
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "Hello again."}]})
-        await conn.response.create()
+        await ask(conn, "Hello again.")
         events = await until(conn, "response.done", 60)
         assert events[-1].response.status == "completed"
 
@@ -181,9 +182,7 @@ async def test_response_cancel_mid_reply(server):
 async def test_barge_in_cancels_the_reply(server):
     async with sdk(server).realtime.connect(model="scripted") as conn:
         await open_session(conn, VAD)
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "Tell me a slow story."}]})
-        await conn.response.create()
+        await ask(conn, "Tell me a slow story.")
         await until(conn, "response.output_audio.delta", 60)
         talking = asyncio.create_task(append_speech(conn, pcm24k("Wait, stop, I have a question."), real_time=True,
                                                     silence_s=1.5))
@@ -211,9 +210,7 @@ async def test_tone_picks_its_voice(server):
     async with sdk(server).realtime.connect(model="scripted_tone") as conn:
         await open_session(conn, PTT)
         for tone in ("neutral", "excited"):
-            await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                      "content": [{"type": "input_text", "text": f"Please be {tone} now."}]})
-            await conn.response.create()
+            await ask(conn, f"Please be {tone} now.")
             events = await until(conn, "response.done", 60)
             text = "".join(e.delta for e in events if e.type == "response.output_audio_transcript.delta")
             assert text == "I have some news for you today, my friend.", text  # the JSON is parsed, not shown
@@ -230,9 +227,7 @@ async def test_bad_events_get_errors_and_the_session_goes_on(server):
         errors = [e for e in await drain(conn, 2.0) if e.type == "error"]
         assert [e.error.code for e in errors] == ["invalid_json", "unknown_event", "invalid_value"], errors
         assert all(e.error.message for e in errors)
-        await conn.conversation.item.create(item={"type": "message", "role": "user", "id": "item_still",
-                                                  "content": [{"type": "input_text", "text": "Still here."}]})
-        await conn.response.create()
+        await ask(conn, "Still here.", item_id="item_still")
         events = await until(conn, "response.done", 60)
         assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "Still here."
         await conn.conversation.item.delete(item_id="item_still")
@@ -278,9 +273,7 @@ async def test_beta_client_gets_beta_event_names(server):
         assert created.type == "session.created" and created.session.input_audio_format == "pcm16"
         await conn.session.update(session={"turn_detection": None, "input_audio_transcription": {"model": "whisper-1"}})
         await until(conn, "session.updated", 10)
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "Hello beta."}]})
-        await conn.response.create()
+        await ask(conn, "Hello beta.")
         events = await until(conn, "response.done", 60)
         kinds = types(events)
         assert "conversation.item.created" in kinds and "response.audio.delta" in kinds, kinds
