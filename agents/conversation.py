@@ -51,8 +51,7 @@ class Conversation:
         self.agent_name = agent_name
         self.recorder = recorder
         if recorder is not None:  # the recording sees what the client is sent and each turn's timeline
-            emit = recorder.tap(emit)
-            report_turn = recorder.tap_turns(report_turn)
+            emit, report_turn = recorder.tap(emit), recorder.tap_turns(report_turn)
         self.agent = agent
         self.init = init
         self.policy = policy
@@ -75,6 +74,7 @@ class Conversation:
         hear = recorder.tap_user_audio(self._listener.feed) if recorder is not None else self._listener.feed
         self._input = AudioInput(init.input_audio_format, feed=hear, report=lambda exc: emit(m.error(str(exc), exc.code)),
                                  stream_per_turn=init.mode == "chat")
+        self._hear_bytes = recorder.tap_input(self._input.write, self._input.compressed) if recorder else self._input.write
         self._transcripts = TranscriptMessages(self.history)
         self._typed_ids: list[int] = []
         self._turns: asyncio.Queue[_TurnRequest] = asyncio.Queue()
@@ -114,7 +114,7 @@ class Conversation:
 
     async def handle(self, msg: m.ClientMessage) -> None:
         if isinstance(msg, m.Audio):
-            await self._input.write(msg.data)
+            await self._hear_bytes(msg.data)
         elif isinstance(msg, m.Text):
             if not msg.content.strip():
                 await self._emit(m.error("'text' message has empty 'content'", "bad_field"))

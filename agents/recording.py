@@ -75,6 +75,7 @@ WRITER = _Writer()
 @dataclass
 class _Audio:
     started_t: float | None = None
+    arrived_t: float | None = None  # when the first compressed bytes of a user turn came in
     pcm: bytearray = field(default_factory=bytearray)
     ogg: bytes | None = None  # whole-file mode: the speech as the client got it
 
@@ -123,6 +124,15 @@ class Recorder:
             await feed(pcm16k)
         return recorded
 
+    def tap_input(self, write: Callable[[bytes], Awaitable[None]], compressed: bool) -> Callable[[bytes], Awaitable[None]]:
+        """``write`` (the client's audio bytes) that also notes when a compressed turn began to arrive: an
+        uploaded file may be decoded in one burst, so its length says nothing about when the user spoke."""
+        async def noted(data: bytes) -> None:
+            if compressed and self._user.arrived_t is None:
+                self._user.arrived_t = self._t()
+            await write(data)
+        return noted if self.settings.audio else write
+
     def sent(self, msg: m.ServerMessage) -> None:
         header = msg.header
         kind = header["type"]
@@ -155,7 +165,8 @@ class Recorder:
         if len(self._user.pcm) >= self._max_user_bytes:  # a long call-mode silence: a file per max_turn_seconds
             self.end_user_turn()
         if self._user.started_t is None:
-            self._user.started_t = round(self._t() - len(pcm16k) / (2 * INPUT_RATE), 3)
+            spoken_t = round(self._t() - len(pcm16k) / (2 * INPUT_RATE), 3)
+            self._user.started_t = max(spoken_t, self._user.arrived_t or 0.0)
         self._user.pcm += pcm16k
 
     def end_user_turn(self) -> None:

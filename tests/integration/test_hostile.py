@@ -5,6 +5,7 @@ a secret, and a normal client is served promptly while the hostile one runs."""
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 import time
 
@@ -27,6 +28,16 @@ def assert_clean(text: str) -> None:
     """Nothing of the server's insides (tracebacks, paths, Ray's process details) and no secret."""
     found = [leak for leak in LEAKS if leak in text]
     assert not found, (found, text[:500])
+
+
+# Ray Serve's proxy logs this traceback of its own when a websocket client drops while a frame is on its way to
+# it (ray-project/ray#64077, open in Ray 2.60: the proxy's response generator is closed at `yield`). Nothing of
+# ours raised and the client saw nothing; every other traceback still fails the log check below.
+RAY_PROXY_DISCONNECT = re.compile(
+    r"^(?P<who>\S*\(ProxyActor pid=\d+\)\S*) Traceback \(most recent call last\):\n"
+    r"(?P=who)   File \"[^\"\n]*/ray/serve/_private/proxy\.py\", line \d+, in send_request_to_replica\n"
+    r"(?P=who)     yield asgi_message\n"
+    r"(?P=who) GeneratorExit$", re.M)
 
 
 def raw(header: bytes, payload: bytes = b"undefined") -> bytes:
@@ -283,6 +294,6 @@ def test_openapi_is_not_served_unless_asked(server):
 
 def test_no_traceback_or_secret_in_the_server_log(log_start, server):
     """Everything above was answered without a traceback (or a secret) in the server's log."""
-    written = server.log_path.read_bytes()[log_start:].decode(errors="replace")
+    written = RAY_PROXY_DISCONNECT.sub("", server.log_path.read_bytes()[log_start:].decode(errors="replace"))
     assert "Traceback" not in written, written[written.find("Traceback") - 2000:][:4000]
     assert TEST_SECRET not in written and TEST_API_KEY not in written

@@ -1,5 +1,6 @@
 """Recordings of a Ray-free Conversation: the JSONL and Ogg files, the export, failures, retention, the CLI."""
 
+import asyncio
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from agents.recording import WRITER, Recorder
 from agents.recording_files import expired, export_wav, find_conversations, load_conversation
 from agents.recording_settings import RecordingConfig, RecordingSettings, recording_directories, resolve_recording
 from agents.services import Services
+from harness.media import chunks, compress
 from protocol import messages as m
 from speech.stt import Transcript, Word
 
@@ -80,6 +82,23 @@ async def test_a_spoken_turn_and_its_reply_are_recorded(tmp_path):
         assert wav.getnchannels() == 2 and wav.getframerate() == 24_000
         stereo = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)
     assert seconds >= 1.0 and np.abs(stereo[:, 0]).max() > 5000 and np.abs(stereo[:, 1]).max() > 5000
+
+
+async def test_an_uploaded_file_is_placed_when_it_arrived_not_by_its_length(tmp_path):
+    """A 3 s webm sent in a burst 0.4 s into the call, decoded at once: the user's audio starts at 0.4 s, not at
+    -2.6 s (its length back from the moment it was decoded), so the export does not lay it over the greeting."""
+    conv, recorder, sent = conversation(tmp_path, input_audio_format="webm")
+    await conv.start()
+    await asyncio.sleep(0.4)
+    for part in chunks(compress(sine(3.0, 16_000), "webm"), 4000):
+        await conv.handle(m.Audio(part))
+    await conv.handle(m.CreateResponse())
+    await conv.wait_idle()
+    await conv.close()
+    WRITER.flush()
+    [c] = find_conversations(tmp_path)
+    [user] = [line for line in c.lines if line["event"] == "audio" and line["role"] == "user"]
+    assert 0.4 <= user["t"] < 1.5 and abs(user["seconds"] - 3.0) < 0.1, user
 
 
 async def test_transcript_only_writes_no_audio(tmp_path):
