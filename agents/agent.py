@@ -9,7 +9,7 @@ TTS model of models.yaml when the agent names none). Errors name the file, the a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agents.control import ControlAgentConfig
 from agents.prompts import Persona, TemplateError, example_messages, join_prompt, render, wants_json
 from agents.recording_settings import RecordingConfig, RecordingSettings, resolve_recording
+from agents.turns import check_turn_taking
 from common.config_errors import ConfigError
 from speech.models_config import ModelsConfig
 
@@ -80,6 +81,7 @@ class AgentConfig(BaseModel):
     examples: list[Any] = Field(default_factory=list)
     greetings: Greetings | None = None
     recording: RecordingConfig | None = None  # over the server-wide recording settings (server agents only)
+    turn_taking: dict[str, Any] | None = None  # over the server-wide TurnConfig fields (server agents only)
 
     @field_validator("llm_model")
     @classmethod
@@ -115,6 +117,7 @@ class Agent:
     title: str | None = None
     description: str | None = None
     recording: RecordingSettings = RecordingSettings()
+    turn_taking: Mapping[str, Any] = field(default_factory=dict)  # TurnConfig fields over the server's (checked)
 
     @property
     def is_echo(self) -> bool:
@@ -134,31 +137,33 @@ def build_agent(config: AgentConfig, *, patterns: Mapping[str, str], others: Map
     (and a ``recording`` of its own); ``recording`` is the server-wide setting."""
     where = f"{source}: agent '{name}'"
     control = _control(config.control_agent, others, patterns, config.vars, where)
-    field = "system_prompt"
+    part = "system_prompt"
     try:
         system_prompt = render(join_prompt(config.system_prompt), patterns, config.vars)
-        field = "examples"
+        part = "examples"
         examples = tuple(
             {**ex, "content": render(ex["content"], patterns, config.vars) if isinstance(ex["content"], str) else ex["content"]}
             for ex in example_messages(config.examples))
-        field = "greetings.choices"
+        part = "greetings.choices"
         raw_choices = config.greetings.choices if config.greetings else []
         greetings = tuple(GreetingChoice(render(c.content, patterns, config.vars), c.file) if isinstance(c, GreetingFile)
                           else GreetingChoice(render(c, patterns, config.vars)) for c in raw_choices)
     except TemplateError as exc:
-        raise ConfigError(f"{where}: field '{field}': {exc}") from None
+        raise ConfigError(f"{where}: field '{part}': {exc}") from None
     voices = _voices(config.voices, models, where)
     _check_greeting_files(greetings, base_dir, where)
     if config.recording is not None:
         if base_dir is None:
             raise ConfigError(f"{where}: field 'recording': not allowed here")
         recording = resolve_recording(recording, config.recording, base_dir)
+    if config.turn_taking is not None and base_dir is None:
+        raise ConfigError(f"{where}: field 'turn_taking': not allowed here")
     return Agent(llm_model=config.llm_model, voices=voices, control=control,
                  persona=Persona(system_prompt, examples, wants_json(system_prompt)), greetings=greetings,
                  greeting_tone=config.greetings.voice_tone if config.greetings else None,
                  temperature=config.temperature, max_tokens=config.max_tokens, context_tokens=config.context_tokens,
                  llm_timeout_s=config.llm_timeout_s, title=config.title, description=config.description,
-                 recording=recording)
+                 recording=recording, turn_taking=check_turn_taking(config.turn_taking or {}, where))
 
 
 def _control(ref: ControlAgentConfig | str | None, others: Mapping[str, AgentConfig], patterns: Mapping[str, str],

@@ -147,6 +147,9 @@ def resolve_agent(
     if agent.recording is not None:
         raise AgentRefused(f"{source}: agent '{name}': field 'recording': what is recorded is the server's choice",
                            "bad_agent_config")
+    if agent.turn_taking is not None:  # its cadences load the shared Transcriber: the server's to set
+        raise AgentRefused(f"{source}: agent '{name}': field 'turn_taking': turn-taking is the server's choice",
+                           "bad_agent_config")
     control = agent.control_agent
     if isinstance(control, str):
         raise AgentRefused(f"{source}: agent '{name}': field 'control_agent': a client may not reference other agents", "bad_agent_config")

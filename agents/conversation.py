@@ -52,9 +52,8 @@ class Conversation:
         self.recorder = recorder
         if recorder is not None:  # the recording sees what the client is sent and each turn's timeline
             emit, report_turn = recorder.tap(emit), recorder.tap_turns(report_turn)
-        self.agent = agent
-        self.init = init
-        self.policy = policy
+        self.agent, self.init, self.policy = agent, init, policy
+        listening = listening.with_agent(agent.turn_taking)  # the agent's own turn-taking fields over the server's
         self.history = History()
         self._services = services
         self._emit = emit

@@ -10,12 +10,14 @@ more. Without a model answer (none installed, an error, or still running) the ti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.backchannel import DEFAULT_BACKCHANNELS
+from common.config_errors import describe_validation_error
 from speech.vad import WINDOW_SECONDS
 
 VadEvent = Literal["start", "end"]
@@ -48,6 +50,20 @@ class TurnConfig(BaseModel):
     backchannels: tuple[str, ...] = DEFAULT_BACKCHANNELS
     backchannel_max_words: int = Field(default=3, ge=1)
     backchannel_max_s: float = Field(default=1.2, gt=0)
+
+    def with_agent(self, override: Mapping[str, Any]) -> TurnConfig:
+        """These server-wide settings with an agent's own ``turn_taking`` fields over them (checked by
+        ``check_turn_taking`` when the agent was loaded)."""
+        return TurnConfig.model_validate({**self.model_dump(), **override}) if override else self
+
+
+def check_turn_taking(override: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """An agent's ``turn_taking`` block: known fields with valid values, or a ConfigError naming them."""
+    try:
+        TurnConfig.model_validate(override)
+    except ValidationError as exc:
+        raise describe_validation_error(exc, source=where, entry="field 'turn_taking'") from None
+    return dict(override)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 scripted Whisper (it hears what the test says is being said) and a timed fake TTS (0.2 s of audio a word)."""
 
 import asyncio
+from pathlib import Path
 
 from agents.agent import AgentConfig, build_agent
 from agents.conversation import Conversation
@@ -15,7 +16,7 @@ AGENT = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {
 STORY = " ".join(f"word{i}" for i in range(40))  # echoed: 8 s of reply audio
 
 
-def call(saying: dict[str, str]):
+def call(saying: dict[str, str], agent=AGENT):
     out: list[m.ServerMessage] = []
 
     async def transcribe(pcm: bytes, prompt):
@@ -29,7 +30,7 @@ def call(saying: dict[str, str]):
     async def emit(msg):
         out.append(msg)
 
-    conv = Conversation(agent_name="echo", agent=AGENT, init=m.Init(agent_name="echo", mode="call", init_greeting=False),
+    conv = Conversation(agent_name="echo", agent=agent, init=m.Init(agent_name="echo", mode="call", init_greeting=False),
                         services=Services(transcribe, speak), emit=emit)
     return conv, out
 
@@ -65,4 +66,20 @@ async def test_a_backchannel_over_the_reply_is_no_interruption_and_no_turn():
     await say(conv, speech_pcm16k("Wait, stop, I have a question.") + silence)
     assert "user_interrupt" in statuses(out)
     assert user_texts(out)[-1] == "Wait, stop, I have a question."
+    await conv.close()
+
+
+async def test_an_agent_without_backchannels_is_interrupted_by_them():
+    """The agent's own ``turn_taking`` (here ``backchannels: []``) replaces the server's for its sessions."""
+    agent = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe",
+                        "voice": "joe"}}, "turn_taking": {"backchannels": []}}), patterns={}, others={}, models=None,
+                        source="test", name="echo", base_dir=Path("."))
+    saying = {"now": STORY}
+    conv, out = call(saying, agent)
+    await conv.start()
+    silence = b"\x00\x00" * 16_000
+    await say(conv, speech_pcm16k("On Saturday morning we walked along the river to the old market.") + silence)
+    saying["now"] = "Yeah."
+    await say(conv, speech_pcm16k("Yeah.") + silence)
+    assert "user_interrupt" in statuses(out) and user_texts(out)[-1] == "Yeah."
     await conv.close()

@@ -139,3 +139,25 @@ def test_recording_is_off_by_default_overridable_per_agent_and_never_by_a_client
     path = write(tmp_path, "agents.yaml", "recording: {enabled: yes please}\nagents: {a: {llm_model: echo}}\n")
     with pytest.raises(ConfigError, match="recording"):
         load_agents_config(path, models)
+
+
+def test_turn_taking_per_agent_over_the_server_settings_and_never_by_a_client(tmp_path, models):
+    from agents.turns import TurnConfig
+
+    path = write(tmp_path, "agents.yaml", "agents:\n  plain: {llm_model: echo}\n"
+                 "  patient: {llm_model: echo, turn_taking: {turn_detection: timer, end_of_turn_s: 1.5, backchannels: []}}\n"
+                 "client_agent_config: {allow_new_agents: true}\n")
+    config = load_agents_config(path, models)
+    server = TurnConfig(turn_max_wait_s=3.0)
+    assert server.with_agent(config.agents["plain"].turn_taking) is server
+    patient = server.with_agent(config.agents["patient"].turn_taking)
+    assert (patient.turn_detection, patient.end_of_turn_s, patient.backchannels, patient.turn_max_wait_s) == ("timer", 1.5, (), 3.0)
+    with pytest.raises(AgentRefused) as info:
+        resolve_agent(config, models, "mine", {"llm_model": "echo", "turn_taking": {"update_interval_s": 0.01}})
+    assert info.value.code == "bad_agent_config" and "turn_taking" in str(info.value)
+    for bad, needle in (("{turn_detection: guess}", "turn_detection"), ("{turn_max_wait_s: -1}", "turn_max_wait_s"),
+                        ("{patience: 3}", "patience")):
+        path = write(tmp_path, "agents.yaml", f"agents: {{a: {{llm_model: echo, turn_taking: {bad}}}}}\n")
+        with pytest.raises(ConfigError) as error:
+            load_agents_config(path, models)
+        assert all(n in str(error.value) for n in ("agents.yaml", "agent 'a'", "turn_taking", needle)), error.value
