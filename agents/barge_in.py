@@ -71,20 +71,29 @@ class BargeIn:
             speech.barged_in = True
             await self._speaker.cut(speech, speech.played_s(now))
 
+    def _over_agent(self, turn: UserTurn) -> bool:
+        """The turn's speech began while the agent spoke, or the agent speaks now. A short "uh-huh" that never
+        reached barge-in level and that the end-of-turn model kept open until after the reply's end is still
+        one said over it."""
+        if turn.over_agent or self.agent_speaking(time.monotonic()):
+            return True
+        speech, began = self._speaker.get(None), turn.speech_began_at
+        return (began is not None and speech is not None and speech.first_audio_at is not None
+                and speech.first_audio_at <= began and speech.playing(began))
+
     def _is(self, text: str, *, so_far: bool = False) -> bool:
         judge = could_become_backchannel if so_far else is_backchannel
         return judge(text, self._words, self._config.backchannel_max_words)
 
     def hides(self, turn: UserTurn, text: str) -> bool:
         """Speech over the agent that may still be a backchannel is not shown yet."""
-        return bool(self._words) and self._is(text, so_far=True) and (
-            turn.over_agent or self.agent_speaking(time.monotonic()))
+        return bool(self._words) and self._is(text, so_far=True) and self._over_agent(turn)
 
     async def turn_settled(self, turn: UserTurn, transcript: str) -> bool:
         """A call-mode turn's settled transcript: True when it said only a backchannel over the agent's speech
         (no turn at all). A turn said over the agent that was too short to barge in ("Wait.") interrupts now
         (not the agent's own voice leaking back: that is never at barge-in level)."""
-        if self._words and self._is(transcript) and (turn.over_agent or self.agent_speaking(time.monotonic())):
+        if self._words and self._is(transcript) and self._over_agent(turn):
             log.info("agent=%s backchannel %r: no turn of its own", self._agent_name, transcript)
             return True
         if transcript and turn.loud_s >= WORD_S:

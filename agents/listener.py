@@ -43,6 +43,7 @@ class UserTurn:
     predicting: bool = False  # ... still on its way
     utterances: int = 0  # utterance ends so far (a model answer for an older one is stale)
     over_agent: bool = False  # started while the agent spoke: a backchannel until heard otherwise
+    speech_began_at: float | None = None  # time.monotonic() when voice activity first began in this turn
     loud_s: float = 0.0  # speech at barge-in level in this turn (the agent's own echo has none)
 
     async def settle(self) -> str:
@@ -140,6 +141,8 @@ class Listener:
         for probability in await asyncio.to_thread(self._vad.process, samples):
             event = self.activity.update(probability)
             ended |= event == "end"
+            if event == "start" and turn.speech_began_at is None:
+                turn.speech_began_at = time.monotonic()
             if event == "end":
                 self._announced, self._loud_speech_s = False, 0.0
             speech = loud and probability >= self.config.speech_threshold

@@ -39,7 +39,7 @@ class TurnConfig(BaseModel):
     max_window_s: float = Field(default=12.0, ge=2, le=25)  # streaming window before it is trimmed
     # Barge-in (call mode): the user talks over the agent only after this much speech at this level or above;
     # the agent's own voice leaking back through the echo canceller is quieter and does not interrupt.
-    barge_in_min_speech_s: float = Field(default=0.3, ge=0.03)
+    barge_in_min_speech_s: float = Field(default=0.15, ge=0.03)
     barge_in_min_dbfs: float = Field(default=-42.0, le=0)
     turn_detection: Literal["timer", "model"] = "model"  # call mode: how the end of the user's turn is found
     turn_complete_threshold: float = Field(default=0.5, gt=0, lt=1)  # model: "complete" at this probability

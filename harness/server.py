@@ -6,6 +6,7 @@ session directories, logs or sockets behind in the machine's /tmp/ray."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -24,10 +25,26 @@ TEST_SECRET = "test-token-secret-key-0123456789-abcdefghijklmnop"
 TEST_API_KEY = "test-api-key-for-integrations"
 
 
+# Below the kernel's ephemeral range (32768-60999 here) and above Ray's worker ports (10002-19999): a port the
+# kernel hands out (bind to 0) can be taken by one of Ray's own outgoing connections before the proxy binds it
+# ("Failed to bind to address 127.0.0.1:45191", seen once in a benchmark run).
+QUIET_PORTS = range(20_000, 32_000)
+_given: set[int] = set()  # never the same port twice in one process (a server's port and its metrics port)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(200):
+        port = random.choice(QUIET_PORTS)
+        if port in _given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {QUIET_PORTS.start}-{QUIET_PORTS.stop - 1}")
 
 
 @dataclass

@@ -69,11 +69,15 @@ async def test_a_backchannel_over_the_reply_is_no_interruption_and_no_turn():
     await conv.close()
 
 
+def agent_taking_turns(**turn_taking):
+    return build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe",
+                       "voice": "joe"}}, "turn_taking": turn_taking}), patterns={}, others={}, models=None,
+                       source="test", name="echo", base_dir=Path("."))
+
+
 async def test_an_agent_without_backchannels_is_interrupted_by_them():
     """The agent's own ``turn_taking`` (here ``backchannels: []``) replaces the server's for its sessions."""
-    agent = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe",
-                        "voice": "joe"}}, "turn_taking": {"backchannels": []}}), patterns={}, others={}, models=None,
-                        source="test", name="echo", base_dir=Path("."))
+    agent = agent_taking_turns(backchannels=[])
     saying = {"now": STORY}
     conv, out = call(saying, agent)
     await conv.start()
@@ -82,4 +86,23 @@ async def test_an_agent_without_backchannels_is_interrupted_by_them():
     saying["now"] = "Yeah."
     await say(conv, speech_pcm16k("Yeah.") + silence)
     assert "user_interrupt" in statuses(out) and user_texts(out)[-1] == "Yeah."
+    await conv.close()
+
+
+async def test_a_quiet_backchannel_begun_over_the_reply_is_no_turn_when_it_settles_after_the_reply():
+    """An "uh-huh" too quiet to barge in (barge_in_min_dbfs: -1) whose turn ends only after the reply's audio
+    has played out (as when the end-of-turn model holds it open) is still a backchannel: no turn of its own."""
+    saying = {"now": "one two three four five"}  # echoed: 1 s of reply audio
+    conv, out = call(saying, agent_taking_turns(barge_in_min_dbfs=-1.0))
+    await conv.start()
+    silence = b"\x00\x00" * 16_000
+    await say(conv, speech_pcm16k("On Saturday morning we walked along the river.") + silence)
+    assert statuses(out) == ["init_done", "response_created", "response_done"]
+    saying["now"] = "Oh."  # what Whisper tiny.en hears of Piper's "Uh-huh."
+    await say(conv, speech_pcm16k("Uh-huh."))
+    await asyncio.sleep(1.2)  # the reply has played out before the turn ends
+    await say(conv, silence)
+    await conv.wait_idle()
+    assert statuses(out) == ["init_done", "response_created", "response_done"]
+    assert "Oh." not in user_texts(out)
     await conv.close()
