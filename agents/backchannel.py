@@ -15,8 +15,9 @@ from collections.abc import Iterable
 
 from speech.repetition import normalize
 
-DEFAULT_BACKCHANNELS = ("mhm", "mm", "mmm", "hmm", "uh-huh", "uh huh", "yeah", "yes", "yep", "yup", "okay", "ok",
-                        "right", "sure", "alright", "i see", "got it", "oh", "ah", "wow", "cool", "nice", "great")
+DEFAULT_BACKCHANNELS = ("mhm", "mm", "mmm", "hmm", "mm-hmm", "uh-huh", "uh huh", "aha", "yeah", "yes", "yep", "yup",
+                        "okay", "ok", "right", "sure", "alright", "i see", "got it", "oh", "ah", "wow", "cool", "nice",
+                        "great")
 
 
 def backchannel_words(phrases: Iterable[str]) -> frozenset[str]:

@@ -57,11 +57,11 @@ class BargeIn:
         else:
             await self.interrupt()
 
-    async def interrupt(self) -> None:
+    async def interrupt(self, heard: str = "") -> None:
         now = time.monotonic()
         if not self.agent_speaking(now):
             return
-        log.info("agent=%s barge-in: the user speaks over the reply", self._agent_name)
+        log.info("agent=%s barge-in: the user speaks over the reply (heard %r)", self._agent_name, heard[:60])
         await self._emit(m.status("user_interrupt"))
         task = self._reply_task()
         if task is not None and not task.done():
@@ -97,13 +97,13 @@ class BargeIn:
             log.info("agent=%s backchannel %r: no turn of its own", self._agent_name, transcript)
             return True
         if transcript and turn.loud_s >= WORD_S:
-            await self.interrupt()
+            await self.interrupt(transcript)
         return False
 
     async def _judge(self, turn: UserTurn) -> None:
         turn.over_agent = True
         started = time.monotonic() - self._config.barge_in_min_speech_s
-        judged_bytes = 0
+        judged_bytes, text = 0, ""
         # Until the turn ends: then the turn worker judges its settled transcript (turn_settled).
         while turn is self._listener.turn and turn.over_agent:
             audio = turn.streamer.window_audio()
@@ -129,4 +129,4 @@ class BargeIn:
         else:
             return
         turn.over_agent = False  # a real interruption: shown and answered as usual
-        await self.interrupt()
+        await self.interrupt(text)
