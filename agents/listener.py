@@ -42,6 +42,7 @@ class UserTurn:
     complete: float | None = None  # the end-of-turn model's answer for the latest utterance end
     predicting: bool = False  # ... still on its way
     utterances: int = 0  # utterance ends so far (a model answer for an older one is stale)
+    settled: int = 0  # utterance ends whose transcript has settled into ``heard`` (or failed)
     over_agent: bool = False  # started while the agent spoke: a backchannel until heard otherwise
     speech_began_at: float | None = None  # time.monotonic() when voice activity first began in this turn
     loud_s: float = 0.0  # speech at barge-in level in this turn (the agent's own echo has none)
@@ -175,7 +176,7 @@ class Listener:
             if self._model_decides():
                 turn.predicting = True
                 self._spawn(self._predict(turn, turn.utterances))
-            self._spawn(self._settle(turn))
+            self._spawn(self._settle(turn, turn.utterances))
         elif self._update_wanted(turn):
             self._spawn(self._update(turn))
         elif not self.activity.heard_speech and self.activity.silence_s > 2 * self.config.pre_roll_s:
@@ -191,8 +192,8 @@ class Listener:
             del turn.recent[: max(0, len(turn.recent) - int(MODEL_AUDIO_S * BYTES_PER_SECOND) // 2 * 2)]
 
     async def _maybe_end(self, turn: UserTurn) -> None:
-        if self.call_mode and turn is self.turn and end_of_turn(self.activity, turn.heard, self.config,
-                                                                turn.complete, turn.predicting):
+        if self.call_mode and turn is self.turn and end_of_turn(self.activity, turn.heard, self.config, turn.complete,
+                                                                turn.predicting, turn.settled >= turn.utterances):
             await self.on_event(TurnEnded(self.take_turn()))
 
     async def _predict(self, turn: UserTurn, utterance: int) -> None:
@@ -227,15 +228,17 @@ class Listener:
         if self.stream_partials and hypothesis.text and turn is self.turn:
             await self._report(turn, hypothesis.text, final=False)
 
-    async def _settle(self, turn: UserTurn) -> None:
+    async def _settle(self, turn: UserTurn, utterance: int) -> None:
+        text: str | None = None
         try:
             text = await turn.settle()
         except Exception as exc:
             log.warning("transcription failed: %s", exc)
-            return
+        turn.settled = max(turn.settled, utterance)
         if turn is self.turn:
-            await self._report(turn, text, final=True)
-            await self._maybe_end(turn)  # the settled punctuation may decide what the model left open
+            if text is not None:
+                await self._report(turn, text, final=True)
+            await self._maybe_end(turn)  # the settled words and punctuation may decide what the model left open
 
     async def _report(self, turn: UserTurn, text: str, *, final: bool) -> None:
         if text.strip():

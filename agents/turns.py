@@ -124,9 +124,11 @@ def open_ended(text: str) -> bool:
 
 
 def end_of_turn(activity: VoiceActivity, transcript: str, config: TurnConfig, complete: float | None = None,
-                pending: bool = False) -> bool:
+                pending: bool = False, settled: bool = True) -> bool:
     """Call mode: is the user done? ``complete`` is the end-of-turn model's probability for the utterance
-    that just ended; ``pending`` says its answer is still on the way (None and not pending: the timer)."""
+    that just ended; ``pending`` says its answer is still on the way (None and not pending: the timer);
+    ``settled`` says ``transcript`` already holds that utterance's last words (the model's answer often comes
+    first: "She said that the" would be judged as "She said that", or as nothing at all)."""
     if activity.speaking or not activity.heard_speech:
         return False
     if config.turn_detection == "model" and pending and complete is None:
@@ -134,6 +136,8 @@ def end_of_turn(activity: VoiceActivity, transcript: str, config: TurnConfig, co
     if config.turn_detection == "model" and complete is not None:
         if activity.silence_s >= config.turn_max_wait_s:
             return True
+        if not settled:
+            return False
         if open_ended(transcript):
             return False
         threshold = config.turn_punctuation_threshold if ends_sentence(transcript) else config.turn_complete_threshold

@@ -60,6 +60,9 @@ def test_model_decides_the_end_of_turn():
     assert end_of_turn(activity, "I would like a coffee.", cfg, complete=0.4)  # punctuation lowers the bar
     assert not end_of_turn(activity, "I would like a coffee,", cfg, complete=0.9)  # ... a comma holds it
     assert not end_of_turn(activity, "I would like a coffee.", cfg, complete=None, pending=True)  # answer on its way
+    # The model answered before the utterance's last words were transcribed: its words decide, once settled.
+    assert not end_of_turn(activity, "She said that", cfg, complete=0.93, settled=False)
+    assert not end_of_turn(activity, "She said that the", cfg, complete=0.93, settled=True)
     feed(activity, 0.0, 1.0)  # the timer alone would have ended it by now
     assert not end_of_turn(activity, "I would like a coffee", cfg, complete=0.1)
     feed(activity, 0.0, 0.8)
