@@ -102,7 +102,8 @@ class BargeIn:
 
     async def _judge(self, turn: UserTurn) -> None:
         turn.over_agent = True
-        started = time.monotonic() - self._config.barge_in_min_speech_s
+        # Speech time, not wall time: a slow Whisper pass must not turn a short "uh-huh" into a long one.
+        began_s = turn.streamer.received_s - self._config.barge_in_min_speech_s
         judged_bytes, text = 0, ""
         # Until the turn ends: then the turn worker judges its settled transcript (turn_settled).
         while turn is self._listener.turn and turn.over_agent:
@@ -123,7 +124,7 @@ class BargeIn:
                     log.info("agent=%s backchannel %r: not an interruption, not a turn", self._agent_name, text)
                     self._listener.take_turn()  # dropped: it is neither shown nor answered
                     return
-            if time.monotonic() - started >= self._config.backchannel_max_s:
+            if turn.speaking and turn.streamer.received_s - began_s >= self._config.backchannel_max_s:
                 break
             await asyncio.sleep(0.03)
         else:

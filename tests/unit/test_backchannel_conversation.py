@@ -16,11 +16,12 @@ AGENT = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {
 STORY = " ".join(f"word{i}" for i in range(40))  # echoed: 8 s of reply audio
 
 
-def call(saying: dict[str, str], agent=AGENT):
+def call(saying: dict[str, str], agent=AGENT, whisper_s: float = 0.0):
     out: list[m.ServerMessage] = []
 
     async def transcribe(pcm: bytes, prompt):
         text = saying["now"]
+        await asyncio.sleep(whisper_s)
         return Transcript(text, [Word(" " + w, i * 0.2, i * 0.2 + 0.15, 0.9) for i, w in enumerate(text.split())])
 
     async def speak(text, voice, tone, cached):
@@ -105,4 +106,21 @@ async def test_a_quiet_backchannel_begun_over_the_reply_is_no_turn_when_it_settl
     await conv.wait_idle()
     assert statuses(out) == ["init_done", "response_created", "response_done"]
     assert "Oh." not in user_texts(out)
+    await conv.close()
+
+
+async def test_a_slow_whisper_pass_does_not_make_a_backchannel_long():
+    """``backchannel_max_s`` counts the user's speech, not the wall clock: a 1.5 s Whisper pass (a loaded
+    Transcriber) over a short "Yeah." does not make it a 1.2 s utterance that interrupts."""
+    saying = {"now": STORY}
+    conv, out = call(saying, agent_taking_turns(end_of_turn_s=3.0, quick_end_of_turn_s=3.0), whisper_s=1.5)
+    await conv.start()
+    silence = b"\x00\x00" * 16_000
+    await say(conv, speech_pcm16k("On Saturday morning we walked along the river to the old market.") + silence * 4)
+    await asyncio.sleep(1.6)  # the reply's first audio is out
+    saying["now"] = "Yeah."
+    await say(conv, speech_pcm16k("Yeah.") + silence)
+    await asyncio.sleep(3.5)  # the judgement's passes
+    assert "user_interrupt" not in statuses(out), statuses(out)
+    assert "Yeah." not in user_texts(out)
     await conv.close()
