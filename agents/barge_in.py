@@ -102,13 +102,11 @@ class BargeIn:
 
     async def _judge(self, turn: UserTurn) -> None:
         turn.over_agent = True
-        # Speech time, not wall time: a slow Whisper pass must not turn a short "uh-huh" into a long one.
-        began_s = turn.streamer.received_s - self._config.barge_in_min_speech_s
-        judged_bytes, text = 0, ""
+        utterances, judged_bytes, text = turn.utterances, 0, ""
         # Until the turn ends: then the turn worker judges its settled transcript (turn_settled).
         while turn is self._listener.turn and turn.over_agent:
             audio = turn.streamer.window_audio()
-            ended = not turn.speaking
+            ended = not turn.speaking or turn.utterances > utterances  # (a slow pass may miss the silence)
             if ended or len(audio) - judged_bytes >= JUDGE_EVERY_S * 32_000:
                 judged_bytes = len(audio)
                 try:
@@ -124,7 +122,9 @@ class BargeIn:
                     log.info("agent=%s backchannel %r: not an interruption, not a turn", self._agent_name, text)
                     self._listener.take_turn()  # dropped: it is neither shown nor answered
                     return
-            if turn.speaking and turn.streamer.received_s - began_s >= self._config.backchannel_max_s:
+            # Voiced time, not wall time: neither a slow Whisper pass nor the silence before a second "uh-huh"
+            # makes a backchannel long.
+            if turn.speaking and turn.voiced_s >= self._config.backchannel_max_s:
                 break
             await asyncio.sleep(0.03)
         else:

@@ -73,7 +73,7 @@ class Conversation:
         hear = recorder.tap_user_audio(self._listener.feed) if recorder is not None else self._listener.feed
         self._input = AudioInput(init.input_audio_format, feed=hear, report=lambda exc: emit(m.error(str(exc), exc.code)),
                                  stream_per_turn=init.mode == "chat")
-        self._hear_bytes = recorder.tap_input(self._input.write, self._input.compressed) if recorder else self._input.write
+        self._hear_bytes = recorder.tap_input(self._input.write, self._input.compressed) if recorder is not None else self._input.write
         self._transcripts = TranscriptMessages(self.history)
         self._typed_ids: list[int] = []
         self._turns: asyncio.Queue[_TurnRequest] = asyncio.Queue()

@@ -46,6 +46,7 @@ class UserTurn:
     over_agent: bool = False  # started while the agent spoke: a backchannel until heard otherwise
     speech_began_at: float | None = None  # time.monotonic() when voice activity first began in this turn
     loud_s: float = 0.0  # speech at barge-in level in this turn (the agent's own echo has none)
+    voiced_s: float = 0.0  # speech (voice activity) in this turn, the silences between utterances left out
 
     async def settle(self) -> str:
         return await self.streamer.finish(None if self.speaking else self.speech_end_s)
@@ -149,6 +150,7 @@ class Listener:
             speech = loud and probability >= self.config.speech_threshold
             self._loud_speech_s = self._loud_speech_s + WINDOW_SECONDS if speech else 0.0
             turn.loud_s += WINDOW_SECONDS if speech else 0.0
+            turn.voiced_s += WINDOW_SECONDS if self.activity.speaking else 0.0
             if not self._announced and self._loud_speech_s >= self.config.barge_in_min_speech_s:
                 self._announced = started = True
         if self.call_mode and turn.streamer.received_s == 0:

@@ -93,6 +93,7 @@ def start_server(log_path: Path, *extra_args: str, tls: tuple[Path, Path] | None
     env = {**os.environ, "TOKEN_SECRET_KEY": TEST_SECRET, "RAY_TMPDIR": ray_temp_dir, "API_KEY": TEST_API_KEY, "RAY_ADDRESS": "",
            "RAY_metrics_report_interval_ms": "1000",  # metrics show up within seconds, not the default 10 s
            "RAY_AUTH_MODE": "disabled",  # a loopback test cluster; the fault tests join it as a driver
+           "RAY_DEDUP_LOGS": "0",  # every line as written: a repeated traceback is not folded into "[repeated 2x]"
            **(env_extra or {})}
     env.pop("RAY_ADDRESS")
     log = open(log_path, "wb")
