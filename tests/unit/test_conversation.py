@@ -55,6 +55,13 @@ class TurnItem:
         self.header = header
 
 
+async def ask(conv, text="Hi"):
+    """The user types ``text`` and asks for the reply; returns once it is all sent."""
+    await conv.handle(m.Text(text))
+    await conv.handle(m.CreateResponse())
+    await conv.wait_idle()
+
+
 def kinds(out):
     out = [o for o in out if not isinstance(o, TurnItem)]
     return [o.header.get("status") or (o.type + ":" + o.header.get("role", "")) if o.type != "audio" else "audio" for o in out]
@@ -112,9 +119,7 @@ async def test_stt_failure_gives_error_and_closes_the_turn():
 async def test_tts_failure_keeps_the_text_and_says_so():
     conv, out = make(fail_tts=True)
     await conv.start()
-    await conv.handle(m.Text("hi there"))
-    await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await ask(conv, "hi there")
     assert [k for k in kinds(out) if k != "audio"] == [
         "init_done", "message:user", "response_created", "message:assistant", "response_done", "error:"]
     assert "first_tts_chunk" not in [o.header for o in out if o.type == "turn_report"][0]["stages_ms"]
@@ -124,9 +129,7 @@ async def test_tts_failure_keeps_the_text_and_says_so():
 async def test_interrupt_truncates_to_what_was_heard():
     conv, out = make()
     await conv.start()
-    await conv.handle(m.Text("one two three four"))
-    await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await ask(conv, "one two three four")
     await conv.handle(m.Interrupt("1", 0.1 + 0.25))  # leading silence, then half of "one two three four"
     assert out[-1].header["id"] == 1 and out[-1].header["content"][0]["text"] == "one two... (interrupted)"
     assert conv.messages[1].text == "one two... (interrupted)"
@@ -137,9 +140,7 @@ async def test_interrupt_truncates_to_what_was_heard():
 async def test_interrupt_after_everything_was_heard_changes_nothing():
     conv, out = make()
     await conv.start()
-    await conv.handle(m.Text("short"))
-    await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await ask(conv, "short")
     count = len(out)
     await conv.handle(m.Interrupt("1", 60.0))
     assert len(out) == count and conv.messages[1].text == "short"

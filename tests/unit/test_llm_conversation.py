@@ -10,6 +10,7 @@ from agents.prompts import BUILTIN_PATTERNS
 from agents.services import Services, SessionPolicy
 from llm.client import LlmError
 from protocol import messages as m
+from tests.unit.test_conversation import ask
 
 
 def agent(**extra):
@@ -59,12 +60,6 @@ def make(replies, agent_config=None, fail_after=None, gate=None):
 
 def statuses(out):
     return [o.header["status"] for o in out if o.type == "status"]
-
-
-async def ask(conv, text="Hi"):
-    await conv.handle(m.Text(text))
-    await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
 
 
 async def ask_until_audio(conv, out):

@@ -13,7 +13,7 @@ from protocol import messages as m
 from protocol.realtime import RealtimeAdapter
 from protocol.realtime_events import RealtimeError, SessionConfig, apply_session_update
 from speech.audio import PcmResampler
-from tests.unit.test_conversation import make
+from tests.unit.test_conversation import ask, make
 
 
 def adapter(dialect="ga", **config) -> RealtimeAdapter:
@@ -292,9 +292,7 @@ async def test_cancel_then_truncate_cuts_the_reply_where_the_client_stopped_play
     """response.cancel cuts by the server's estimate; the client's conversation.item.truncate then refines it."""
     conv, out = make(init=m.Init(agent_name="echo", init_greeting=False, turn_events=True))
     await conv.start()
-    await conv.handle(m.Text("one two three four five six seven eight"))
-    await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await ask(conv, "one two three four five six seven eight")
     reply_id = max(o.header["id"] for o in out if o.type == "message" and o.header["role"] == "assistant")
     await conv.handle(m.Interrupt(str(reply_id), None))  # at once: about nothing was heard yet
     await conv.handle(m.Interrupt(str(reply_id), 0.45))  # the client had played 0.45 s (0.1 s silence + 0.1 s a word)

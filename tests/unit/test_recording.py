@@ -21,6 +21,7 @@ from agents.services import Services
 from harness.media import chunks, compress
 from protocol import messages as m
 from speech.stt import Transcript, Word
+from tests.unit.test_conversation import ask
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe", "voice": "joe"}}}),
@@ -55,9 +56,7 @@ async def spoken_turn(conv):
     await conv.handle(m.Audio(sine(1.0, 16_000)))
     await conv.handle(m.CreateResponse())
     await conv.wait_idle()
-    await conv.handle(m.Text("and typed"))
-    await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await ask(conv, "and typed")
     await conv.close()
     WRITER.flush()
 
