@@ -163,11 +163,16 @@ async def test_push_to_talk_commit_and_response_create(server):
         assert error[-1].error.code == "input_audio_buffer_commit_empty"
 
 
+async def slow_story_playing(conn: Any, session: dict[str, Any]) -> None:
+    """A session asked for a long reply, once its audio has begun."""
+    await open_session(conn, session)
+    await ask(conn, "Tell me a slow story.")
+    await until(conn, "response.output_audio.delta", 60)
+
+
 async def test_response_cancel_mid_reply(server):
     async with sdk(server).realtime.connect(model="scripted") as conn:
-        await open_session(conn, PTT)
-        await ask(conn, "Tell me a slow story.")
-        await until(conn, "response.output_audio.delta", 60)
+        await slow_story_playing(conn, PTT)
         await conn.response.cancel()
         events = await until(conn, "response.done", 10)
         assert events[-1].response.status == "cancelled", events[-1].response
@@ -181,9 +186,7 @@ async def test_response_cancel_mid_reply(server):
 
 async def test_barge_in_cancels_the_reply(server):
     async with sdk(server).realtime.connect(model="scripted") as conn:
-        await open_session(conn, VAD)
-        await ask(conn, "Tell me a slow story.")
-        await until(conn, "response.output_audio.delta", 60)
+        await slow_story_playing(conn, VAD)
         talking = asyncio.create_task(append_speech(conn, pcm24k("Wait, stop, I have a question."), real_time=True,
                                                     silence_s=1.5))
         try:
