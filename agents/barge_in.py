@@ -21,7 +21,7 @@ from agents.listener import Listener, UserTurn
 from agents.services import Emit
 from agents.speaker import Speaker
 from agents.turns import TurnConfig
-from protocol import messages as m
+from protocol import events as ev
 from speech.stt import Transcript
 
 log = logging.getLogger("voi.conversation")
@@ -62,7 +62,7 @@ class BargeIn:
         if not self.agent_speaking(now):
             return
         log.info("agent=%s barge-in: the user speaks over the reply (heard %r)", self._agent_name, heard[:60])
-        await self._emit(m.status("user_interrupt"))
+        await self._emit(ev.UserInterrupt())
         task = self._reply_task()
         if task is not None and not task.done():
             task.cancel()

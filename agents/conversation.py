@@ -31,6 +31,7 @@ from agents.services import Emit, ReportTurn, Services, SessionPolicy
 from agents.speaker import Speaker
 from agents.timeline import TurnTimeline
 from agents.turns import TurnConfig
+from protocol import events as ev
 from protocol import messages as m
 
 log = logging.getLogger("voi.conversation")
@@ -61,8 +62,7 @@ class Conversation:
         self._rng = rng or random.Random()
         self._speaker = Speaker(agent_name=agent_name, mode=init.mode, agent=agent, history=self.history,
                                 services=services, emit=emit, report_turn=report_turn,
-                                stream_audio=init.stream_output_audio, recorder=recorder,
-                                announce_done=init.turn_events)
+                                stream_audio=init.stream_output_audio, recorder=recorder)
         self._replies = ReplyWriter(agent_name=agent_name, agent=agent, history=self.history,
                                     speaker=self._speaker, services=services, emit=emit, rng=self._rng)
         self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event,
@@ -71,7 +71,7 @@ class Conversation:
         self._barge_in = BargeIn(agent_name=agent_name, config=listening, listener=self._listener, speaker=self._speaker,
                                  emit=emit, transcribe=services.transcribe, reply_task=lambda: self._reply_task)
         hear = recorder.tap_user_audio(self._listener.feed) if recorder is not None else self._listener.feed
-        self._input = AudioInput(init.input_audio_format, feed=hear, report=lambda exc: emit(m.error(str(exc), exc.code)),
+        self._input = AudioInput(init.input_audio_format, feed=hear, report=lambda exc: emit(ev.Error(str(exc), exc.code)),
                                  stream_per_turn=init.mode == "chat")
         self._hear_bytes = recorder.tap_input(self._input.write, self._input.compressed) if recorder is not None else self._input.write
         self._transcripts = TranscriptMessages(self.history)
@@ -89,8 +89,8 @@ class Conversation:
     async def start(self) -> None:
         """Send ``init_done`` and the greeting; from then on ``handle`` takes client messages."""
         self._worker = asyncio.create_task(self._turn_worker(), name=f"turns:{self.agent_name}")
-        recording = {"recording_id": self.recorder.id} if self.recorder is not None else {}  # (ext) the user may ask
-        await self._emit(m.status("init_done", agent_name=self.agent_name, **recording))  # for its deletion
+        recording_id = self.recorder.id if self.recorder is not None else None  # (ext) the user may ask for its deletion
+        await self._emit(ev.SessionReady(self.agent_name, recording_id))
         greeting = choose_greeting(self.agent.greetings, self.agent.greeting_tone, self._rng, self._greeting_dir)
         if self.init.init_greeting and greeting is not None:
             await speak_greeting(greeting, self.history, self._speaker, self._emit)
@@ -116,7 +116,7 @@ class Conversation:
             await self._hear_bytes(msg.data)
         elif isinstance(msg, m.Text):
             if not msg.content.strip():
-                await self._emit(m.error("'text' message has empty 'content'", "bad_field"))
+                await self._emit(ev.Error("'text' message has empty 'content'", "bad_field"))
                 return
             await self._add_typed([m.text_part(msg.content)])
         elif isinstance(msg, m.ImageUrl):
@@ -138,7 +138,7 @@ class Conversation:
         elif isinstance(msg, m.ForgetMessage):
             self.history.forget(msg.message_id)
         elif isinstance(msg, m.Init):
-            await self._emit(m.error("'init' was already received; ignoring the second one", "duplicate_init"))
+            await self._emit(ev.Error("'init' was already received; ignoring the second one", "duplicate_init"))
 
     def _set_mode(self, mode: m.Mode) -> None:
         """Switch turn-taking (a transport whose clients may change it mid-session: OpenAI's turn_detection)."""
@@ -150,16 +150,14 @@ class Conversation:
         if isinstance(event, TranscriptUpdate):
             await self._show_transcript(event.turn, event.text, final=event.final)
         elif isinstance(event, SpeechStarted):
-            if self.init.turn_events:
-                await self._emit(m.status("speech_started"))
+            await self._emit(ev.UserSpeechStarted())
             if self.init.mode == "call":
                 await self._barge_in.speech_started(self._spawn)
         elif isinstance(event, TurnEnded):
-            if self.init.turn_events:
-                await self._emit(m.status("speech_stopped"))
+            await self._emit(ev.UserSpeechStopped())
             await self._queue_turn(event.turn)
         elif isinstance(event, AudioOverflow):
-            await self._emit(m.error(f"this turn's audio passed {self.policy.max_turn_seconds:.0f} s; the rest of it "
+            await self._emit(ev.Error(f"this turn's audio passed {self.policy.max_turn_seconds:.0f} s; the rest of it "
                                      "is ignored (end the turn with create_response)", "audio_too_long"))
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
@@ -175,12 +173,12 @@ class Conversation:
             return
         stored = self._transcripts.show(turn, text, final=final)
         if stored is not None:
-            await self._emit(m.message("user", stored.id, stored.content, final=final))
+            await self._emit(ev.Message("user", stored.id, stored.content, final=final))
 
     async def _add_typed(self, content: list[dict[str, Any]]) -> None:
         stored = self.history.add("user", content)
         self._typed_ids.append(stored.id)
-        await self._emit(m.message("user", stored.id, stored.content))
+        await self._emit(ev.Message("user", stored.id, stored.content))
 
     async def _queue_turn(self, turn: UserTurn) -> None:
         self._turns.put_nowait(_TurnRequest(turn, self._typed_ids, turn.ended_at or time.monotonic()))
@@ -200,7 +198,7 @@ class Conversation:
             if reply is not None and reply.speech is None:
                 return
         if speech is None:
-            await self._emit(m.error(f"interrupt names no speech of this session ({str(msg.speech_id)[:20]!r})",
+            await self._emit(ev.Error(f"interrupt names no speech of this session ({str(msg.speech_id)[:20]!r})",
                                      "unknown_speech"))
             return
         await self._speaker.client_cut(speech, msg.interrupted_at)
@@ -228,7 +226,7 @@ class Conversation:
                 transcript = (await turn.settle()).strip()
             except Exception as exc:
                 log.warning("transcription failed for agent '%s': %s", self.agent_name, exc)
-                await self._emit(m.error("speech recognition failed for this turn; please try again", "stt_failed"))
+                await self._emit(ev.Error("speech recognition failed for this turn; please try again", "stt_failed"))
             if self.init.mode == "call" and await self._barge_in.turn_settled(turn, transcript):
                 self._transcripts.take(turn)  # a backchannel: no turn of its own
                 return
@@ -239,7 +237,7 @@ class Conversation:
         timeline.mark("transcript_final")
         inputs = [self.history[i].text for i in request.typed_ids] + ([transcript] if transcript else [])
         if not any(t.strip() for t in inputs) and not request.typed_ids:
-            await self._emit(m.status("response_cancelled", reason="no_input"))
+            await self._emit(ev.ResponseCancelled("no_input"))
             log.info("turn %s audio_s=%.1f: no speech or text, response_cancelled", timeline.log_line(),
                      turn.streamer.received_s)
             return

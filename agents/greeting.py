@@ -14,6 +14,7 @@ from agents.history import History
 from agents.reply_parser import ReplyParser, Segment
 from agents.services import Emit
 from agents.speaker import Speaker
+from protocol import events as ev
 from protocol import messages as m
 
 
@@ -39,7 +40,7 @@ def choose_greeting(choices: tuple[GreetingChoice, ...], tone: str | None, rng: 
 async def speak_greeting(greeting: Greeting, history: History, speaker: Speaker, emit: Emit) -> None:
     """Show the greeting as an assistant message and start speaking it (or playing its recording)."""
     stored = history.add("assistant", [m.text_part(greeting.text)], tone=greeting.tone)
-    await emit(m.message("assistant", stored.id, stored.content))
+    await emit(ev.Message("assistant", stored.id, stored.content))
     speech = speaker.start(stored, None, file=greeting.file, cached=True)
     for segment in greeting.segments:
         speech.segments.put_nowait(segment)

@@ -13,6 +13,7 @@ from agents.agent import Agent
 from agents.services import Emit
 from common.errors import CodedError
 from llm.client import LlmError, LlmRequest
+from protocol import events as ev
 from protocol import messages as m
 
 
@@ -42,9 +43,9 @@ def invoke_request(msg: m.InvokeLlm, agent_name: str, agent: Agent, allowed_mode
 async def answer_invoke(complete: Callable[[LlmRequest], Awaitable[str]], request: LlmRequest, emit: Emit) -> None:
     """Run the completion and send ``llm_response``, or the LLM's error."""
     try:
-        await emit(m.llm_response(await complete(request)))
+        await emit(ev.LlmResponse(await complete(request)))
     except LlmError as exc:
-        await emit(m.error(f"invoke_llm: {exc}", exc.code))
+        await emit(ev.Error(f"invoke_llm: {exc}", exc.code))
 
 
 async def prepare_invoke(msg: m.InvokeLlm, agent_name: str, agent: Agent, allowed_models: tuple[str, ...],
@@ -54,7 +55,7 @@ async def prepare_invoke(msg: m.InvokeLlm, agent_name: str, agent: Agent, allowe
     try:
         request = invoke_request(msg, agent_name, agent, allowed_models, complete is not None)
     except InvokeRefused as exc:
-        await emit(m.error(str(exc), exc.code))
+        await emit(ev.Error(str(exc), exc.code))
         return None
     assert complete is not None
     return answer_invoke(complete, request, emit)

@@ -25,7 +25,8 @@ from agents.recording_files import RecordingFiles, conversation_id
 from agents.recording_settings import RecordingSettings
 from agents.services import Emit, ReportTurn
 from agents.timeline import TurnReport
-from protocol import messages as m
+from protocol import events as ev
+from protocol.voi_codec import to_frame
 from speech.audio import INPUT_RATE, OUTPUT_RATE
 
 log = logging.getLogger("voi.recording")
@@ -105,9 +106,9 @@ class Recorder:
 
     def tap(self, emit: Emit) -> Emit:
         """``emit`` that also records what the client is sent: settled messages, statuses, errors, audio."""
-        async def recorded(msg: m.ServerMessage) -> None:
-            self.sent(msg)
-            await emit(msg)
+        async def recorded(event: ev.ConversationEvent) -> None:
+            self.sent(event)
+            await emit(event)
         return recorded
 
     def tap_turns(self, report_turn: ReportTurn | None) -> ReportTurn:
@@ -133,7 +134,8 @@ class Recorder:
             await write(data)
         return noted if self.settings.audio else write
 
-    def sent(self, msg: m.ServerMessage) -> None:
+    def sent(self, event: ev.ConversationEvent) -> None:
+        msg = to_frame(event)  # recordings keep the Voi vocabulary, whatever the transport
         header = msg.header
         kind = header["type"]
         if kind == "audio":

@@ -21,6 +21,7 @@ from agents.services import Emit, Services
 from agents.speaker import Speaker, Speech
 from agents.timeline import TurnTimeline
 from llm.client import LlmError, LlmRequest
+from protocol import events as ev
 from protocol import messages as m
 
 log = logging.getLogger("voi.conversation")
@@ -60,27 +61,26 @@ class ReplyWriter:
 
     async def respond(self, reply: Reply, inputs: list[str], timeline: TurnTimeline) -> None:
         """Create the reply: its text as it streams, each finished piece handed to speech at once."""
-        await self._emit(m.status("response_created"))
+        await self._emit(ev.ResponseCreated())
         try:
             if self._agent.is_echo:
                 said = " ".join(t.strip() for t in inputs if t.strip())
                 await self._say_all(reply, ReplyParser(plain=True), said or "I received an image.", timeline)
             else:
                 await self._llm_reply(reply, timeline)
-            await self._end(reply, "response_done", timeline)
+            await self._end(reply, ev.ResponseDone(), timeline)
         except asyncio.CancelledError:
-            await self._end(reply, "response_cancelled", timeline, reason="interrupted")
+            await self._end(reply, ev.ResponseCancelled("interrupted"), timeline)
             raise
         except LlmError as exc:
-            await self._emit(m.error(str(exc), exc.code))
-            ended = "response_done" if reply.stored is not None else "response_cancelled"
-            await self._end(reply, ended, timeline, reason="error")
+            await self._emit(ev.Error(str(exc), exc.code))
+            await self._end(reply, ev.ResponseDone() if reply.stored is not None else ev.ResponseCancelled("error"), timeline)
         except Exception as exc:
             log.exception("reply of agent '%s' failed", self._agent_name)
-            await self._emit(m.error(f"the reply failed: {type(exc).__name__}", "reply_failed"))
-            await self._end(reply, "response_done" if reply.stored else "response_cancelled", timeline, reason="error")
+            await self._emit(ev.Error(f"the reply failed: {type(exc).__name__}", "reply_failed"))
+            await self._end(reply, ev.ResponseDone() if reply.stored else ev.ResponseCancelled("error"), timeline)
 
-    async def _end(self, reply: Reply, status: str, timeline: TurnTimeline, reason: str | None = None) -> None:
+    async def _end(self, reply: Reply, ended: ev.ResponseDone | ev.ResponseCancelled, timeline: TurnTimeline) -> None:
         if reply.ended:
             return
         reply.ended = True
@@ -89,12 +89,12 @@ class ReplyWriter:
         interrupted = reply.speech is not None and reply.speech.interrupted
         if reply.stored is not None and not interrupted and reply.stored.text != reply.sent_text:
             reply.sent_text = reply.stored.text
-            await self._emit(m.message("assistant", reply.stored.id, reply.stored.content, final=True))
-        extra = {"reason": reason} if status == "response_cancelled" and reason else {}
-        await self._emit(m.status(status, **extra))
+            await self._emit(ev.Message("assistant", reply.stored.id, reply.stored.content, final=True))
+        await self._emit(ended)
         timeline.mark("response_done")
         if reply.speech is None:
-            log.info("turn %s: %s without speech", timeline.log_line(), status)
+            log.info("turn %s: %s without speech", timeline.log_line(),
+                     "response_done" if isinstance(ended, ev.ResponseDone) else "response_cancelled")
 
     async def _llm_reply(self, reply: Reply, timeline: TurnTimeline) -> None:
         """Stream the LLM's reply; with a control agent, hold the first sentence back until it passes."""
@@ -158,7 +158,7 @@ class ReplyWriter:
         reply.stored.tone = parser.tone
         if segments:
             reply.sent_text = text
-            await self._emit(m.message("assistant", reply.stored.id, reply.stored.content, final=False))
+            await self._emit(ev.Message("assistant", reply.stored.id, reply.stored.content, final=False))
         for segment in segments:
             assert reply.speech is not None
             reply.speech.segments.put_nowait(segment)

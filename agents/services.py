@@ -14,10 +14,10 @@ from pathlib import Path
 from agents.agent import VoiceSpec
 from agents.timeline import TurnReport
 from llm.client import LlmRequest
-from protocol import messages as m
+from protocol import events as ev
 from speech.stt import Transcript
 
-Emit = Callable[[m.ServerMessage], Awaitable[None]]  # a message to the client, in order
+Emit = Callable[[ev.ConversationEvent], Awaitable[None]]  # an event for the client's transport, in order
 ReportTurn = Callable[[TurnReport], Awaitable[None]]  # an answered turn's latencies, for the operator's metrics
 Speak = Callable[[str, VoiceSpec, "str | None", bool], AsyncIterator[bytes]]  # text, voice, tone, cached
 

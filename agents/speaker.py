@@ -26,6 +26,7 @@ from agents.reply_parser import Segment
 from agents.services import Emit, ReportTurn, Services
 from agents.speech_timeline import SpeechTimeline, truncated
 from agents.timeline import TurnTimeline
+from protocol import events as ev
 from protocol import messages as m
 from speech.audio import OUTPUT_RATE, pcm16_seconds, silence_pcm16, split_pcm
 from speech.codecs import encode_ogg_opus
@@ -63,10 +64,9 @@ class Speech:
 class Speaker:
     def __init__(self, *, agent_name: str, mode: str, agent: Agent, history: History, services: Services,
                  emit: Emit, report_turn: ReportTurn | None = None, stream_audio: bool = True,
-                 recorder: Recorder | None = None, announce_done: bool = False) -> None:
+                 recorder: Recorder | None = None) -> None:
         self._agent_name = agent_name
         self.mode = mode  # "chat" or "call": the label of turn reports (another transport may switch it)
-        self._announce_done = announce_done  # status speech_done {speech_id} when a speech's audio is all sent
         self._character = agent.character
         self._voices = agent.voices
         self._history = history
@@ -115,7 +115,7 @@ class Speaker:
             speech.task.cancel()
         stored = self._history[speech.message_id]
         stored.set_text(truncated(heard))
-        await self._emit(m.message(stored.role, stored.id, stored.content))
+        await self._emit(ev.Message(stored.role, stored.id, stored.content))
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [s.task for s in self._speeches.values() if s.task is not None]
@@ -144,8 +144,7 @@ class Speaker:
             finally:
                 if self._recorder is not None:
                     self._recorder.end_speech(speech.speech_id)
-                if self._announce_done:
-                    await self._emit(m.status("speech_done", speech_id=speech.speech_id, interrupted=speech.interrupted))
+                await self._emit(ev.SpeechDone(speech.speech_id, speech.interrupted))
                 if timeline is not None:
                     log.info("turn speech=%s %s speech_s=%.2f", speech.speech_id, timeline.log_line(),
                              speech.timeline.seconds)
@@ -171,7 +170,7 @@ class Speaker:
         except Exception as exc:  # say so once, and go on with the next piece
             log.warning("speech %s of agent '%s' failed: %s", speech.speech_id, self._agent_name, exc)
             if not failed:
-                await self._emit(m.error(f"speech synthesis failed for message {speech.message_id}", "tts_failed"))
+                await self._emit(ev.Error(f"speech synthesis failed for message {speech.message_id}", "tts_failed"))
             return True
         await self._silence(speech, marks, voice.trailing_silence if aside else 0.0)
         return failed
@@ -182,7 +181,7 @@ class Speaker:
             speech.timeline.extend_last(pcm16_seconds(pcm, OUTPUT_RATE))
             return
         for frame in split_pcm(pcm, m.AUDIO_FRAME_BYTES):
-            await self._emit(m.audio(speech.speech_id, frame))
+            await self._emit(ev.AudioChunk(speech.speech_id, frame))
             if speech.first_audio_at is None:
                 speech.first_audio_at = time.monotonic()
             speech.timeline.extend_last(pcm16_seconds(frame, OUTPUT_RATE))
@@ -194,7 +193,7 @@ class Speaker:
             return
         data = await asyncio.to_thread(encode_ogg_opus, bytes(speech.unsent), OUTPUT_RATE)
         speech.unsent.clear()
-        await self._emit(m.audio_file(speech.speech_id, data))
+        await self._emit(ev.AudioFile(speech.speech_id, data))
         speech.first_audio_at = time.monotonic()
         marks.mark("first_audio_sent")
 

@@ -32,9 +32,11 @@ from deployments.host_pool import HostPool, HostsBusy
 from deployments.metrics import VoiMetrics
 from deployments.placement import HostOptions
 from deployments.playground import turn_metrics_message
+from protocol import events as ev
 from protocol import messages as m
-from protocol.framing import FrameError, decode_frame, encode_frame
+from protocol.framing import Frame, FrameError, decode_frame, encode_frame
 from protocol.limits import AdmissionLimits, ClientLimits, SocketRates, check_message
+from protocol.voi_codec import VoiEncoder
 
 log = logging.getLogger("ray.serve")
 
@@ -82,17 +84,24 @@ class Connection:
         self.rates = SocketRates(options.limits)
         self._send_lock = asyncio.Lock()
         self.send_turn_metrics = False  # (ext) set by init
+        self.encoder = VoiEncoder()  # what this client is sent of the conversation's events (set by init)
 
-    async def send(self, msg: m.ServerMessage) -> None:
-        if msg.type == "error":
-            self.metrics.record_error(str(msg.header.get("code", "")))
+    async def send(self, event: ev.ConversationEvent) -> None:
+        """One conversation event, as this transport writes it (or not at all)."""
+        if isinstance(event, ev.Error):
+            self.metrics.record_error(event.code)
+        frame = self.encoder.encode(event)
+        if frame is not None:
+            await self.send_frame(frame)
+
+    async def send_frame(self, frame: Frame) -> None:
         async with self._send_lock:
             if self.ws.client_state == WebSocketState.CONNECTED:
-                await self.ws.send_bytes(encode_frame(msg.header, msg.payload))
+                await self.ws.send_bytes(encode_frame(frame.header, frame.payload))
 
     async def refuse(self, text: str, code: str, close_code: int) -> None:
         try:
-            await self.send(m.error(text, code))
+            await self.send(ev.Error(text, code))
             await self.ws.close(close_code)
         except (WebSocketDisconnect, RuntimeError):
             pass
@@ -141,6 +150,7 @@ class Connection:
     async def converse(self, init: m.Init, early_audio: list[m.Audio], app_name: str, count: Counter) -> None:
         """Resolve the agent, place the conversation on a host and pump until either side ends it."""
         self.send_turn_metrics = init.send_turn_metrics
+        self.encoder = VoiEncoder(tool_events=init.send_tool_events, client_tools=bool(init.tools))
         try:
             agent, greeting_dir = self.find_agent(init)
         except AgentRefused as exc:
@@ -216,7 +226,7 @@ class Connection:
                 try:
                     check_message(msg, self.options.limits)
                 except FrameError as exc:
-                    ok, error = False, m.error(str(exc), exc.code)
+                    ok, error = False, ev.Error(str(exc), exc.code)
         if error is not None:
             await self.send(error)
         return ok
@@ -231,7 +241,7 @@ class Connection:
             except FrameError as exc:  # a malformed frame counts as a message: errors cannot be a flood
                 ok, error = self.rates.admit_message()
                 if ok or error is not None:
-                    await self.send(error if error is not None else m.error(str(exc), exc.code))
+                    await self.send(error if error is not None else ev.Error(str(exc), exc.code))
                 continue
             except (_SessionClosed, WebSocketDisconnect):
                 return
@@ -246,7 +256,7 @@ class Connection:
                 if isinstance(item, TurnReport):  # for the operator's metrics, never for the client
                     self.metrics.record_turn(item)
                     if self.send_turn_metrics:  # (ext) the client asked for each turn's timeline
-                        await self.send(turn_metrics_message(item))
+                        await self.send_frame(turn_metrics_message(item))
                 else:
                     await self.send(item)
         except (WebSocketDisconnect, RuntimeError):

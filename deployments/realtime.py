@@ -27,6 +27,7 @@ from agents.agent import Agent
 from agents.config import AgentRefused
 from agents.prompts import Persona, wants_json
 from deployments.connection import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, Connection, _SessionClosed
+from protocol import events as ev
 from protocol import messages as m
 from protocol.limits import AdmissionRefused
 from protocol.realtime import RealtimeAdapter
@@ -119,10 +120,10 @@ class RealtimeConnection(Connection):
                     return
                 await self.ws.send_text(json.dumps(event))
 
-    async def send(self, msg: m.ServerMessage) -> None:
-        if msg.type == "error":
-            self.metrics.record_error(str(msg.header.get("code", "")))
-        await self.send_events(self.adapter.outbound(msg))
+    async def send(self, event: ev.ConversationEvent) -> None:
+        if isinstance(event, ev.Error):
+            self.metrics.record_error(event.code)
+        await self.send_events(self.adapter.outbound(event))
 
     async def _receive(self, timeout: float | None = None) -> m.ClientMessage:
         """The next Voi message the client's events mean; events answered at once are sent here."""

@@ -31,6 +31,7 @@ from agents.timeline import TurnReport
 from agents.turns import TurnConfig
 from llm.client import LlmClient, LlmSettings
 from llm.warmup import warm_up_litellm
+from protocol import events as ev
 from protocol import messages as m
 from speech.audio import OUTPUT_RATE, float_to_pcm16, read_wav, resample
 from speech.stt import Transcript
@@ -129,7 +130,7 @@ class _Hosted:
 
     conversation: Conversation
     inbox: asyncio.Queue[m.ClientMessage | None]
-    outbox: asyncio.Queue[m.ServerMessage | TurnReport | _Ended]
+    outbox: asyncio.Queue[ev.ConversationEvent | TurnReport | _Ended]
     task: asyncio.Task[None] | None = None
     flooding: bool = False  # the inbox overflowed and the client was told; reset when it has drained
 
@@ -170,7 +171,7 @@ class SessionHost:
             raise ValueError(f"session {session_id} is already open on this host")
         if len(self._sessions) >= self._capacity:
             raise RuntimeError(f"this host already runs {self._capacity} conversations")
-        outbox: asyncio.Queue[m.ServerMessage | TurnReport | _Ended] = asyncio.Queue()
+        outbox: asyncio.Queue[ev.ConversationEvent | TurnReport | _Ended] = asyncio.Queue()
         recorder = None
         if agent.recording.enabled:  # files land on this host's node, under the configured directory
             recorder = Recorder(agent.recording, session_id, max_turn_seconds=policy.max_turn_seconds, meta={
@@ -204,11 +205,11 @@ class SessionHost:
         except asyncio.QueueFull:
             if not hosted.flooding:  # once per flood, not once per dropped frame
                 hosted.flooding = True
-                await hosted.outbox.put(m.error(
+                await hosted.outbox.put(ev.Error(
                     f"too many messages: the server could not keep up and dropped some (at most {self._inbox_size} "
                     "may wait); send audio at real-time pace", "flood"))
 
-    async def events(self, session_id: str) -> AsyncGenerator[m.ServerMessage | TurnReport, None]:
+    async def events(self, session_id: str) -> AsyncGenerator[ev.ConversationEvent | TurnReport, None]:
         hosted = self._sessions.get(session_id)
         if hosted is None:
             return
@@ -248,7 +249,7 @@ class SessionHost:
             pass
         except Exception:
             log.exception("conversation %s (agent %s) failed; ending it", session_id, conversation.agent_name)
-            await hosted.outbox.put(m.error("the session failed on the server; please reconnect", "internal"))
+            await hosted.outbox.put(ev.Error("the session failed on the server; please reconnect", "internal"))
         finally:
             try:
                 await conversation.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.rate import TokenBucket
+from protocol import events as ev
 from protocol import messages as m
 from protocol.framing import FrameError
 
@@ -59,7 +60,7 @@ class SocketRates:
         self._over: dict[str, bool] = {"messages": False, "audio": False}
 
     def _admit(self, kind: str, bucket: TokenBucket, amount: float,
-               error: m.ServerMessage) -> tuple[bool, m.ServerMessage | None]:
+               error: ev.Error) -> tuple[bool, ev.Error | None]:
         if bucket.take(amount):
             if self._over[kind] and bucket.level >= 0.5:  # back within its rate for a while: a new episode may come
                 self._over[kind] = False
@@ -68,14 +69,14 @@ class SocketRates:
         self._over[kind] = True
         return False, error if first else None
 
-    def admit_audio(self, pcm_bytes: int) -> tuple[bool, m.ServerMessage | None]:
-        return self._admit("audio", self._audio, pcm_bytes / AUDIO_BYTES_PER_SECOND, m.error(
+    def admit_audio(self, pcm_bytes: int) -> tuple[bool, ev.Error | None]:
+        return self._admit("audio", self._audio, pcm_bytes / AUDIO_BYTES_PER_SECOND, ev.Error(
             f"audio arrives faster than {self.limits.audio_speed:g}x real time; frames beyond that are dropped "
             "(send audio at real-time pace)", "audio_too_fast"))
 
-    def admit_message(self) -> tuple[bool, m.ServerMessage | None]:
+    def admit_message(self) -> tuple[bool, ev.Error | None]:
         """A control message or a malformed frame."""
-        return self._admit("messages", self._messages, 1.0, m.error(
+        return self._admit("messages", self._messages, 1.0, ev.Error(
             f"more than {self.limits.messages_per_s:g} messages per second; messages beyond that are dropped",
             "too_many_messages"))
 

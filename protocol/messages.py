@@ -6,7 +6,9 @@ ignored and the junk payload the JS client appends to control messages is droppe
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,9 +33,22 @@ class Init:
     init_greeting: bool = True
     input_audio_format: str = "pcm16"
     send_turn_metrics: bool = False  # (ext) the client wants each answered turn's latency timeline
-    # Not on the Voi wire (set by other transports): also send status speech_started / speech_stopped (the
-    # user's voice activity; stopped = the end of the turn in call mode) and speech_done {speech_id}.
-    turn_events: bool = False
+    send_tool_events: bool = False  # (ext) the client wants to see server-side tool calls and their results
+    tools: tuple[ClientTool, ...] = ()  # (ext) functions the client runs itself when the LLM calls them
+
+
+@dataclass(frozen=True)
+class ClientTool:
+    """(ext) A function tool the client declares and runs: the LLM's calls of it go to the client."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+    def definition(self) -> dict[str, Any]:
+        """The tool as the chat-completions API takes it."""
+        return {"type": "function", "function": {"name": self.name, "description": self.description,
+                                                 "parameters": self.parameters}}
 
 
 INPUT_AUDIO_FORMATS = ("pcm16", "pcm_f32le", "webm", "ogg", "mp4")  # (ext) all but pcm16; see speech/codecs.py
@@ -75,6 +90,15 @@ class InvokeLlm:
 
 
 @dataclass(frozen=True)
+class ToolResult:
+    """(ext) The client's answer to a ``tool_call`` of one of its tools."""
+
+    call_id: str
+    output: str
+    continue_reply: bool = True  # the reply goes on once every call of its step is answered (OpenAI: response.create)
+
+
+@dataclass(frozen=True)
 class SetMode:
     """Not on the Voi wire: another transport switches turn-taking mid-session (OpenAI's turn_detection)."""
 
@@ -93,7 +117,8 @@ class ForgetMessage:
     message_id: int
 
 
-ClientMessage = Init | Audio | Text | ImageUrl | CreateResponse | Interrupt | InvokeLlm | SetMode | ClearAudio | ForgetMessage
+ClientMessage = (Init | Audio | Text | ImageUrl | CreateResponse | Interrupt | InvokeLlm | ToolResult | SetMode | ClearAudio
+                 | ForgetMessage)
 
 
 def _bool(header: dict[str, Any], name: str, default: bool) -> bool:
@@ -162,7 +187,39 @@ def _parse_init(header: dict[str, Any]) -> Init:
         init_greeting=_bool(header, "init_greeting", True),
         input_audio_format=audio_format,
         send_turn_metrics=_bool(header, "send_turn_metrics", False),
+        send_tool_events=_bool(header, "send_tool_events", False),
+        tools=parse_client_tools(header.get("tools"), "init"),
     )
+
+
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # what chat-completions APIs accept as a function name
+MAX_CLIENT_TOOLS = 64
+MAX_TOOL_OUTPUT_CHARS = 100_000
+
+
+def parse_client_tools(raw: Any, where: str) -> tuple[ClientTool, ...]:
+    """(ext) Function tools a client declares: ``[{"type": "function", "name", "description", "parameters"}]``
+    (OpenAI Realtime's flat form; the chat-completions form with a nested ``function`` is taken too)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_CLIENT_TOOLS:
+        raise FrameError(f"'{where}' field 'tools' must be a list of at most {MAX_CLIENT_TOOLS} function tools", "bad_field")
+    tools: list[ClientTool] = []
+    for index, item in enumerate(raw):
+        spec = item.get("function", item) if isinstance(item, dict) else None
+        if not isinstance(spec, dict) or item.get("type", "function") != "function":
+            raise FrameError(f"'{where}' field 'tools.{index}' must be a function tool", "bad_field")
+        name, description = spec.get("name"), spec.get("description", "")
+        parameters = spec.get("parameters", {"type": "object", "properties": {}})
+        if not isinstance(name, str) or not TOOL_NAME.match(name):
+            raise FrameError(f"'{where}' field 'tools.{index}.name' must match {TOOL_NAME.pattern}", "bad_field")
+        if not isinstance(description, str) or not isinstance(parameters, dict):
+            raise FrameError(f"'{where}' field 'tools.{index}': 'description' must be a string and 'parameters' "
+                             "a JSON schema object", "bad_field")
+        if any(t.name == name for t in tools):
+            raise FrameError(f"'{where}' field 'tools.{index}.name': {name!r} is declared twice", "bad_field")
+        tools.append(ClientTool(name, description, parameters))
+    return tuple(tools)
 
 
 def _parse_audio(frame: Frame) -> Audio:
@@ -189,6 +246,17 @@ def _parse_invoke_llm(header: dict[str, Any]) -> InvokeLlm:
     return InvokeLlm(model=_str(header, "model", required=False), prompt=_str(header, "prompt", required=False), messages=messages)
 
 
+def _parse_tool_result(header: dict[str, Any]) -> ToolResult:
+    call_id = _str(header, "call_id", required=True)
+    output = header.get("output", "")
+    if not isinstance(output, str):
+        output = json.dumps(output)  # a JSON result is shown to the LLM as its text
+    if len(output) > MAX_TOOL_OUTPUT_CHARS:
+        raise FrameError(f"'tool_result' field 'output' is over {MAX_TOOL_OUTPUT_CHARS} characters", "bad_field")
+    assert call_id is not None
+    return ToolResult(call_id=call_id, output=output)
+
+
 def parse_client_message(frame: Frame) -> ClientMessage:
     """Turn a decoded frame into a typed message; FrameError names the message and field at fault."""
     header = frame.header
@@ -213,6 +281,8 @@ def parse_client_message(frame: Frame) -> ClientMessage:
         return _parse_interrupt(header)
     if kind == "invoke_llm":
         return _parse_invoke_llm(header)
+    if kind == "tool_result":
+        return _parse_tool_result(header)
     raise FrameError(f"unknown message type {kind[:40]!r}", "unknown_type")
 
 
@@ -261,3 +331,15 @@ def turn_metrics(speech_id: str | None, mode: str, stages_ms: dict[str, float], 
 
 def llm_response(content: str) -> ServerMessage:
     return ServerMessage({"type": "llm_response", "content": content})
+
+
+def tool_call(call_id: str, name: str, arguments: str, *, client: bool, message_id: int | None) -> ServerMessage:
+    """(ext) The LLM called a tool: the client's own (it answers with ``tool_result``) or the server's."""
+    return ServerMessage({"type": "tool_call", "call_id": call_id, "name": name, "arguments": arguments,
+                          "side": "client" if client else "server", "message_id": message_id})
+
+
+def tool_done(call_id: str, name: str, *, ok: bool, output: str, error: str | None, elapsed_ms: float) -> ServerMessage:
+    """(ext) A server-side tool call ended, to a client that asked to see tool activity."""
+    return ServerMessage({"type": "tool_done", "call_id": call_id, "name": name, "ok": ok, "output": output,
+                          "error": error, "elapsed_ms": round(elapsed_ms, 1)})

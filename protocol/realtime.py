@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from protocol import events as ev
 from protocol import messages as m
 from protocol.realtime_events import AUDIO_RATE, Dialect, Events, RealtimeError, SessionConfig, apply_session_update, new_id
 from protocol.realtime_outbound import OutboundEvents
@@ -52,16 +53,16 @@ class RealtimeAdapter:
     def config(self, config: SessionConfig) -> None:
         self.out.config = config
 
-    def outbound(self, msg: m.ServerMessage) -> list[dict[str, Any]]:
-        """One Voi server message out, as the OpenAI events it means (often none, sometimes several)."""
-        return self.out.outbound(msg)
+    def outbound(self, event: ev.ConversationEvent) -> list[dict[str, Any]]:
+        """One conversation event out, as the OpenAI events it means (often none, sometimes several)."""
+        return self.out.outbound(event)
 
     # ---- the session -------------------------------------------------------------------------------
 
     def init(self, agent_name: str) -> m.Init:
-        """The Voi ``init`` of the conversation: no greeting, the turn events on, the mode of turn_detection."""
+        """The Voi ``init`` of the conversation: no greeting, the mode of turn_detection."""
         self.opened = True
-        return m.Init(agent_name=agent_name, mode=self._mode(), init_greeting=False, turn_events=True)
+        return m.Init(agent_name=agent_name, mode=self._mode(), init_greeting=False)
 
     def _mode(self) -> m.Mode:
         return "call" if self.config.turn_detection else "chat"

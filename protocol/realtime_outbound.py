@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import messages as m
+from protocol import events as ev
 from protocol.realtime_events import Events, SessionConfig, new_id, usage
 
 SPEECH_ONSET_MS = 300  # speech_started is told after this much speech: its audio started about this much earlier
@@ -69,49 +69,45 @@ class OutboundEvents:
         self.last_item_id: str | None = None
         self.last_input = ""
 
-    def outbound(self, msg: m.ServerMessage) -> list[dict[str, Any]]:
-        """One Voi server message out, as the OpenAI events it means (often none, sometimes several)."""
-        header = msg.header
-        kind = header.get("type")
-        if kind == "status":
-            return self._on_status(str(header.get("status")), header)
-        if kind == "message" and header.get("role") == "user":
-            return self._on_user_message(int(header["id"]), header.get("content") or [])
-        if kind == "message" and header.get("role") == "assistant":
-            text = " ".join(p.get("text", "") for p in header.get("content") or [] if p.get("type") == "text")
-            return self._on_assistant_message(int(header["id"]), text)
-        if kind == "audio":
-            return self._on_audio(str(header.get("speech_id")), msg.payload)
-        if kind == "error":
-            return self._on_error(str(header.get("error", "")), str(header.get("code", "error")))
-        return []  # llm_response: invoke_llm is not part of this protocol
+    def outbound(self, event: ev.ConversationEvent) -> list[dict[str, Any]]:
+        """One conversation event out, as the OpenAI events it means (often none, sometimes several)."""
+        match event:
+            case ev.Message(role="user"):
+                return self._on_user_message(event.id, event.content)
+            case ev.Message(role="assistant"):
+                return self._on_assistant_message(event.id, event.text)
+            case ev.AudioChunk(speech_id=speech_id, pcm=pcm):
+                return self._on_audio(speech_id, pcm)
+            case ev.Error(text=text, code=code):
+                return self._on_error(text, code)
+            case ev.UserSpeechStarted() if self.config.turn_detection:
+                return self._speech_started()
+            case ev.UserSpeechStopped() if self.config.turn_detection:
+                return self.commit_user_audio(speech_stopped=True)
+            case ev.UserInterrupt() if self.response is not None:
+                return self.finish("cancelled", {"type": "cancelled", "reason": "turn_detected"})
+            case ev.ResponseCreated():
+                events = self._complete_transcription()
+                audio = self.requested.popleft() if self.requested else self.config.audio_out
+                self.response = _Response(new_id("resp"), audio, input_text=self.last_input)
+                return events + [self.events.event("response.created", response=self._body("in_progress", []))]
+            case ev.ResponseDone() if self.response is not None:
+                self.response.text_done = True
+                return self._finish_if_complete()
+            case ev.SpeechDone(speech_id=speech_id) if self.response is not None and speech_id == str(self.response.voi_id):
+                self.response.audio_done = True
+                return self._finish_if_complete()
+            case ev.ResponseCancelled(reason=reason):
+                return self._on_cancelled(reason or "")
+        return []  # llm_response: invoke_llm is not part of this protocol; the session's own statuses
 
-    def _on_status(self, status: str, header: dict[str, Any]) -> list[dict[str, Any]]:
-        if status == "speech_started" and self.config.turn_detection:
-            user = self._current_user()
-            if user.started:
-                return []
-            user.started = True
-            start = max(0, int(self.audio_ms) - SPEECH_ONSET_MS)
-            return [self.events.event("input_audio_buffer.speech_started", audio_start_ms=start, item_id=user.item_id)]
-        if status == "speech_stopped" and self.config.turn_detection:
-            return self.commit_user_audio(speech_stopped=True)
-        if status == "user_interrupt" and self.response is not None:
-            return self.finish("cancelled", {"type": "cancelled", "reason": "turn_detected"})
-        if status == "response_created":
-            events = self._complete_transcription()
-            audio = self.requested.popleft() if self.requested else self.config.audio_out
-            self.response = _Response(new_id("resp"), audio, input_text=self.last_input)
-            return events + [self.events.event("response.created", response=self._body("in_progress", []))]
-        if status == "response_done" and self.response is not None:
-            self.response.text_done = True
-            return self._finish_if_complete()
-        if status == "speech_done" and self.response is not None and header.get("speech_id") == str(self.response.voi_id):
-            self.response.audio_done = True
-            return self._finish_if_complete()
-        if status == "response_cancelled":
-            return self._on_cancelled(str(header.get("reason", "")))
-        return []
+    def _speech_started(self) -> list[dict[str, Any]]:
+        user = self._current_user()
+        if user.started:
+            return []
+        user.started = True
+        start = max(0, int(self.audio_ms) - SPEECH_ONSET_MS)
+        return [self.events.event("input_audio_buffer.speech_started", audio_start_ms=start, item_id=user.item_id)]
 
     def _on_cancelled(self, reason: str) -> list[dict[str, Any]]:
         if self.response is not None:

@@ -10,6 +10,7 @@ from agents.services import Services
 from harness.speech import speech_pcm16k
 from protocol import messages as m
 from speech.stt import Transcript, Word
+from tests.unit.test_conversation import Sent
 
 AGENT = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe",
                     "voice": "joe"}}}), patterns={}, others={}, models=None, source="test", name="echo", base_dir=None)
@@ -17,7 +18,7 @@ STORY = " ".join(f"word{i}" for i in range(40))  # echoed: 8 s of reply audio
 
 
 def call(saying: dict[str, str], agent=AGENT, whisper_s: float = 0.0):
-    out: list[m.ServerMessage] = []
+    out = Sent()
 
     async def transcribe(pcm: bytes, prompt):
         text = saying["now"]
@@ -28,11 +29,8 @@ def call(saying: dict[str, str], agent=AGENT, whisper_s: float = 0.0):
         for _ in text.split():
             yield b"\x01\x00" * 4_800
 
-    async def emit(msg):
-        out.append(msg)
-
     conv = Conversation(agent_name="echo", agent=agent, init=m.Init(agent_name="echo", mode="call", init_greeting=False),
-                        services=Services(transcribe, speak), emit=emit)
+                        services=Services(transcribe, speak), emit=out.emit)
     return conv, out
 
 

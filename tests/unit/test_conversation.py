@@ -8,7 +8,9 @@ import pytest
 from agents.agent import AgentConfig, build_agent
 from agents.conversation import Conversation
 from agents.services import Services, SessionPolicy
+from protocol import events as ev
 from protocol import messages as m
+from protocol.voi_codec import VoiEncoder, to_frame
 from speech.stt import Transcript, Word
 
 AGENT = build_agent(AgentConfig.model_validate({
@@ -18,10 +20,28 @@ AGENT = build_agent(AgentConfig.model_validate({
 }), patterns={}, others={}, models=None, source="test", name="echo", base_dir=None)
 
 
-def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, policy=SessionPolicy(), init=None):
+class Sent(list):
+    """What a conversation sent, in order: the frames a Voi client gets (the list), and every event (``events``).
+    ``everything``: every event as a Voi-shaped frame, also those the Voi wire never carries."""
+
+    def __init__(self, everything: bool = False) -> None:
+        super().__init__()
+        self.events: list[ev.ConversationEvent] = []
+        self._encoder = VoiEncoder(tool_events=True, client_tools=True)
+        self._everything = everything
+
+    async def emit(self, event: ev.ConversationEvent) -> None:
+        self.events.append(event)
+        frame = to_frame(event) if self._everything else self._encoder.encode(event)
+        if frame is not None:
+            self.append(frame)
+
+
+def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, policy=SessionPolicy(), init=None,
+         everything=False):
     """The conversation and, in order, what it sent: client messages and each answered turn's TurnReport
     (as a ``turn_report`` item with the report's fields; the conversation reports turns apart from ``emit``)."""
-    out: list[m.ServerMessage] = []
+    out = Sent(everything)
     heard = list(transcripts)
 
     async def transcribe(pcm: bytes, prompt):
@@ -37,14 +57,11 @@ def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, policy=Se
             yield b"\x01\x00" * 1200
             yield b"\x01\x00" * 1200
 
-    async def emit(msg):
-        out.append(msg)
-
     async def report_turn(report):
         out.append(TurnItem(dataclasses.asdict(report)))
 
     conv = Conversation(agent_name="echo", agent=AGENT, init=init or m.Init(agent_name="echo", init_greeting=False),
-                        services=Services(transcribe, speak), emit=emit, report_turn=report_turn, policy=policy)
+                        services=Services(transcribe, speak), emit=out.emit, report_turn=report_turn, policy=policy)
     return conv, out
 
 

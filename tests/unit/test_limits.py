@@ -37,7 +37,7 @@ def test_socket_rates_report_one_error_per_episode():
     rates._messages._at = rates._audio._at = 0.0  # noqa: SLF001
     verdicts = [rates.admit_message() for _ in range(10)]
     assert [ok for ok, _ in verdicts] == [True] * 4 + [False] * 6
-    errors = [e.header["code"] for _, e in verdicts if e is not None]
+    errors = [e.code for _, e in verdicts if e is not None]
     assert errors == ["too_many_messages"]
     clock.now = 0.05  # half a message back: still the same episode
     assert rates.admit_message() == (False, None)
@@ -45,12 +45,12 @@ def test_socket_rates_report_one_error_per_episode():
     assert rates.admit_message()[0]
     assert all(rates.admit_message()[0] for _ in range(3))
     ok, error = rates.admit_message()
-    assert not ok and error is not None and error.header["code"] == "too_many_messages"
+    assert not ok and error is not None and error.code == "too_many_messages"
     # audio: 1 s at once, then 2 s of audio per second
     second = 32_000
     assert rates.admit_audio(second)[0]
     ok, error = rates.admit_audio(8192)
-    assert not ok and error.header["code"] == "audio_too_fast"
+    assert not ok and error.code == "audio_too_fast"
     assert [rates.admit_audio(8192) for _ in range(50)] == [(False, None)] * 50  # a flood: no more errors
     clock.now = 1.2  # 0.4 s of audio back
     assert rates.admit_audio(8192)[0]

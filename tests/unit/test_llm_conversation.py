@@ -10,7 +10,7 @@ from agents.prompts import BUILTIN_PATTERNS
 from agents.services import Services, SessionPolicy
 from llm.client import LlmError
 from protocol import messages as m
-from tests.unit.test_conversation import ask
+from tests.unit.test_conversation import Sent, ask
 
 
 def agent(**extra):
@@ -24,7 +24,7 @@ def agent(**extra):
 
 def make(replies, agent_config=None, fail_after=None, gate=None):
     """``replies``: one list of tokens per LLM call; ``gate``: an Event the stream waits on after 2 tokens."""
-    out, requests, spoken = [], [], []
+    out, requests, spoken = Sent(), [], []
     replies = list(replies)
 
     async def stream_llm(request):
@@ -49,11 +49,8 @@ def make(replies, agent_config=None, fail_after=None, gate=None):
     async def transcribe(pcm, prompt):
         raise AssertionError("no audio in these tests")
 
-    async def emit(msg):
-        out.append(msg)
-
     conv = Conversation(agent_name="joe", agent=agent_config or agent(), init=m.Init(agent_name="joe", init_greeting=False),
-                        services=Services(transcribe, speak, None, stream_llm, complete_llm), emit=emit,
+                        services=Services(transcribe, speak, None, stream_llm, complete_llm), emit=out.emit,
                         policy=SessionPolicy(invoke_llm_models=("other-model",)))
     return conv, out, requests, spoken
 

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from protocol import events as ev
 from protocol import messages as m
 from protocol.realtime import RealtimeAdapter
 from protocol.realtime_events import RealtimeError, SessionConfig, apply_session_update
@@ -78,7 +79,7 @@ def test_instructions_are_only_shown_where_allowed():
 
 def test_turn_detection_picks_the_mode_and_switches_it_later():
     a = adapter()
-    assert a.init("echo").mode == "call" and a.init("echo").turn_events and not a.init("echo").init_greeting
+    assert a.init("echo").mode == "call" and not a.init("echo").init_greeting
     out = send(a, "session.update", session={"audio": {"input": {"turn_detection": None}}})
     assert out.messages == [m.SetMode("chat")]
     assert send(a, "session.update", session={"instructions": "x"}).messages == []
@@ -132,7 +133,7 @@ def test_item_create_and_clear():
     assert out.messages == [m.Text("Hi there")]
     assert kinds(out.events) == ["conversation.item.added", "conversation.item.done"]
     assert out.events[0]["item"]["id"] == "item_mine"
-    assert a.outbound(m.message("user", 0, [m.text_part("Hi there")])) == []  # the Voi echo is not told twice
+    assert a.outbound(ev.Message("user", 0, [m.text_part("Hi there")])) == []  # the Voi echo is not told twice
     out = send(a, "input_audio_buffer.clear")
     assert out.messages == [m.ClearAudio()] and kinds(out.events) == ["input_audio_buffer.cleared"]
 
@@ -141,10 +142,10 @@ def test_item_create_and_clear():
 
 
 def reply(a: RealtimeAdapter, voi_id: int = 1, text: str = "Hello there.") -> list[dict]:
-    events = a.outbound(m.status("response_created"))
-    events += a.outbound(m.message("assistant", voi_id, [m.text_part(text[:5])], final=False))
-    events += a.outbound(m.audio(str(voi_id), b"\x01\x00" * 100))
-    events += a.outbound(m.message("assistant", voi_id, [m.text_part(text)]))
+    events = a.outbound(ev.ResponseCreated())
+    events += a.outbound(ev.Message("assistant", voi_id, [m.text_part(text[:5])], final=False))
+    events += a.outbound(ev.AudioChunk(str(voi_id), b"\x01\x00" * 100))
+    events += a.outbound(ev.Message("assistant", voi_id, [m.text_part(text)]))
     return events
 
 
@@ -154,12 +155,12 @@ def test_audio_response_ends_when_its_audio_is_all_sent():
     assert kinds(events) == ["response.created", "response.output_item.added", "conversation.item.created",
                              "response.content_part.added", "response.audio_transcript.delta", "response.audio.delta",
                              "response.audio_transcript.delta"]
-    assert a.outbound(m.status("response_done")) == []  # the text is complete, the audio is not
-    done = a.outbound(m.status("speech_done", speech_id="1"))
+    assert a.outbound(ev.ResponseDone()) == []  # the text is complete, the audio is not
+    done = a.outbound(ev.SpeechDone("1"))
     assert kinds(done) == ["response.audio.done", "response.audio_transcript.done", "response.content_part.done",
                            "response.output_item.done", "response.done"]
     assert done[-1]["response"]["status"] == "completed" and done[-1]["response"]["output"][0]["content"][0]["transcript"] == "Hello there."
-    assert a.outbound(m.audio("1", b"\x01\x00" * 10)) == []
+    assert a.outbound(ev.AudioChunk("1", b"\x01\x00" * 10)) == []
 
 
 def test_cancel_stops_the_deltas_and_a_late_resend_is_not_the_next_reply():
@@ -169,30 +170,30 @@ def test_cancel_stops_the_deltas_and_a_late_resend_is_not_the_next_reply():
     assert out.messages == [m.Interrupt("1", None)]
     assert out.events[-1]["response"]["status"] == "cancelled"
     assert out.events[-1]["response"]["status_details"]["reason"] == "client_cancelled"
-    assert a.outbound(m.audio("1", b"\x01\x00" * 10)) == []
-    assert a.outbound(m.status("response_cancelled", reason="interrupted")) == []
-    a.outbound(m.status("response_created"))
-    assert a.outbound(m.message("assistant", 1, [m.text_part("Hel... (interrupted)")])) == []  # the cut old reply
-    assert kinds(a.outbound(m.message("assistant", 3, [m.text_part("Next.")])))[0] == "response.output_item.added"
+    assert a.outbound(ev.AudioChunk("1", b"\x01\x00" * 10)) == []
+    assert a.outbound(ev.ResponseCancelled("interrupted")) == []
+    a.outbound(ev.ResponseCreated())
+    assert a.outbound(ev.Message("assistant", 1, [m.text_part("Hel... (interrupted)")])) == []  # the cut old reply
+    assert kinds(a.outbound(ev.Message("assistant", 3, [m.text_part("Next.")])))[0] == "response.output_item.added"
 
 
 def test_barge_in_cancels_with_turn_detected():
     a = adapter()
     reply(a)
-    started = a.outbound(m.status("speech_started"))
+    started = a.outbound(ev.UserSpeechStarted())
     assert kinds(started) == ["input_audio_buffer.speech_started"]
-    done = a.outbound(m.status("user_interrupt"))
+    done = a.outbound(ev.UserInterrupt())
     assert done[-1]["response"]["status_details"]["reason"] == "turn_detected"
 
 
 def test_server_vad_turn_events_and_transcription():
     a = adapter(transcribe_input=True)
     send(a, "input_audio_buffer.append", audio=b64(b"\x00\x00" * 24_000))
-    events = a.outbound(m.status("speech_started"))
-    events += a.outbound(m.message("user", 0, [m.text_part("hello")], final=False))
-    events += a.outbound(m.status("speech_stopped"))
-    events += a.outbound(m.message("user", 0, [m.text_part("hello world")]))
-    events += a.outbound(m.status("response_created"))
+    events = a.outbound(ev.UserSpeechStarted())
+    events += a.outbound(ev.Message("user", 0, [m.text_part("hello")], final=False))
+    events += a.outbound(ev.UserSpeechStopped())
+    events += a.outbound(ev.Message("user", 0, [m.text_part("hello world")]))
+    events += a.outbound(ev.ResponseCreated())
     assert kinds(events) == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
                              "input_audio_buffer.committed", "conversation.item.added", "conversation.item.done",
                              "conversation.item.input_audio_transcription.delta",
@@ -206,19 +207,19 @@ def test_text_only_response_ends_with_its_text_and_drops_audio():
     a = adapter(modalities=("text",))
     events = reply(a)
     assert "response.output_audio.delta" not in kinds(events) and "response.output_text.delta" in kinds(events)
-    done = a.outbound(m.status("response_done"))
+    done = a.outbound(ev.ResponseDone())
     assert kinds(done)[-1] == "response.done" and done[-1]["response"]["output_modalities"] == ["text"]
 
 
 def test_failed_reply_and_no_input():
     a = adapter()
-    a.outbound(m.status("response_created"))
-    errors = a.outbound(m.error("the language model failed", "llm_error"))
+    a.outbound(ev.ResponseCreated())
+    errors = a.outbound(ev.Error("the language model failed", "llm_error"))
     assert errors[0]["error"]["type"] == "server_error"
-    done = a.outbound(m.status("response_cancelled", reason="error"))
+    done = a.outbound(ev.ResponseCancelled("error"))
     assert done[-1]["response"]["status"] == "failed" and done[-1]["response"]["status_details"]["error"]["code"] == "llm_error"
     send(a, "response.create")
-    nothing = a.outbound(m.status("response_cancelled", reason="no_input"))
+    nothing = a.outbound(ev.ResponseCancelled("no_input"))
     assert kinds(nothing) == ["response.created", "response.done"] and nothing[-1]["response"]["status"] == "cancelled"
 
 
@@ -237,9 +238,8 @@ async def test_push_to_talk_turn_through_a_conversation():
         for msg in translation.messages:
             await conv.handle(msg)
     await conv.wait_idle()
-    for msg in out:
-        if hasattr(msg, "header") and msg.type != "turn_report":
-            events += a.outbound(msg)
+    for event in out.events:
+        events += a.outbound(event)
     names = kinds(events)
     assert names[0] == "input_audio_buffer.committed"
     assert names[-1] == "response.done" and events[-1]["response"]["status"] == "completed", names
@@ -249,7 +249,7 @@ async def test_push_to_talk_turn_through_a_conversation():
 
 
 async def test_interrupt_without_speech_id_stops_the_running_reply():
-    conv, out = make(init=m.Init(agent_name="echo", init_greeting=False, turn_events=True))
+    conv, out = make(init=m.Init(agent_name="echo", init_greeting=False, ), everything=True)
     await conv.start()
     await conv.handle(m.Text("one two three"))
     await conv.handle(m.CreateResponse())
@@ -278,8 +278,8 @@ async def test_item_delete_leaves_the_message_out_of_the_llm_context():
                                                                 "content": [{"type": "input_text", "text": text}]})
         for msg in translation.messages:
             await conv.handle(msg)
-    for msg in out:
-        a.outbound(msg)
+    for event in out.events:
+        a.outbound(event)
     deleted = send(a, "conversation.item.delete", item_id="item_a")
     assert kinds(deleted.events) == ["conversation.item.deleted"] and deleted.messages == [m.ForgetMessage(0)]
     await conv.handle(deleted.messages[0])
@@ -290,7 +290,7 @@ async def test_item_delete_leaves_the_message_out_of_the_llm_context():
 
 async def test_cancel_then_truncate_cuts_the_reply_where_the_client_stopped_playing():
     """response.cancel cuts by the server's estimate; the client's conversation.item.truncate then refines it."""
-    conv, out = make(init=m.Init(agent_name="echo", init_greeting=False, turn_events=True))
+    conv, out = make(init=m.Init(agent_name="echo", init_greeting=False, ), everything=True)
     await conv.start()
     await ask(conv, "one two three four five six seven eight")
     reply_id = max(o.header["id"] for o in out if o.type == "message" and o.header["role"] == "assistant")
@@ -305,16 +305,16 @@ def test_barge_in_turn_keeps_its_transcript_until_the_reply_starts():
     """The reply cancelled by a barge-in must not settle the new turn's transcript early (a failure seen live)."""
     a = adapter(transcribe_input=True)
     reply(a)
-    events = a.outbound(m.status("speech_started"))
-    events += a.outbound(m.message("user", 2, [m.text_part("Wait stop")], final=False))
-    events += a.outbound(m.status("user_interrupt"))
-    events += a.outbound(m.status("response_cancelled", reason="interrupted"))
-    events += a.outbound(m.message("assistant", 1, [m.text_part("Hel... (interrupted)")]))
-    events += a.outbound(m.message("user", 2, [m.text_part("Wait, stop, I have a")], final=False))
-    events += a.outbound(m.status("speech_stopped"))
-    events += a.outbound(m.status("speech_started"))  # the user goes on talking before the reply starts
-    events += a.outbound(m.message("user", 2, [m.text_part("Wait, stop, I have a question.")]))
-    events += a.outbound(m.status("response_created"))
+    events = a.outbound(ev.UserSpeechStarted())
+    events += a.outbound(ev.Message("user", 2, [m.text_part("Wait stop")], final=False))
+    events += a.outbound(ev.UserInterrupt())
+    events += a.outbound(ev.ResponseCancelled("interrupted"))
+    events += a.outbound(ev.Message("assistant", 1, [m.text_part("Hel... (interrupted)")]))
+    events += a.outbound(ev.Message("user", 2, [m.text_part("Wait, stop, I have a")], final=False))
+    events += a.outbound(ev.UserSpeechStopped())
+    events += a.outbound(ev.UserSpeechStarted())  # the user goes on talking before the reply starts
+    events += a.outbound(ev.Message("user", 2, [m.text_part("Wait, stop, I have a question.")]))
+    events += a.outbound(ev.ResponseCreated())
     completed = [e for e in events if e["type"].endswith("transcription.completed")]
     assert [e["transcript"] for e in completed] == ["Wait, stop, I have a question."], kinds(events)
     started = [e for e in events if e["type"] == "input_audio_buffer.speech_started"]

@@ -21,7 +21,7 @@ from agents.services import Services
 from harness.media import chunks, compress
 from protocol import messages as m
 from speech.stt import Transcript, Word
-from tests.unit.test_conversation import ask
+from tests.unit.test_conversation import Sent, ask
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe", "voice": "joe"}}}),
@@ -40,14 +40,11 @@ def conversation(directory: Path, audio: bool = True, **init):
     async def speak(text, voice, tone, cached):
         yield sine(0.5, 24_000)
 
-    async def emit(msg):
-        sent.append(msg)
-
-    sent: list[m.ServerMessage] = []
+    sent = Sent()
     settings = RecordingSettings(enabled=True, audio=audio, directory=str(directory))
     recorder = Recorder(settings, "0123456789abcdef0123", meta={"agent": "echo", "app": "bad\napp/../x"})
     conv = Conversation(agent_name="echo", agent=AGENT, init=m.Init(agent_name="echo", init_greeting=False, **init),
-                        services=Services(transcribe, speak), emit=emit, recorder=recorder)
+                        services=Services(transcribe, speak), emit=sent.emit, recorder=recorder)
     return conv, recorder, sent
 
 
