@@ -18,11 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agents.control import ControlAgentConfig
 from agents.prompts import Persona, TemplateError, example_messages, join_prompt, render, wants_json
 from agents.recording_settings import RecordingConfig, RecordingSettings, resolve_recording
+from agents.tools.spec import check_tools
 from agents.turns import check_turn_taking
 from common.config_errors import ConfigError
 from speech.models_config import ModelsConfig
 
 ECHO_MODEL = "echo"
+DEFAULT_TOOL_FILLERS = ("One moment, let me check.",)
 
 
 class VoiceSpec(BaseModel):
@@ -82,6 +84,11 @@ class AgentConfig(BaseModel):
     greetings: Greetings | None = None
     recording: RecordingConfig | None = None  # over the server-wide recording settings (server agents only)
     turn_taking: dict[str, Any] | None = None  # over the server-wide TurnConfig fields (server agents only)
+    tools: list[Any] | None = None  # server-side http tools (server agents only): agents/tools/spec.py
+    mcp_servers: list[Any] | None = None  # MCP servers whose tools the agent may call (server agents only)
+    max_tool_rounds: int = Field(default=4, ge=1, le=16)  # LLM rounds with tool calls in one reply
+    tool_filler_after_s: float = Field(default=1.0, ge=0.0, le=30.0)  # tools still running: say a filler
+    tool_fillers: list[str] = Field(default_factory=lambda: list(DEFAULT_TOOL_FILLERS))
 
     @field_validator("llm_model")
     @classmethod
@@ -94,6 +101,17 @@ class AgentConfig(BaseModel):
         return sorted(self.model_extra or {})
 
 
+
+
+@dataclass(frozen=True)
+class ToolSpecs:
+    """An agent's server-side tools as checked at load: http tools and MCP servers (agents/tools/spec.py)."""
+
+    http: tuple[Any, ...] = ()
+    mcp: tuple[Any, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.http or self.mcp)
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,10 @@ class Agent:
     description: str | None = None
     recording: RecordingSettings = RecordingSettings()
     turn_taking: Mapping[str, Any] = field(default_factory=dict)  # TurnConfig fields over the server's (checked)
+    tools: ToolSpecs = ToolSpecs()
+    max_tool_rounds: int = 4  # LLM rounds with tool calls in one reply; the last one may not call tools
+    tool_filler_after_s: float = 1.0  # server tools still running after this long: the agent says a filler, once
+    tool_fillers: tuple[str, ...] = DEFAULT_TOOL_FILLERS
 
     @property
     def is_echo(self) -> bool:
@@ -156,14 +178,18 @@ def build_agent(config: AgentConfig, *, patterns: Mapping[str, str], others: Map
         if base_dir is None:
             raise ConfigError(f"{where}: field 'recording': not allowed here")
         recording = resolve_recording(recording, config.recording, base_dir)
-    if config.turn_taking is not None and base_dir is None:
-        raise ConfigError(f"{where}: field 'turn_taking': not allowed here")
+    for server_only in ("turn_taking", "tools", "mcp_servers"):  # a client's agent_config: never (tools: SSRF)
+        if getattr(config, server_only) is not None and base_dir is None:
+            raise ConfigError(f"{where}: field '{server_only}': not allowed here")
+    tools = ToolSpecs(*check_tools(config.tools or [], config.mcp_servers or [], where))
     return Agent(llm_model=config.llm_model, voices=voices, control=control,
                  persona=Persona(system_prompt, examples, wants_json(system_prompt)), greetings=greetings,
                  greeting_tone=config.greetings.voice_tone if config.greetings else None,
                  temperature=config.temperature, max_tokens=config.max_tokens, context_tokens=config.context_tokens,
                  llm_timeout_s=config.llm_timeout_s, title=config.title, description=config.description,
-                 recording=recording, turn_taking=check_turn_taking(config.turn_taking or {}, where))
+                 recording=recording, turn_taking=check_turn_taking(config.turn_taking or {}, where), tools=tools,
+                 max_tool_rounds=config.max_tool_rounds, tool_filler_after_s=config.tool_filler_after_s,
+                 tool_fillers=tuple(config.tool_fillers) or DEFAULT_TOOL_FILLERS)
 
 
 def _control(ref: ControlAgentConfig | str | None, others: Mapping[str, AgentConfig], patterns: Mapping[str, str],

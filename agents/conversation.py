@@ -28,8 +28,10 @@ from agents.listener import AudioOverflow, Listener, ListenerEvent, SpeechStarte
 from agents.recording import Recorder
 from agents.replies import Reply, ReplyWriter
 from agents.services import Emit, ReportTurn, Services, SessionPolicy
+from agents.session_tools import SessionTools, UnknownCall
 from agents.speaker import Speaker
 from agents.timeline import TurnTimeline
+from agents.tool_round import ServerTools, TurnTools
 from agents.turns import TurnConfig
 from protocol import events as ev
 from protocol import messages as m
@@ -42,13 +44,16 @@ class _TurnRequest:
     turn: UserTurn
     typed_ids: list[int]
     requested_at: float
+    tools: TurnTools
+    goes_on: bool = False  # the reply goes on from the client's tool results (there may be no new input)
 
 
 class Conversation:
     def __init__(self, *, agent_name: str, agent: Agent, init: m.Init, services: Services, emit: Emit,
                  report_turn: ReportTurn | None = None, policy: SessionPolicy = SessionPolicy(),
                  listening: TurnConfig = TurnConfig(), greeting_dir: Path | None = None,
-                 rng: random.Random | None = None, recorder: Recorder | None = None) -> None:
+                 rng: random.Random | None = None, recorder: Recorder | None = None,
+                 tools: ServerTools | None = None) -> None:
         self.agent_name = agent_name
         self.recorder = recorder
         if recorder is not None:  # the recording sees what the client is sent and each turn's timeline
@@ -75,6 +80,7 @@ class Conversation:
                                  stream_per_turn=init.mode == "chat")
         self._hear_bytes = recorder.tap_input(self._input.write, self._input.compressed) if recorder is not None else self._input.write
         self._transcripts = TranscriptMessages(self.history)
+        self.tools = SessionTools(tools, init.tools, init.tool_choice)
         self._typed_ids: list[int] = []
         self._turns: asyncio.Queue[_TurnRequest] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -123,7 +129,11 @@ class Conversation:
             await self._add_typed([m.image_part(msg.url)])
         elif isinstance(msg, m.CreateResponse):
             await self._input.end_turn()  # a compressed turn's last samples reach the Listener first
-            await self._queue_turn(self._listener.take_turn())
+            await self._queue_turn(self._listener.take_turn(), msg)
+        elif isinstance(msg, m.ToolResult):
+            await self._on_tool_result(msg)
+        elif isinstance(msg, m.SetTools):
+            self.tools.set_client(msg.tools, msg.tool_choice)
         elif isinstance(msg, m.Interrupt):
             await self._on_interrupt(msg)
         elif isinstance(msg, m.InvokeLlm):  # a one-off completion for the client, beside the conversation
@@ -180,11 +190,23 @@ class Conversation:
         self._typed_ids.append(stored.id)
         await self._emit(ev.Message("user", stored.id, stored.content))
 
-    async def _queue_turn(self, turn: UserTurn) -> None:
-        self._turns.put_nowait(_TurnRequest(turn, self._typed_ids, turn.ended_at or time.monotonic()))
+    async def _queue_turn(self, turn: UserTurn, request: m.CreateResponse | None = None, goes_on: bool = False) -> None:
+        goes_on = goes_on or self.tools.answered
+        self.tools.answered = False
+        self._turns.put_nowait(_TurnRequest(turn, self._typed_ids, turn.ended_at or time.monotonic(),
+                                            self.tools.for_reply(request), goes_on))
         self._typed_ids = []
         if self.recorder is not None:
             self.recorder.end_user_turn()
+
+    async def _on_tool_result(self, msg: m.ToolResult) -> None:
+        try:
+            answered = self.tools.answer(self.history, msg)
+        except UnknownCall as exc:
+            await self._emit(ev.Error(str(exc), "unknown_tool_call"))
+            return
+        if answered and msg.continue_reply:
+            await self._queue_turn(self._listener.blank_turn(), goes_on=True)
 
     async def _on_interrupt(self, msg: m.Interrupt) -> None:
         speech = self._speaker.get(msg.speech_id)
@@ -236,11 +258,11 @@ class Conversation:
             await asyncio.sleep(0.02)  # the client sends an interrupt for the playing reply right after this turn
         timeline.mark("transcript_final")
         inputs = [self.history[i].text for i in request.typed_ids] + ([transcript] if transcript else [])
-        if not any(t.strip() for t in inputs) and not request.typed_ids:
+        if not any(t.strip() for t in inputs) and not request.typed_ids and not request.goes_on:
             await self._emit(ev.ResponseCancelled("no_input"))
             log.info("turn %s audio_s=%.1f: no speech or text, response_cancelled", timeline.log_line(),
                      turn.streamer.received_s)
             return
         reply = self._reply = Reply()
-        self._reply_task = asyncio.create_task(self._replies.respond(reply, inputs, timeline), name="reply")
+        self._reply_task = asyncio.create_task(self._replies.respond(reply, inputs, timeline, request.tools), name="reply")
         await asyncio.wait({self._reply_task})  # a barge-in cancels the reply, not this worker

@@ -8,10 +8,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from llm.tool_calls import ToolCall
 from protocol import messages as m
+
+
+@dataclass
+class ToolStep:
+    """One round of tool calls inside an assistant reply: made after ``at`` characters of its text were said."""
+
+    at: int
+    calls: list[ToolCall]
+    results: dict[str, str] = field(default_factory=dict)  # call id -> what the LLM is shown
+
+    @property
+    def answered(self) -> bool:
+        return all(call.id in self.results for call in self.calls)
+
+
+CANCELLED_RESULT = "error: the call was cancelled (the user interrupted)"
 
 
 @dataclass
@@ -20,6 +37,7 @@ class StoredMessage:
     role: str
     content: list[dict[str, Any]]
     tone: str | None = None  # an assistant message's voice tone
+    tool_steps: list[ToolStep] = field(default_factory=list)  # an assistant reply's tool calls and their results
 
     @property
     def text(self) -> str:
@@ -58,6 +76,9 @@ class History:
         """
         out: list[dict[str, Any]] = []
         for stored in self.messages:
+            if stored.role == "assistant" and stored.tool_steps:
+                out += _reply_with_tools(stored)
+                continue
             if stored.role == "assistant":
                 if not stored.text:
                     continue
@@ -78,6 +99,24 @@ class History:
             if isinstance(content, list) and all(p.get("type") == "text" for p in content):
                 message["content"] = "\n".join(p["text"] for p in content)
         return out
+
+
+def _reply_with_tools(stored: StoredMessage) -> list[dict[str, Any]]:
+    """A reply that called tools, as the LLM saw it happen: what it said before each round of calls, the
+    calls, their results, and what it said after. A call without a result (the reply was cut while it ran)
+    is shown as cancelled: every call must have an answer in a chat-completions context."""
+    out: list[dict[str, Any]] = []
+    text, said = stored.text, 0
+    for step in stored.tool_steps:
+        before = text[said:step.at].strip()
+        said = max(said, step.at)
+        out.append({"role": "assistant", "content": before or None, "tool_calls": [c.as_llm() for c in step.calls]})
+        out += [{"role": "tool", "tool_call_id": c.id, "content": step.results.get(c.id, CANCELLED_RESULT)}
+                for c in step.calls]
+    rest = text[said:].strip()
+    if rest:
+        out.append({"role": "assistant", "content": rest})
+    return out
 
 
 @dataclass

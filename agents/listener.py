@@ -111,6 +111,12 @@ class Listener:
         streaming = StreamingConfig(update_interval_s=self.config.update_interval_s, max_window_s=self.config.max_window_s)
         return UserTurn(StreamingTranscriber(self._transcribe_in_turn, streaming))
 
+    def blank_turn(self) -> UserTurn:
+        """A turn without audio, ended now (a reply that goes on from tool results leaves the user's turn be)."""
+        turn = self._new_turn()
+        turn.ended_at = time.monotonic()
+        return turn
+
     def take_turn(self) -> UserTurn:
         """End the current turn (``create_response``, or the end of turn in call mode) and start a new one."""
         turn, self.turn = self.turn, self._new_turn()

@@ -115,12 +115,13 @@ class Persona:
         left = budget_tokens - sum(estimate_tokens(x["content"]) + 4 for x in head)
         kept: list[dict[str, Any]] = []
         for message in reversed(history):
-            cost = estimate_tokens(message["content"]) + 4
+            calls = json.dumps(message["tool_calls"]) if "tool_calls" in message else ""
+            cost = estimate_tokens(message["content"] or "") + estimate_tokens(calls) + 4
             if kept and cost > left:
                 break
             kept.append(message)
             left -= cost
         kept.reverse()
-        while len(kept) < len(history) and len(kept) > 1 and kept[0]["role"] == "assistant":
-            kept.pop(0)  # a context should not open with a reply to a question that was cut off
+        while len(kept) < len(history) and len(kept) > 1 and kept[0]["role"] in ("assistant", "tool"):
+            kept.pop(0)  # a context should not open with a reply to a question that was cut off (nor a tool result)
         return head + kept

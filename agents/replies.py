@@ -15,12 +15,14 @@ from typing import Any
 
 from agents.agent import Agent
 from agents.control import ControlAgentConfig, LlmControl, PatternControl, Verdict
-from agents.history import History, StoredMessage
+from agents.history import History, StoredMessage, ToolStep
 from agents.reply_parser import ReplyParser, Segment
 from agents.services import Emit, Services
 from agents.speaker import Speaker, Speech
 from agents.timeline import TurnTimeline
+from agents.tool_round import TurnTools, run_round
 from llm.client import LlmError, LlmRequest
+from llm.tool_calls import ToolCall, ToolCalls
 from protocol import events as ev
 from protocol import messages as m
 
@@ -33,6 +35,8 @@ class Reply:
     speech: Speech | None = None
     sent_text: str = ""
     ended: bool = False  # response_done or response_cancelled was sent
+    base_text: str = ""  # what the reply said before the current LLM round (earlier rounds, a filler)
+    filler_said: bool = False
 
 
 class ReplyWriter:
@@ -59,7 +63,8 @@ class ReplyWriter:
 
         return LlmControl(config, complete)
 
-    async def respond(self, reply: Reply, inputs: list[str], timeline: TurnTimeline) -> None:
+    async def respond(self, reply: Reply, inputs: list[str], timeline: TurnTimeline,
+                      tools: TurnTools = TurnTools()) -> None:
         """Create the reply: its text as it streams, each finished piece handed to speech at once."""
         await self._emit(ev.ResponseCreated())
         try:
@@ -67,7 +72,7 @@ class ReplyWriter:
                 said = " ".join(t.strip() for t in inputs if t.strip())
                 await self._say_all(reply, ReplyParser(plain=True), said or "I received an image.", timeline)
             else:
-                await self._llm_reply(reply, timeline)
+                await self._llm_reply(reply, timeline, tools)
             await self._end(reply, ev.ResponseDone(), timeline)
         except asyncio.CancelledError:
             await self._end(reply, ev.ResponseCancelled("interrupted"), timeline)
@@ -96,32 +101,78 @@ class ReplyWriter:
             log.info("turn %s: %s without speech", timeline.log_line(),
                      "response_done" if isinstance(ended, ev.ResponseDone) else "response_cancelled")
 
-    async def _llm_reply(self, reply: Reply, timeline: TurnTimeline) -> None:
-        """Stream the LLM's reply; with a control agent, hold the first sentence back until it passes."""
+    async def _llm_reply(self, reply: Reply, timeline: TurnTimeline, tools: TurnTools) -> None:
+        """Stream the LLM's reply; with a control agent, hold the first sentence back until it passes. When the
+        LLM calls tools, run them and stream its next round, up to the agent's ``max_tool_rounds``."""
         if self._services.stream_llm is None:
             raise LlmError(f"no language model is configured for agent '{self._agent_name}'", "llm_unavailable")
         agent = self._agent
-        messages = self._persona.messages(self._history.for_llm(self._persona.json_replies), agent.context_tokens)
         config = agent.control
         temperatures = config.temperatures(agent.temperature) if config else [agent.temperature]
         giveup = config.giveup_text(self._rng) if config else None
+        definitions = tools.definitions()
         for attempt, temperature in enumerate(temperatures, 1):
             check = self._control if (attempt < len(temperatures) or giveup) else None
-            request = LlmRequest(agent.llm_model, messages, temperature, agent.max_tokens, agent.llm_timeout_s)
-            if await self._stream_attempt(reply, request, ReplyParser(), check, timeline):
-                return
+            calls = await self._stream_attempt(reply, self._request(temperature, definitions, tools.choice), ReplyParser(),
+                                               check, timeline)
+            if calls is not None:
+                break
             log.info("agent=%s control agent refused attempt %d/%d (temperature %.2f)", self._agent_name, attempt,
                      len(temperatures), temperature)
-        await self._say_all(reply, ReplyParser(plain=True), giveup or "", timeline)
+        else:
+            await self._say_all(reply, ReplyParser(plain=True), giveup or "", timeline)
+            return
+        rounds = 1
+        while calls:
+            if not await self._tool_round(reply, calls, tools, timeline):
+                return  # the client runs some of the calls: the reply ends here and goes on with their results
+            rounds += 1
+            choice = "none" if rounds >= agent.max_tool_rounds else None  # the last round must answer in words
+            calls = await self._stream_attempt(reply, self._request(temperatures[0], definitions, choice), ReplyParser(),
+                                               None, timeline)
+
+    def _request(self, temperature: float, tools: tuple[dict[str, Any], ...], choice: str | None) -> LlmRequest:
+        agent = self._agent
+        messages = self._persona.messages(self._history.for_llm(self._persona.json_replies), agent.context_tokens)
+        return LlmRequest(agent.llm_model, messages, temperature, agent.max_tokens, agent.llm_timeout_s,
+                          tools=tools, tool_choice=choice if tools else None)
+
+    async def _tool_round(self, reply: Reply, calls: tuple[ToolCall, ...], tools: TurnTools,
+                          timeline: TurnTimeline) -> bool:
+        """Run one round of calls; False when some are the client's (the reply waits for their results)."""
+        if reply.stored is None:  # the LLM called tools before saying anything: the reply's message exists now
+            reply.stored = self._history.add("assistant", [m.text_part("")])
+        step = ToolStep(at=len(reply.stored.text), calls=list(calls))
+        reply.stored.tool_steps.append(step)
+        reply.base_text = reply.stored.text
+
+        async def say_filler() -> None:
+            if reply.filler_said or not self._agent.tool_fillers:
+                return
+            reply.filler_said = True
+            await self._say_all(reply, ReplyParser(plain=True), self._rng.choice(self._agent.tool_fillers), timeline)
+            reply.base_text = reply.stored.text if reply.stored is not None else reply.base_text
+
+        outcome = await run_round(step, tools, self._emit, message_id=reply.stored.id,
+                                  filler_after_s=self._agent.tool_filler_after_s, say_filler=say_filler)
+        timeline.add_tool_time(outcome.elapsed_ms)
+        log.info("agent=%s tool round: %s in %.0f ms", self._agent_name,
+                 ", ".join(c.name for c in calls)[:200], outcome.elapsed_ms)
+        return not outcome.client_calls
 
     async def _stream_attempt(self, reply: Reply, request: LlmRequest, parser: ReplyParser, check: Verdict | None,
-                              timeline: TurnTimeline) -> bool:
-        """One LLM attempt; False when the control agent refused its first sentence (nothing was said)."""
+                              timeline: TurnTimeline) -> tuple[ToolCall, ...] | None:
+        """One LLM attempt: the tool calls it asked for (empty: none), None when the control agent refused its
+        first sentence (nothing was said)."""
         assert self._services.stream_llm is not None
         held: list[Segment] = []
+        calls: tuple[ToolCall, ...] = ()
         stream = self._services.stream_llm(request)
         try:
             async for delta in stream:
+                if isinstance(delta, ToolCalls):
+                    calls = delta.calls
+                    continue
                 timeline.mark("llm_first_token")
                 segments = parser.feed(delta)
                 if check is not None:
@@ -129,16 +180,16 @@ class ReplyWriter:
                     if not held:
                         continue
                     if not await check(parser.text):
-                        return False
+                        return None
                     check, segments, held = None, held, []
                 await self._say(reply, parser, segments, timeline)
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
         tail = held + parser.finish()
         if check is not None and tail and not await check(parser.text):
-            return False
+            return None
         await self._say(reply, parser, tail, timeline)
-        return True
+        return calls
 
     async def _say_all(self, reply: Reply, parser: ReplyParser, text: str, timeline: TurnTimeline) -> None:
         timeline.mark("llm_first_token")
@@ -146,11 +197,12 @@ class ReplyWriter:
 
     async def _say(self, reply: Reply, parser: ReplyParser, segments: list[Segment], timeline: TurnTimeline) -> None:
         """Show the reply's text so far and hand its finished segments to speech."""
-        text = parser.text
-        if not text or (not segments and text == reply.sent_text):
+        text = " ".join(t for t in (reply.base_text, parser.text) if t)
+        if not parser.text or (not segments and text == reply.sent_text):
             return
         if reply.stored is None:
             reply.stored = self._history.add("assistant", [m.text_part(text)])
+        if reply.speech is None:
             reply.speech = self._speaker.start(reply.stored, timeline)
         if reply.speech is not None and reply.speech.interrupted:
             return  # the stored text is what was heard: it must not grow again

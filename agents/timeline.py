@@ -29,6 +29,7 @@ class TurnReport:
     llm_first_token_ms: float | None = None  # settled transcript -> the reply's first text
     tts_first_audio_ms: float | None = None  # first text handed to TTS -> its first audio
     speech_id: str | None = None  # the reply's speech (its assistant message id), for a client's latency view
+    tool_ms: float | None = None  # time spent waiting for server-side tool calls (all rounds), None: no tools
 
 
 @dataclass
@@ -36,6 +37,10 @@ class TurnTimeline:
     agent: str
     mode: str
     marks: dict[str, float] = field(default_factory=dict)
+    tool_ms: float | None = None
+
+    def add_tool_time(self, ms: float) -> None:
+        self.tool_ms = round((self.tool_ms or 0.0) + ms, 1)
 
     def mark(self, stage: str, at: float | None = None) -> None:
         if stage not in STAGES:
@@ -59,12 +64,13 @@ class TurnTimeline:
         return TurnReport(self.agent, self.mode, ms, voice_to_voice_ms=ms.get("first_audio_sent"),
                           stt_final_ms=ms.get("transcript_final"),
                           llm_first_token_ms=between("transcript_final", "llm_first_token"),
-                          tts_first_audio_ms=between("first_text_to_tts", "first_tts_chunk"))
+                          tts_first_audio_ms=between("first_text_to_tts", "first_tts_chunk"), tool_ms=self.tool_ms)
 
     def log_line(self) -> str:
         report = self.report()
         durations = {"voice_to_voice_ms": report.voice_to_voice_ms, "stt_final_ms": report.stt_final_ms,
-                     "llm_first_token_ms": report.llm_first_token_ms, "tts_first_audio_ms": report.tts_first_audio_ms}
+                     "llm_first_token_ms": report.llm_first_token_ms, "tts_first_audio_ms": report.tts_first_audio_ms,
+                     "tool_ms": report.tool_ms}
         parts = [f"agent={self.agent}", f"mode={self.mode}"]
         parts += [f"{k}={v:.0f}" for k, v in durations.items() if v is not None]
         parts += [f"{k}@{v:.0f}" for k, v in report.stages_ms.items()]

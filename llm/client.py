@@ -18,6 +18,7 @@ from typing import Any
 
 from common.errors import CodedError
 from llm.names import LOCAL_PROVIDER
+from llm.tool_calls import ToolCallAssembler, ToolCalls
 
 log = logging.getLogger("voi.llm")
 
@@ -33,6 +34,8 @@ class LlmRequest:
     temperature: float | None = None
     max_tokens: int | None = None
     timeout_s: float = 30.0  # until the first token, and between tokens
+    tools: tuple[dict[str, Any], ...] = ()  # function tools the LLM may call (chat-completions format)
+    tool_choice: str | None = None  # "auto" (the default with tools), "none", "required"
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,17 @@ class LlmClient:
             args["temperature"] = request.temperature
         if request.max_tokens is not None:
             args["max_tokens"] = request.max_tokens
+        if request.tools:
+            args["tools"] = list(request.tools)
+            if request.tool_choice is not None:
+                args["tool_choice"] = request.tool_choice
         return args
 
-    async def stream(self, request: LlmRequest) -> AsyncIterator[str]:
-        """The reply's text as it is generated; closing the iterator closes the provider's stream."""
+    async def stream(self, request: LlmRequest) -> AsyncIterator[str | ToolCalls]:
+        """The reply's text as it is generated, then the tool calls it asked for, if any (``ToolCalls``);
+        closing the iterator closes the provider's stream."""
         response = None
+        calls = ToolCallAssembler()
         try:
             response = await asyncio.wait_for(self._litellm.acompletion(**self._arguments(request, True)), request.timeout_s)
             chunks = response.__aiter__()
@@ -92,11 +101,17 @@ class LlmClient:
                 try:
                     chunk = await asyncio.wait_for(chunks.__anext__(), request.timeout_s)
                 except StopAsyncIteration:
-                    return
+                    break
                 choices = getattr(chunk, "choices", None) or []
-                delta = getattr(choices[0].delta, "content", None) if choices else None
+                if not choices:
+                    continue
+                calls.feed(getattr(choices[0].delta, "tool_calls", None))
+                delta = getattr(choices[0].delta, "content", None)
                 if delta:
                     yield delta
+            whole = calls.calls()
+            if whole:
+                yield ToolCalls(whole)
         except TimeoutError:
             raise _timeout_error(request.timeout_s) from None
         except (asyncio.CancelledError, GeneratorExit, LlmError):

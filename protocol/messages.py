@@ -35,6 +35,7 @@ class Init:
     send_turn_metrics: bool = False  # (ext) the client wants each answered turn's latency timeline
     send_tool_events: bool = False  # (ext) the client wants to see server-side tool calls and their results
     tools: tuple[ClientTool, ...] = ()  # (ext) functions the client runs itself when the LLM calls them
+    tool_choice: str | None = None  # (ext) auto (None) | none | required
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,9 @@ class ImageUrl:
 
 @dataclass(frozen=True)
 class CreateResponse:
-    pass
+    # Not on the Voi wire (OpenAI's response.create): this one reply's tools and tool_choice, over the session's.
+    tools: tuple[ClientTool, ...] | None = None
+    tool_choice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,14 @@ class ToolResult:
 
 
 @dataclass(frozen=True)
+class SetTools:
+    """Not on the Voi wire: the client's tools and tool_choice change mid-session (OpenAI's session.update)."""
+
+    tools: tuple[ClientTool, ...]
+    tool_choice: str | None = None
+
+
+@dataclass(frozen=True)
 class SetMode:
     """Not on the Voi wire: another transport switches turn-taking mid-session (OpenAI's turn_detection)."""
 
@@ -117,8 +128,8 @@ class ForgetMessage:
     message_id: int
 
 
-ClientMessage = (Init | Audio | Text | ImageUrl | CreateResponse | Interrupt | InvokeLlm | ToolResult | SetMode | ClearAudio
-                 | ForgetMessage)
+ClientMessage = (Init | Audio | Text | ImageUrl | CreateResponse | Interrupt | InvokeLlm | ToolResult | SetTools | SetMode
+                 | ClearAudio | ForgetMessage)
 
 
 def _bool(header: dict[str, Any], name: str, default: bool) -> bool:
@@ -189,12 +200,25 @@ def _parse_init(header: dict[str, Any]) -> Init:
         send_turn_metrics=_bool(header, "send_turn_metrics", False),
         send_tool_events=_bool(header, "send_tool_events", False),
         tools=parse_client_tools(header.get("tools"), "init"),
+        tool_choice=parse_tool_choice(header.get("tool_choice"), "init"),
     )
 
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # what chat-completions APIs accept as a function name
 MAX_CLIENT_TOOLS = 64
 MAX_TOOL_OUTPUT_CHARS = 100_000
+
+
+TOOL_CHOICES = ("auto", "none", "required")
+
+
+def parse_tool_choice(raw: Any, where: str) -> str | None:
+    """(ext) ``auto`` (the default), ``none`` or ``required``."""
+    if raw is None or raw == "auto":
+        return None
+    if raw not in TOOL_CHOICES:
+        raise FrameError(f"'{where}' field 'tool_choice' must be one of {', '.join(TOOL_CHOICES)}", "bad_field")
+    return str(raw)
 
 
 def parse_client_tools(raw: Any, where: str) -> tuple[ClientTool, ...]:
