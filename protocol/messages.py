@@ -46,6 +46,10 @@ class ClientTool:
     description: str
     parameters: dict[str, Any]
 
+    def flat(self) -> dict[str, Any]:
+        """The tool as the OpenAI Realtime API shows it."""
+        return {"type": "function", "name": self.name, "description": self.description, "parameters": self.parameters}
+
     def definition(self) -> dict[str, Any]:
         """The tool as the chat-completions API takes it."""
         return {"type": "function", "function": {"name": self.name, "description": self.description,

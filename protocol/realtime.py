@@ -20,7 +20,17 @@ from typing import Any
 
 from protocol import events as ev
 from protocol import messages as m
-from protocol.realtime_events import AUDIO_RATE, Dialect, Events, RealtimeError, SessionConfig, apply_session_update, new_id
+from protocol.realtime_events import (
+    AUDIO_RATE,
+    Dialect,
+    Events,
+    RealtimeError,
+    SessionConfig,
+    apply_session_update,
+    client_tools,
+    new_id,
+    tool_choice,
+)
 from protocol.realtime_outbound import OutboundEvents
 
 BYTES_PER_MS = AUDIO_RATE * 2 // 1000
@@ -62,7 +72,8 @@ class RealtimeAdapter:
     def init(self, agent_name: str) -> m.Init:
         """The Voi ``init`` of the conversation: no greeting, the mode of turn_detection."""
         self.opened = True
-        return m.Init(agent_name=agent_name, mode=self._mode(), init_greeting=False)
+        return m.Init(agent_name=agent_name, mode=self._mode(), init_greeting=False, tools=self.config.tools,
+                      tool_choice=self.config.tool_choice)
 
     def _mode(self) -> m.Mode:
         return "call" if self.config.turn_detection else "chat"
@@ -104,7 +115,7 @@ class RealtimeAdapter:
                 "response.create": self._response_create, "response.cancel": self._response_cancel}
 
     def _session_update(self, event: dict[str, Any]) -> Translation:
-        before = self._mode()
+        before, tools_before, choice_before = self._mode(), self.config.tools, self.config.tool_choice
         config = apply_session_update(self.config, event.get("session"))
         if self.opened or config.voice not in self._voices:  # voice: one of the agent's, chosen before the first turn
             config = replace(config, voice=self.config.voice)
@@ -116,6 +127,8 @@ class RealtimeAdapter:
         out = Translation(events=[self.session_event("session.updated")])
         if self.opened and self._mode() != before:
             out.messages.append(m.SetMode(self._mode()))
+        if self.opened and (config.tools, config.tool_choice) != (tools_before, choice_before):
+            out.messages.append(m.SetTools(config.tools, config.tool_choice))
         return out
 
     def _append(self, event: dict[str, Any]) -> Translation:
@@ -141,9 +154,11 @@ class RealtimeAdapter:
 
     def _item_create(self, event: dict[str, Any]) -> Translation:
         item = event.get("item")
+        if isinstance(item, dict) and item.get("type") == "function_call_output":
+            return self._function_output(item)
         if not isinstance(item, dict) or item.get("type", "message") != "message" or item.get("role") != "user":
-            raise RealtimeError("conversation.item.create: only user message items are supported (no system or assistant "
-                                "items, no function calls)", "unsupported_item", "item")
+            raise RealtimeError("conversation.item.create: only user message items and function_call_output items are "
+                                "supported (no system or assistant items)", "unsupported_item", "item")
         parts = item.get("content")
         if not isinstance(parts, list) or not parts:
             raise RealtimeError("conversation.item.create: 'item.content' must be a non-empty list", "invalid_value", "item.content")
@@ -169,6 +184,20 @@ class RealtimeAdapter:
         audio = any(isinstance(msg, m.Audio) for msg in out.messages)
         out.events = self.out.new_item(self.events.user_item(item_id, text=text, audio=audio))
         return out
+
+    def _function_output(self, item: dict[str, Any]) -> Translation:
+        """The client's result of a function call: the conversation goes on at its next ``response.create``."""
+        call_id, output = item.get("call_id"), item.get("output")
+        if not isinstance(call_id, str) or call_id not in self.out.open_calls:
+            raise RealtimeError(f"conversation.item.create: no open function call {str(call_id)[:40]!r}", "invalid_value",
+                                "item.call_id")
+        if not isinstance(output, str) or len(output) > m.MAX_TOOL_OUTPUT_CHARS:
+            raise RealtimeError(f"conversation.item.create: 'item.output' must be a string of at most "
+                                f"{m.MAX_TOOL_OUTPUT_CHARS} characters", "invalid_value", "item.output")
+        self.out.open_calls.discard(call_id)
+        item_id = item.get("id") if isinstance(item.get("id"), str) and item["id"] else new_id("item")
+        events = self.out.new_item(self.events.function_output_item(item_id, call_id, output))
+        return Translation(messages=[m.ToolResult(call_id, output, continue_reply=False)], events=events)
 
     def _truncate(self, event: dict[str, Any]) -> Translation:
         item_id, end_ms = event.get("item_id"), event.get("audio_end_ms")
@@ -197,7 +226,9 @@ class RealtimeAdapter:
         modalities = params.get("output_modalities", params.get("modalities"))
         audio = self.config.audio_out if not isinstance(modalities, list) else "audio" in modalities
         self.out.requested.append(audio)
-        return Translation(messages=[m.CreateResponse()])
+        tools = client_tools(params["tools"], "response.create", "response.tools") if "tools" in params else None
+        choice = tool_choice(params.get("tool_choice"), "response.create", "response.tool_choice")
+        return Translation(messages=[m.CreateResponse(tools=tools, tool_choice=choice)])
 
     def _response_cancel(self, event: dict[str, Any]) -> Translation:
         response = self.out.response

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from common.errors import CodedError
+from protocol.framing import FrameError
+from protocol.messages import ClientTool, parse_client_tools, parse_tool_choice
 
 Dialect = Literal["beta", "ga"]
 AUDIO_RATE = 24_000  # the protocol's PCM16 rate, both ways
@@ -51,6 +53,8 @@ class SessionConfig:
     transcription_model: str = "whisper-1"
     instructions: str | None = None  # a client's instructions (used only where the server allows it)
     voice: str | None = None  # one of the agent's TTS voices
+    tools: tuple[ClientTool, ...] = ()  # the client's function tools (it runs them; the server's own are not listed)
+    tool_choice: str | None = None  # auto (None) | none | required
     expires_at: int = 0
 
     @property
@@ -89,6 +93,22 @@ def _modalities(value: Any, where: str) -> tuple[str, ...]:
     return ("audio", "text") if "audio" in value else ("text",)
 
 
+def client_tools(raw: Any, event: str, param: str) -> tuple[ClientTool, ...]:
+    """A client's ``tools`` (function tools, the flat Realtime form)."""
+    try:
+        return parse_client_tools(raw, event)
+    except FrameError as exc:
+        raise RealtimeError(str(exc), "invalid_value", param) from None
+
+
+def tool_choice(raw: Any, event: str, param: str) -> str | None:
+    """``auto``, ``none`` or ``required`` (a choice naming one function is not supported)."""
+    try:
+        return parse_tool_choice(raw, event)
+    except FrameError as exc:
+        raise RealtimeError(str(exc), "invalid_value", param) from None
+
+
 def apply_session_update(config: SessionConfig, session: Any) -> SessionConfig:
     """The settings after one ``session.update`` (beta or GA field names); fields it leaves out keep their value."""
     if not isinstance(session, dict):
@@ -119,6 +139,10 @@ def apply_session_update(config: SessionConfig, session: Any) -> SessionConfig:
         if not isinstance(voice, str) or not voice.strip():
             raise RealtimeError("session.update: 'voice' must be a voice name", "invalid_value", "session.voice")
         changes["voice"] = voice
+    if "tools" in session:
+        changes["tools"] = client_tools(session["tools"], "session.update", "session.tools")
+    if "tool_choice" in session:
+        changes["tool_choice"] = tool_choice(session["tool_choice"], "session.update", "session.tool_choice")
     if session.get("instructions") is not None:
         if not isinstance(session["instructions"], str):
             raise RealtimeError("session.update: 'instructions' must be a string", "invalid_value", "session.instructions")
@@ -147,7 +171,8 @@ class Events:
         turn = {"type": config.turn_detection} if config.turn_detection else None
         transcription = {"model": config.transcription_model} if config.transcribe_input else None
         common: dict[str, Any] = {"id": self.session_id, "object": "realtime.session", "model": config.model,
-                                  "instructions": config.instructions or "", "tools": [], "tool_choice": "auto",
+                                  "instructions": config.instructions or "",
+                                  "tools": [t.flat() for t in config.tools], "tool_choice": config.tool_choice or "auto",
                                   "expires_at": config.expires_at}
         if self.dialect == "beta":
             return {**common, "modalities": list(config.modalities), "voice": voice, "input_audio_format": "pcm16",
@@ -193,6 +218,14 @@ class Events:
         if self.dialect == "beta":
             return {"type": "audio", "transcript": text} if audio else {"type": "text", "text": text}
         return {"type": "output_audio", "transcript": text} if audio else {"type": "output_text", "text": text}
+
+    def function_call_item(self, item_id: str, status: str, call_id: str, name: str, arguments: str) -> dict[str, Any]:
+        return {"id": item_id, "object": "realtime.item", "type": "function_call", "status": status, "call_id": call_id,
+                "name": name, "arguments": arguments}
+
+    def function_output_item(self, item_id: str, call_id: str, output: str) -> dict[str, Any]:
+        return {"id": item_id, "object": "realtime.item", "type": "function_call_output", "status": "completed",
+                "call_id": call_id, "output": output}
 
     def response(self, response_id: str, status: str, *, audio: bool, output: list[dict[str, Any]],
                  details: dict[str, Any] | None = None, usage: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import events as ev
@@ -47,6 +47,7 @@ class _Response:
     text_done: bool = False
     audio_done: bool = False
     error: dict[str, Any] | None = None
+    calls: list[dict[str, Any]] = field(default_factory=list)  # its function_call items (the client's tools)
 
 
 
@@ -68,6 +69,7 @@ class OutboundEvents:
         self.assistant_items: dict[str, int] = {}  # OpenAI item id -> Voi message id (truncate names items)
         self.last_item_id: str | None = None
         self.last_input = ""
+        self.open_calls: set[str] = set()  # call ids of function calls the client has not answered yet
 
     def outbound(self, event: ev.ConversationEvent) -> list[dict[str, Any]]:
         """One conversation event out, as the OpenAI events it means (often none, sometimes several)."""
@@ -99,7 +101,29 @@ class OutboundEvents:
                 return self._finish_if_complete()
             case ev.ResponseCancelled(reason=reason):
                 return self._on_cancelled(reason or "")
+            case ev.ToolCallStarted(client=True) if self.response is not None:
+                return self._function_call(self.response, event)
         return []  # llm_response: invoke_llm is not part of this protocol; the session's own statuses
+
+    def _function_call(self, response: _Response, call: ev.ToolCallStarted) -> list[dict[str, Any]]:
+        """A call of one of the client's tools: a function_call item of the response, complete at once."""
+        item_id, index = new_id("item"), (response.item_id is not None) + len(response.calls)
+        where = {"response_id": response.id, "item_id": item_id, "output_index": index}
+        added = self.events.function_call_item(item_id, "in_progress", call.call_id, call.name, "")
+        done = self.events.function_call_item(item_id, "completed", call.call_id, call.name, call.arguments)
+        previous = self.last_item_id
+        events = [self.events.event("response.output_item.added", response_id=response.id, output_index=index, item=added)]
+        events += self.new_item(added, complete=False)
+        events.append(self.events.event("response.function_call_arguments.delta", **where, call_id=call.call_id,
+                                        delta=call.arguments))
+        events.append(self.events.event("response.function_call_arguments.done", **where, call_id=call.call_id,
+                                        name=call.name, arguments=call.arguments))
+        events.append(self.events.event("response.output_item.done", response_id=response.id, output_index=index, item=done))
+        if self.events.dialect == "ga":
+            events.append(self.events.item_done(done, previous))
+        response.calls.append(done)
+        self.open_calls.add(call.call_id)
+        return events
 
     def _speech_started(self) -> list[dict[str, Any]]:
         user = self._current_user()
@@ -274,6 +298,7 @@ class OutboundEvents:
             if self.events.dialect == "ga":
                 events.append(self.events.item_done(item, response.previous_item_id))
             output.append(item)
+        output += response.calls
         events.append(self.events.event("response.done", response=self._body(status, output, details, with_usage=True)))
         if response.voi_id is not None:
             self.retired.add(response.voi_id)

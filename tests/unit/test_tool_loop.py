@@ -214,3 +214,67 @@ def test_a_client_may_not_give_an_agent_server_tools():
     for field in ("tools", "mcp_servers"):
         with pytest.raises(ConfigError, match=f"field '{field}': not allowed here"):
             agent(**{field: [{"type": "http", "name": "x"}]})
+
+
+# ---- the OpenAI Realtime codec over the same conversation --------------------------------------------
+
+DOOR = {"type": "function", "name": "open_door", "description": "Opens the door.",
+        "parameters": {"type": "object", "properties": {"door": {"type": "string"}}}}
+ASK = ("conversation.item.create", {"item": {"type": "message", "role": "user",
+                                             "content": [{"type": "input_text", "text": "Open the front door"}]}})
+
+
+async def realtime(a, conv, out, *raw_events):
+    """Client events through the adapter to the conversation; the server events that come back, in order."""
+    from tests.unit.test_realtime import send
+
+    events, first = [], len(out.events)
+    for kind, fields in raw_events:
+        translation = send(a, kind, **fields)
+        events += translation.events
+        for msg in translation.messages:
+            await conv.handle(msg)
+    await conv.wait_idle()
+    for event in out.events[first:]:
+        events += a.outbound(event)
+    return events
+
+
+async def test_realtime_function_call_round_trip_in_both_dialects():
+    from tests.unit.test_realtime import adapter, kinds, send
+
+    for dialect in ("ga", "beta"):
+        a = adapter(dialect, turn_detection=None)
+        session = send(a, "session.update", session={"tools": [DOOR], "tool_choice": "auto"}).events[0]["session"]
+        assert session["tools"] == [DOOR] and session["tool_choice"] == "auto"
+        conv, out, requests = make([["Sure. ", calls(("open_door", {"door": "front"}))], ["It is open now."]],
+                                   init=a.init("joe"))
+        await conv.start()
+        asked = await realtime(a, conv, out, ASK, ("response.create", {}))
+        names = kinds(asked)
+        assert "response.function_call_arguments.delta" in names and "response.function_call_arguments.done" in names
+        done = [e for e in asked if e["type"] == "response.done"][-1]["response"]
+        call = [o for o in done["output"] if o["type"] == "function_call"][0]
+        assert done["status"] == "completed" and call["name"] == "open_door"
+        assert json.loads(call["arguments"]) == {"door": "front"}
+        assert requests[0].tools[0]["function"]["name"] == "open_door"
+        answer = await realtime(a, conv, out, ("conversation.item.create", {"item": {
+            "type": "function_call_output", "call_id": call["call_id"], "output": '{"ok": true}'}}), ("response.create", {}))
+        transcript = "".join(e.get("delta", "") for e in answer if e["type"].endswith("audio_transcript.delta"))
+        assert transcript == "It is open now."
+        assert requests[1].messages[-1] == {"role": "tool", "tool_call_id": call["call_id"], "content": '{"ok": true}'}
+        await conv.close()
+
+
+async def test_realtime_tool_choice_none_reaches_the_llm():
+    from tests.unit.test_realtime import adapter, send
+
+    a = adapter(turn_detection=None)
+    send(a, "session.update", session={"tools": [DOOR], "tool_choice": "none"})
+    conv, out, requests = make([["No tools today."], ["Still none."]], init=a.init("joe"))
+    await conv.start()
+    await realtime(a, conv, out, ASK, ("response.create", {}))
+    assert requests[0].tool_choice == "none"
+    await realtime(a, conv, out, ASK, ("response.create", {"response": {"tool_choice": "required"}}))
+    assert requests[1].tool_choice == "required"
+    await conv.close()
