@@ -126,7 +126,7 @@ class OutboundEvents:
             audio = self.requested.popleft()
             self.response = _Response(new_id("resp"), audio)
             events.append(self.events.event("response.created", response=self._body("in_progress", [])))
-            events += self.finish("cancelled", {"type": "cancelled", "reason": "no_input"})
+            events += self.finish("cancelled", {"type": "cancelled"})  # no reason: OpenAI's four name none for this
         return events
 
     def _on_user_message(self, voi_id: int, content: list[dict[str, Any]]) -> list[dict[str, Any]]:
