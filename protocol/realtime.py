@@ -206,8 +206,10 @@ class RealtimeAdapter:
             raise RealtimeError(f"conversation.item.truncate: no assistant audio item {str(item_id)[:40]!r}", "item_not_found", "item_id")
         if isinstance(end_ms, bool) or not isinstance(end_ms, int) or end_ms < 0:
             raise RealtimeError("conversation.item.truncate: 'audio_end_ms' must be a non-negative integer", "invalid_value", "audio_end_ms")
-        events = [self.events.event("conversation.item.truncated", item_id=item_id, content_index=event.get("content_index", 0),
-                                    audio_end_ms=end_ms)]
+        index = event.get("content_index", 0)
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:  # echoed in conversation.item.truncated
+            raise RealtimeError("conversation.item.truncate: 'content_index' must be a non-negative integer", "invalid_value", "content_index")
+        events = [self.events.event("conversation.item.truncated", item_id=item_id, content_index=index, audio_end_ms=end_ms)]
         if self.out.response is not None and self.out.response.voi_id == voi_id:  # cut while it is still made
             events += self.out.finish("cancelled", {"type": "cancelled", "reason": "client_cancelled"})
         return Translation(messages=[m.Interrupt(str(voi_id), end_ms / 1000)], events=events)

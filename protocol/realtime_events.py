@@ -170,16 +170,17 @@ class Events:
         """The session object of ``session.created`` / ``session.updated`` in this dialect."""
         turn = {"type": config.turn_detection} if config.turn_detection else None
         transcription = {"model": config.transcription_model} if config.transcribe_input else None
-        common: dict[str, Any] = {"id": self.session_id, "object": "realtime.session", "model": config.model,
+        common: dict[str, Any] = {"id": self.session_id, "object": "realtime.session",
                                   "instructions": config.instructions or "",
                                   "tools": [t.flat() for t in config.tools], "tool_choice": config.tool_choice or "auto",
                                   "expires_at": config.expires_at}
-        if self.dialect == "beta":
+        if self.dialect == "beta":  # no model: beta's session.model admits only OpenAI's model names, not an agent's
             return {**common, "modalities": list(config.modalities), "voice": voice, "input_audio_format": "pcm16",
                     "output_audio_format": "pcm16", "input_audio_transcription": transcription, "turn_detection": turn,
                     "max_response_output_tokens": "inf"}
         pcm = {"type": "audio/pcm", "rate": AUDIO_RATE}
-        return {**common, "type": "realtime", "output_modalities": ["audio"] if config.audio_out else ["text"],
+        return {**common, "type": "realtime", "model": config.model,
+                "output_modalities": ["audio"] if config.audio_out else ["text"],
                 "max_output_tokens": "inf",
                 "audio": {"input": {"format": pcm, "transcription": transcription, "turn_detection": turn,
                                     "noise_reduction": None},
@@ -209,15 +210,19 @@ class Events:
     def assistant_item(self, item_id: str, status: str, *, audio: bool, text: str | None) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
         if text is not None:
-            content.append(self.part(audio, text))
+            part = self.part(audio, text)
+            if self.dialect == "ga":  # a GA item's content names its parts output_audio / output_text
+                part["type"] = "output_" + part["type"]
+            content.append(part)
         return {"id": item_id, "object": "realtime.item", "type": "message", "role": "assistant", "status": status,
                 "content": content}
 
-    def part(self, audio: bool, text: str) -> dict[str, Any]:
-        """A content part of an assistant item (``audio`` with its transcript, or ``text``)."""
-        if self.dialect == "beta":
-            return {"type": "audio", "transcript": text} if audio else {"type": "text", "text": text}
-        return {"type": "output_audio", "transcript": text} if audio else {"type": "output_text", "text": text}
+    @staticmethod
+    def part(audio: bool, text: str) -> dict[str, Any]:
+        """The part of ``response.content_part.added`` / ``.done``: ``audio`` with its transcript, or ``text``. GA
+        keeps these beta names in these two events (the SDK's types refuse ``output_audio`` here); only the item's
+        own content says ``output_audio`` / ``output_text`` (``assistant_item``)."""
+        return {"type": "audio", "transcript": text} if audio else {"type": "text", "text": text}
 
     def function_call_item(self, item_id: str, status: str, call_id: str, name: str, arguments: str) -> dict[str, Any]:
         return {"id": item_id, "object": "realtime.item", "type": "function_call", "status": status, "call_id": call_id,

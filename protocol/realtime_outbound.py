@@ -116,8 +116,9 @@ class OutboundEvents:
         events += self.new_item(added, complete=False)
         events.append(self.events.event("response.function_call_arguments.delta", **where, call_id=call.call_id,
                                         delta=call.arguments))
+        named = {"name": call.name} if self.events.dialect == "ga" else {}  # beta's event has no name
         events.append(self.events.event("response.function_call_arguments.done", **where, call_id=call.call_id,
-                                        name=call.name, arguments=call.arguments))
+                                        arguments=call.arguments, **named))
         events.append(self.events.event("response.output_item.done", response_id=response.id, output_index=index, item=done))
         if self.events.dialect == "ga":
             events.append(self.events.item_done(done, previous))
@@ -146,7 +147,7 @@ class OutboundEvents:
             audio = self.requested.popleft()
             self.response = _Response(new_id("resp"), audio)
             events.append(self.events.event("response.created", response=self._body("in_progress", [])))
-            events += self.finish("cancelled", {"type": "cancelled", "reason": "no_input"})
+            events += self.finish("cancelled", {"type": "cancelled"})  # no reason: OpenAI's four name none for this
         return events
 
     def _on_user_message(self, voi_id: int, content: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,11 +1,15 @@
 """``/v1/realtime`` driven by the official ``openai`` SDK's realtime client against the real graph: real
-Piper speech in (resampled to the protocol's 24 kHz), real Whisper, real Piper speech out."""
+Piper speech in (resampled to the protocol's 24 kHz), real Whisper, real Piper speech out. Every server event
+a test receives is checked against the SDK's own types of its dialect (``connect`` and ``raw_event``, through
+harness/realtime_types.py): a shape the SDK refuses fails the test, naming the event and the field."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -14,8 +18,10 @@ import pytest
 import websockets
 from openai import AsyncOpenAI
 
+from harness.realtime_types import check_server_event
 from harness.server import TEST_API_KEY, TEST_SECRET, Server
 from harness.speech import speech_pcm16k, wer
+from protocol.realtime_events import Dialect
 from protocol.tokens import issue_token
 from speech.audio import float_to_pcm16, pcm16_to_float, resample
 
@@ -26,8 +32,29 @@ VAD = {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "serve
                                                "transcription": {"model": "whisper-1"}}}}
 
 
-def sdk(server: Server, key: str = TEST_API_KEY) -> AsyncOpenAI:
-    return AsyncOpenAI(api_key=key, base_url=f"{server.http_url}/v1", websocket_base_url=f"{server.ws_url}/v1", max_retries=0)
+@asynccontextmanager
+async def connect(server: Server, model: str, *, key: str = TEST_API_KEY, dialect: Dialect = "ga") -> AsyncIterator[Any]:
+    """The SDK's realtime connection (``client.realtime``, or ``client.beta.realtime`` for the beta dialect);
+    each event it receives is checked against the SDK's types before the SDK parses it."""
+    client = AsyncOpenAI(api_key=key, base_url=f"{server.http_url}/v1", websocket_base_url=f"{server.ws_url}/v1",
+                         max_retries=0)
+    realtime = client.beta.realtime if dialect == "beta" else client.realtime
+    async with realtime.connect(model=model) as conn:
+        parse = conn.parse_event  # what recv() (and iterating the connection) calls on each received frame
+
+        def checked(data: str | bytes) -> Any:
+            check_server_event(json.loads(data), dialect)
+            return parse(data)
+
+        conn.parse_event = checked
+        yield conn
+
+
+async def raw_event(ws: Any, dialect: Dialect = "ga") -> dict[str, Any]:
+    """The next event on a plain websocket, checked against the SDK's types."""
+    event = json.loads(await ws.recv())
+    check_server_event(event, dialect)
+    return event
 
 
 def pcm24k(text: str) -> bytes:
@@ -92,7 +119,7 @@ async def open_session(conn: Any, session: dict[str, Any]) -> None:
 
 
 async def test_text_item_with_text_only_modalities(server):
-    async with sdk(server).realtime.connect(model="stt_test") as conn:
+    async with connect(server, "stt_test") as conn:
         await open_session(conn, {**PTT, "output_modalities": ["text"]})
         await ask(conn, "Hello from the realtime API.")
         events = await until(conn, "response.done")
@@ -112,7 +139,7 @@ async def test_text_item_with_text_only_modalities(server):
 
 async def test_spoken_turn_with_server_vad(server):
     """Speech at real-time pace: speech_started/stopped, the transcript, audio that says the echo back."""
-    async with sdk(server).realtime.connect(model="stt_test") as conn:
+    async with connect(server, "stt_test") as conn:
         await open_session(conn, VAD)
         await append_speech(conn, pcm24k(SENTENCE), real_time=True, silence_s=1.5)
         events = await until(conn, "response.done", 90)
@@ -146,7 +173,7 @@ async def test_spoken_turn_with_server_vad(server):
 
 
 async def test_push_to_talk_commit_and_response_create(server):
-    async with sdk(server).realtime.connect(model="stt_test") as conn:
+    async with connect(server, "stt_test") as conn:
         await open_session(conn, PTT)
         await append_speech(conn, pcm24k("Please call me back tomorrow morning."), real_time=False, silence_s=0.3)
         await conn.input_audio_buffer.commit()
@@ -171,7 +198,7 @@ async def slow_story_playing(conn: Any, session: dict[str, Any]) -> None:
 
 
 async def test_response_cancel_mid_reply(server):
-    async with sdk(server).realtime.connect(model="scripted") as conn:
+    async with connect(server, "scripted") as conn:
         await slow_story_playing(conn, PTT)
         await conn.response.cancel()
         events = await until(conn, "response.done", 10)
@@ -185,7 +212,7 @@ async def test_response_cancel_mid_reply(server):
 
 
 async def test_barge_in_cancels_the_reply(server):
-    async with sdk(server).realtime.connect(model="scripted") as conn:
+    async with connect(server, "scripted") as conn:
         await slow_story_playing(conn, VAD)
         talking = asyncio.create_task(append_speech(conn, pcm24k("Wait, stop, I have a question."), real_time=True,
                                                     silence_s=1.5))
@@ -210,7 +237,7 @@ async def test_barge_in_cancels_the_reply(server):
 async def test_tone_picks_its_voice(server):
     """The persona's JSON tone picks the voice here as on the Voi transport (excited = faster voice)."""
     durations = {}
-    async with sdk(server).realtime.connect(model="scripted_tone") as conn:
+    async with connect(server, "scripted_tone") as conn:
         await open_session(conn, PTT)
         for tone in ("neutral", "excited"):
             await ask(conn, f"Please be {tone} now.")
@@ -222,7 +249,7 @@ async def test_tone_picks_its_voice(server):
 
 
 async def test_bad_events_get_errors_and_the_session_goes_on(server):
-    async with sdk(server).realtime.connect(model="stt_test") as conn:
+    async with connect(server, "stt_test") as conn:
         await open_session(conn, {**PTT, "output_modalities": ["text"]})
         await conn.send_raw("{this is not json")
         await conn.send_raw(json.dumps({"type": "no.such.event"}))
@@ -238,12 +265,12 @@ async def test_bad_events_get_errors_and_the_session_goes_on(server):
 
 
 async def test_bad_model_and_bad_key_are_refused_before_a_session(server):
-    async with sdk(server).realtime.connect(model="no-such-agent") as conn:
+    async with connect(server, "no-such-agent") as conn:
         event = await conn.recv()
         assert event.type == "error" and event.error.code == "model_not_found", event
         with pytest.raises(Exception):  # noqa: B017 (the SDK raises the websockets close)
             await asyncio.wait_for(conn.recv(), 10)
-    async with sdk(server, key="wrong-key").realtime.connect(model="stt_test") as conn:
+    async with connect(server, "stt_test", key="wrong-key") as conn:
         event = await conn.recv()
         assert event.type == "error" and event.error.code == "invalid_api_key", event
         assert event.error.type == "authentication_error"
@@ -259,19 +286,18 @@ async def test_client_secret_token_and_browser_subprotocol(server):
     assert answer.status_code == 200, answer.text
     secret = answer.json()
     assert secret["value"] and secret["expires_at"] > 0 and secret["session"]["type"] == "realtime"
-    async with sdk(server, key=secret["value"]).realtime.connect(model="stt_test") as conn:
+    async with connect(server, "stt_test", key=secret["value"]) as conn:
         assert (await conn.recv()).type == "session.created"
     # A browser cannot set headers: the key travels as a subprotocol (our own JWTs work the same way).
     token = issue_token(TEST_SECRET, "browser")
     async with websockets.connect(f"{server.ws_url}/v1/realtime?model=stt_test",
                                   subprotocols=["realtime", f"openai-insecure-api-key.{token}"]) as ws:
         assert ws.subprotocol == "realtime"
-        assert json.loads(await ws.recv())["type"] == "session.created"
+        assert (await raw_event(ws))["type"] == "session.created"
 
 
 async def test_beta_client_gets_beta_event_names(server):
-    client = sdk(server)
-    async with client.beta.realtime.connect(model="stt_test") as conn:
+    async with connect(server, "stt_test", dialect="beta") as conn:
         created = await conn.recv()
         assert created.type == "session.created" and created.session.input_audio_format == "pcm16"
         await conn.session.update(session={"turn_detection": None, "input_audio_transcription": {"model": "whisper-1"}})

@@ -1,5 +1,6 @@
 """The OpenAI Realtime adapter (protocol/realtime*.py): client events in, Voi messages out, and back; also
-wired to a real Conversation (with the small model fakes of test_conversation) in-process."""
+wired to a real Conversation (with the small model fakes of test_conversation) in-process. Every server event
+the adapter makes here is checked against the official openai SDK's types (harness/realtime_types.py)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,38 @@ import json
 
 import pytest
 
+from harness.realtime_types import RealtimeEventMismatch, check_server_event
 from protocol import events as ev
 from protocol import messages as m
-from protocol.realtime import RealtimeAdapter
-from protocol.realtime_events import RealtimeError, SessionConfig, apply_session_update
+from protocol.realtime import RealtimeAdapter, Translation
+from protocol.realtime_events import BETA_NAMES, RealtimeError, SessionConfig, apply_session_update
 from speech.audio import PcmResampler
 from tests.unit.test_conversation import ask, make
 
 
+class CheckedAdapter(RealtimeAdapter):
+    """The adapter, with each server event it makes checked against the openai SDK's types of its dialect."""
+
+    def inbound(self, raw: str | bytes) -> Translation:
+        translation = super().inbound(raw)
+        self._check(translation.events)
+        return translation
+
+    def outbound(self, msg: m.ServerMessage) -> list[dict]:
+        return self._check(super().outbound(msg))
+
+    def session_event(self, kind: str = "session.created") -> dict:
+        return self._check([super().session_event(kind)])[0]
+
+    def _check(self, events: list[dict]) -> list[dict]:
+        for event in events:
+            check_server_event(event, self.events.dialect)
+        return events
+
+
 def adapter(dialect="ga", **config) -> RealtimeAdapter:
-    return RealtimeAdapter(SessionConfig(model="echo", **config), dialect, PcmResampler(24_000, 16_000),
-                           voices=("joe", "joe_warm"), voice="joe")
+    return CheckedAdapter(SessionConfig(model="echo", **config), dialect, PcmResampler(24_000, 16_000),
+                          voices=("joe", "joe_warm"), voice="joe")
 
 
 def send(a: RealtimeAdapter, event_type: str, **fields):
@@ -221,6 +243,88 @@ def test_failed_reply_and_no_input():
     send(a, "response.create")
     nothing = a.outbound(ev.ResponseCancelled("no_input"))
     assert kinds(nothing) == ["response.created", "response.done"] and nothing[-1]["response"]["status"] == "cancelled"
+
+
+# ---- the openai SDK's types ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["ga", "beta"])
+def test_a_session_of_server_events_matches_the_sdk_types(dialect):
+    """One session's worth of every kind of server event we send; the adapter checks each one (CheckedAdapter)."""
+    a = adapter(dialect, transcribe_input=True)
+    events = [a.session_event()]
+    events += send(a, "session.update", session={"instructions": "Be brief."}).events
+    # A spoken turn (server VAD) with its transcript, and its spoken reply.
+    events += send(a, "input_audio_buffer.append", audio=b64(b"\x00\x00" * 24_000)).events
+    events += a.outbound(ev.UserSpeechStarted())
+    events += a.outbound(ev.Message("user", 0, [m.text_part("hello")], final=False))
+    events += a.outbound(ev.UserSpeechStopped())
+    events += a.outbound(ev.Message("user", 0, [m.text_part("hello world")]))
+    events += reply(a, 1)
+    events += a.outbound(ev.ResponseDone()) + a.outbound(ev.SpeechDone("1"))
+    spoken = next(e["item"]["id"] for e in events if e["type"] == "response.output_item.added")
+    refused = send(a, "conversation.item.truncate", item_id=spoken, content_index="0", audio_end_ms=500).events
+    assert refused[0]["error"]["param"] == "content_index"  # it would be echoed in conversation.item.truncated
+    events += refused + send(a, "conversation.item.truncate", item_id=spoken, content_index=0, audio_end_ms=500).events
+    # A typed item, a text-only reply to it, and the item deleted.
+    events += send(a, "conversation.item.create", item={"type": "message", "role": "user", "id": "item_typed",
+                                                        "content": [{"type": "input_text", "text": "Hi"}]}).events
+    a.outbound(ev.Message("user", 2, [m.text_part("Hi")]))
+    events += send(a, "response.create", response={"output_modalities": ["text"]}).events
+    events += reply(a, 3) + a.outbound(ev.ResponseDone())
+    events += send(a, "conversation.item.delete", item_id="item_typed").events
+    # Replies cancelled by the client and by a barge-in, one that fails, and one with nothing to answer.
+    events += reply(a, 5) + send(a, "response.cancel").events
+    events += reply(a, 7) + a.outbound(ev.UserSpeechStarted()) + a.outbound(ev.UserInterrupt())
+    events += send(a, "input_audio_buffer.clear").events
+    events += a.outbound(ev.ResponseCreated()) + a.outbound(ev.Error("the language model failed", "llm_error"))
+    events += a.outbound(ev.ResponseCancelled("error"))
+    events += send(a, "response.create").events + a.outbound(ev.ResponseCancelled("no_input"))
+    # Errors: refused client events, and a server error outside a reply.
+    events += a.inbound("{not json").events + send(a, "no.such.event", event_id="evt_1").events
+    events += a.outbound(ev.Error("the speech model failed", "stt_failed"))
+
+    ga = {"session.created", "session.updated", "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+          "input_audio_buffer.committed", "input_audio_buffer.cleared", "conversation.item.input_audio_transcription.delta",
+          "conversation.item.input_audio_transcription.completed", "conversation.item.truncated", "conversation.item.deleted",
+          "response.created", "response.output_item.added", "response.content_part.added",
+          "response.output_audio_transcript.delta", "response.output_audio.delta", "response.output_audio.done",
+          "response.output_audio_transcript.done", "response.output_text.delta", "response.output_text.done",
+          "response.content_part.done", "response.output_item.done", "response.done", "error"}
+    items = {"conversation.item.created"} if dialect == "beta" else {"conversation.item.added", "conversation.item.done"}
+    expected = items | ({BETA_NAMES.get(k, k) for k in ga} if dialect == "beta" else ga)
+    assert set(kinds(events)) == expected, set(kinds(events)) ^ expected
+    statuses = [e["response"]["status"] for e in events if e["type"] == "response.done"]
+    assert set(statuses) == {"completed", "cancelled", "failed"}, statuses
+    parts = [e["part"]["type"] for e in events if e["type"].startswith("response.content_part.")]
+    assert set(parts) == {"audio", "text"}, parts  # both dialects: the SDK's part types (GA's item content says output_*)
+
+
+def _event(kind: str, **fields) -> dict:
+    return {"type": kind, "event_id": "event_1", **fields}
+
+
+WHERE = {"response_id": "resp_1", "item_id": "item_1", "output_index": 0, "content_index": 0}
+
+
+@pytest.mark.parametrize("dialect,event,named", [
+    ("ga", _event("response.content_part.added", **WHERE, part={"type": "output_audio", "transcript": ""}), "part.type"),
+    ("ga", _event("response.output_item.added", response_id="resp_1", output_index=0, item={
+        "type": "message", "role": "assistant", "content": [{"type": "audio", "transcript": "Hi"}]}), "content.0.type"),
+    ("beta", _event("conversation.item.added", item={"type": "message", "role": "user", "content": []}),
+     "not a server event type"),
+    ("ga", _event("response.audio.delta", **WHERE, delta=""), "not a server event type"),
+    ("ga", _event("input_audio_buffer.speech_started", item_id="item_1", audio_start_ms="5"), "audio_start_ms"),
+    ("ga", _event("response.done", response={"status": "cancelled", "status_details": {"type": "cancelled",
+                                                                                       "reason": "no_input"}}), "reason"),
+    ("beta", _event("session.created", session={"model": "echo"}), "session.model"),
+    ("ga", _event("response.done", response={"status": "completed", "modalities": ["text"]}), "response.modalities"),
+    ("beta", _event("input_audio_buffer.cleared", previous_item_id=None), "previous_item_id"),
+])
+def test_the_sdk_types_refuse_a_wrong_shape_naming_the_event_and_field(dialect, event, named):
+    with pytest.raises(RealtimeEventMismatch) as err:
+        check_server_event(event, dialect)
+    assert repr(event["type"]) in str(err.value) and named in str(err.value), str(err.value)
 
 
 # ---- with a real Conversation ---------------------------------------------------------------------------
