@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
@@ -44,6 +45,7 @@ class Script:
     delay_s: float = 0.0  # between tokens
     status: int = 200
     stall_s: float = 0.0  # before the first token
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # tool calls after the tokens (name, arguments)
 
 
 def _text_of(message: dict[str, Any]) -> str:
@@ -57,11 +59,44 @@ def _pieces(text: str, size: int = 6) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
+CALL = re.compile(r"\bcall (\w+)(?: with (\{.*?\}))?", re.IGNORECASE)  # "call weather with {...}" (typed)
+CITY = re.compile(r"\b(?:weather|time) (?:be )?(?:like )?in ([A-Z][a-z]+)")
+
+
+def tool_script(body: dict[str, Any], said: str, original: str) -> Script | None:
+    """The tool calls a request asks for, when it offers tools and the user asks for them; after tool results,
+    an answer that carries them."""
+    messages = body["messages"]
+    if messages and messages[-1]["role"] == "tool":
+        last_call = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        results = [m["content"] for m in messages[last_call + 1:] if m["role"] == "tool"]
+        return Script(_pieces("Here is what I found: " + " ".join(r[:300] for r in results)), delay_s=0.005)
+    names = [t["function"]["name"] for t in body.get("tools") or []]
+    if not names or body.get("tool_choice") == "none":
+        return None
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for match in CALL.finditer(original):
+        name, arguments = match.group(1), match.group(2)
+        if name in names:
+            calls.append((name, json.loads(arguments) if arguments else {}))
+    city = CITY.search(original)
+    for asked, tool in (("weather", "weather"), ("time", "get_time")):
+        if not calls and asked in said and tool in names:
+            calls.append((tool, {"city": city.group(1) if city else "Lisbon"}))
+    if not calls:
+        return None
+    return Script(_pieces("Let me check that.") if "check first" in said else [], delay_s=0.005, calls=calls)
+
+
 def script_for(body: dict[str, Any]) -> Script:
     messages = body["messages"]
     system = _text_of(messages[0]) if messages and messages[0]["role"] == "system" else ""
     said = _text_of(next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})).lower()
     said = said.strip().splitlines()[-1] if said.strip() else ""  # user messages in a row arrive merged: the last one
+    last_user = next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})
+    tools = tool_script(body, said, _text_of(last_user).strip().splitlines()[-1] if _text_of(last_user).strip() else "")
+    if tools is not None:
+        return tools
     if "reply classifier" in system:  # the LLM control agent
         return Script([json.dumps({"class": "refusal" if "can't" in said or "cannot" in said else "fine"})])
     if "server error" in said:
@@ -141,7 +176,13 @@ class ScriptedLlm:
                 yield chunk({"content": token})
                 if script.delay_s * self.delay_scale:
                     await asyncio.sleep(script.delay_s * self.delay_scale)
-            yield chunk({}, "stop")
+            for index, (name, arguments) in enumerate(script.calls):  # as providers stream them: id and name, then
+                text = json.dumps(arguments)  # the arguments in pieces
+                yield chunk({"tool_calls": [{"index": index, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                                             "function": {"name": name, "arguments": ""}}]})
+                for piece in _pieces(text, 8):
+                    yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+            yield chunk({}, "tool_calls" if script.calls else "stop")
             yield b"data: [DONE]\n\n"
             record.finished = time.monotonic()
 
