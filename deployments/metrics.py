@@ -25,6 +25,8 @@ class VoiMetrics:
             "voi_llm_first_token_ms", "Settled transcript to the reply's first token (ms).", _MS_BUCKETS, tags)
         self.tts_first_audio = metrics.Histogram(
             "voi_tts_first_audio_ms", "First text sent to TTS to its first audio chunk (ms).", _MS_BUCKETS, tags)
+        self.tool = metrics.Histogram(
+            "voi_tool_ms", "Time a turn waited for its server-side tool calls, all rounds (ms).", _MS_BUCKETS, tags)
         self.turns = metrics.Counter("voi_turns_total", "Turns answered.", tags)
         self.errors = metrics.Counter("voi_errors_total", "Error messages sent to clients, by kind.", ("kind",))
         self.sessions = metrics.Gauge("voi_active_sessions", "Open websocket sessions on this ingress replica.")
@@ -34,7 +36,7 @@ class VoiMetrics:
         tags = {"agent": report.agent, "mode": report.mode}
         for histogram, value in ((self.voice_to_voice, report.voice_to_voice_ms), (self.stt_final, report.stt_final_ms),
                                  (self.llm_first_token, report.llm_first_token_ms),
-                                 (self.tts_first_audio, report.tts_first_audio_ms)):
+                                 (self.tts_first_audio, report.tts_first_audio_ms), (self.tool, report.tool_ms)):
             if value is not None:
                 histogram.observe(value, tags=tags)
         self.turns.inc(tags=tags)

@@ -70,4 +70,4 @@ def turn_metrics_message(report: TurnReport) -> m.ServerMessage:
     """(ext) ``turn_metrics``: one answered turn's stage times, for clients whose ``init`` asked for them."""
     return m.turn_metrics(report.speech_id, report.mode, report.stages_ms, voice_to_voice_ms=report.voice_to_voice_ms,
                           stt_final_ms=report.stt_final_ms, llm_first_token_ms=report.llm_first_token_ms,
-                          tts_first_audio_ms=report.tts_first_audio_ms)
+                          tts_first_audio_ms=report.tts_first_audio_ms, tool_ms=report.tool_ms)

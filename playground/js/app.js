@@ -114,6 +114,7 @@ function connect() {
     type: "init", agent_name: state.agent, agent_config: null, mode: state.mode, stream_user_stt: true,
     final_stt_correction: true, stream_output_audio: true, init_greeting: true,
     send_turn_metrics: true, // (ext) the latency view
+    send_tool_events: true, // (ext) the agent's tool calls in the transcript
   };
   state.connection = new Connection({ token: state.token, init, onMessage, onState });
   state.connection.open();
@@ -154,6 +155,8 @@ function onMessage(header, payload) {
     case "message": return showMessage(header);
     case "audio": return onAudio(header.speech_id, payload);
     case "turn_metrics": return onTurnMetrics(header);
+    case "tool_call": return showToolCall(header);
+    case "tool_done": return showToolDone(header);
     case "error":
       debug.errors.push(header);
       return note(`Error: ${header.error}`, true);
@@ -217,6 +220,35 @@ function showMessage(header) {
   bubble.classList.toggle("streaming", partial && header.role === "assistant");
   bubble.classList.toggle("cut", text.endsWith("(interrupted)"));
   bubble.scrollIntoView({ block: "nearest" });
+}
+
+// (ext) A tool call of the agent: its name and arguments, then its result or error and the time it took.
+function showToolCall(call) {
+  const card = document.createElement("div");
+  card.className = "msg tool running";
+  card.dataset.callId = call.call_id;
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = call.side === "client" ? "tool (client)" : "tool";
+  const name = document.createElement("div");
+  name.className = "call";
+  name.textContent = `${call.name}(${call.arguments})`;
+  const result = document.createElement("div");
+  result.className = "result";
+  result.textContent = call.side === "client" ? "for the client to run" : "running...";
+  card.append(who, name, result);
+  $("conversation").append(card);
+  card.scrollIntoView({ block: "nearest" });
+}
+
+function showToolDone(done) {
+  const card = document.querySelector(`.msg.tool[data-call-id="${CSS.escape(done.call_id)}"]`);
+  if (!card) return;
+  card.classList.remove("running");
+  card.classList.toggle("failed", !done.ok);
+  const shown = done.ok ? done.output : `error: ${done.error || done.output}`;
+  card.querySelector(".result").textContent = `${shown.length > 300 ? shown.slice(0, 300) + "..." : shown} `
+    + `(${Math.round(done.elapsed_ms)} ms)`;
 }
 
 function onAudio(speechId, payload) {
