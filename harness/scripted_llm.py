@@ -70,7 +70,7 @@ def tool_script(body: dict[str, Any], said: str, original: str) -> Script | None
     if messages and messages[-1]["role"] == "tool":
         last_call = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
         results = [m["content"] for m in messages[last_call + 1:] if m["role"] == "tool"]
-        return Script(_pieces("Here is what I found: " + " ".join(r[:300] for r in results)), delay_s=0.005)
+        return Script(_pieces("Here is what I found. " + " ".join(r[:300] for r in results)), delay_s=0.005)
     names = [t["function"]["name"] for t in body.get("tools") or []]
     if not names or body.get("tool_choice") == "none":
         return None
@@ -108,6 +108,8 @@ def script_for(body: dict[str, Any]) -> Script:
         if "always" in said or temperature < 0.6:
             return Script(_pieces("I can't help with that. It is not allowed."), delay_s=0.01)
         return Script(_pieces("Alright, here is a cheerful answer for you."), delay_s=0.01)
+    if "check the weather" in said:  # the same first sentence as an answer from tools (scripts/bench_tools.py)
+        return Script(_pieces("Here is what I found. It is sunny in Lisbon today."), delay_s=0.005)
     if "slow story" in said:
         return Script(_pieces("Once upon a time, there was a small robot. It liked to sing songs all day long. "
                               "Then it went to sleep. The end.", 8), delay_s=0.25)
