@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agents.control import ControlAgentConfig
 from agents.prompts import Persona, TemplateError, example_messages, join_prompt, render, wants_json
 from agents.recording_settings import RecordingConfig, RecordingSettings, resolve_recording
-from agents.tools.spec import check_tools
+from agents.tools.spec import HttpToolSpec, McpServerSpec, check_tools
 from agents.turns import check_turn_taking
 from common.config_errors import ConfigError
 from speech.models_config import ModelsConfig
@@ -107,8 +107,8 @@ class AgentConfig(BaseModel):
 class ToolSpecs:
     """An agent's server-side tools as checked at load: http tools and MCP servers (agents/tools/spec.py)."""
 
-    http: tuple[Any, ...] = ()
-    mcp: tuple[Any, ...] = ()
+    http: tuple[HttpToolSpec, ...] = ()
+    mcp: tuple[McpServerSpec, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.http or self.mcp)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.agent import ECHO_MODEL, Agent, AgentConfig, build_agent
 from agents.prompts import BUILTIN_PATTERNS
 from agents.recording_settings import RecordingConfig, RecordingSettings, resolve_recording
+from agents.tools.toolbox import probe_mcp_servers
 from common.config_errors import ConfigError, describe_validation_error
 from common.errors import CodedError
 from common.yaml_files import read_yaml
@@ -111,6 +112,7 @@ def load_agents_config(path: str | Path, models: ModelsConfig) -> AgentsConfig:
         source = sourced[name][0]
         agents[name] = build_agent(config, patterns=patterns, others=raw, models=models, source=source, name=name,
                                    base_dir=base_dir, recording=recording)
+        probe_mcp_servers(agents[name].tools.mcp, f"{source}: agent '{name}'")  # a stdio server must start here
         if config.unknown_fields():
             log.warning("%s: agent '%s': ignoring unknown fields %s", path, name, config.unknown_fields())
     return AgentsConfig(agents, patterns, settings.client_agent_config, str(path), str(base_dir), recording)

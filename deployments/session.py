@@ -28,6 +28,7 @@ from agents.conversation import Conversation
 from agents.recording import Recorder
 from agents.services import Services, SessionPolicy
 from agents.timeline import TurnReport
+from agents.tools.toolbox import McpHub, Toolbox
 from agents.turns import TurnConfig
 from llm.client import LlmClient, LlmSettings
 from llm.warmup import warm_up_litellm
@@ -131,6 +132,7 @@ class _Hosted:
     conversation: Conversation
     inbox: asyncio.Queue[m.ClientMessage | None]
     outbox: asyncio.Queue[ev.ConversationEvent | TurnReport | _Ended]
+    tools: Toolbox | None = None  # the agent's server-side tools (closed with the conversation)
     task: asyncio.Task[None] | None = None
     flooding: bool = False  # the inbox overflowed and the client was told; reset when it has drained
 
@@ -149,6 +151,7 @@ class SessionHost:
         self._capacity = sessions_per_host
         self._inbox_size = inbox_size
         self._sessions: dict[str, _Hosted] = {}
+        self._mcp = McpHub()  # MCP servers started (or connected) once per host, shared by its conversations
         self._fault_injection = os.environ.get(FAULT_INJECTION_ENV) == "1"
 
     async def ready(self) -> dict[str, object]:
@@ -177,7 +180,9 @@ class SessionHost:
             recorder = Recorder(agent.recording, session_id, max_turn_seconds=policy.max_turn_seconds, meta={
                 "agent": agent_name, "app": app, "mode": init.mode, "input_audio_format": init.input_audio_format,
                 "stream_output_audio": init.stream_output_audio, "node_id": ray.get_runtime_context().get_node_id()})
+        tools = await self._mcp.toolbox(agent.tools.http, agent.tools.mcp) if agent.tools else None
         conversation = Conversation(
+            tools=tools,
             agent_name=agent_name,
             agent=agent,
             init=init,
@@ -189,7 +194,7 @@ class SessionHost:
             greeting_dir=Path(greeting_dir) if greeting_dir else None,
             recorder=recorder,
         )
-        hosted = _Hosted(conversation, asyncio.Queue(maxsize=self._inbox_size), outbox)
+        hosted = _Hosted(conversation, asyncio.Queue(maxsize=self._inbox_size), outbox, tools)
         self._sessions[session_id] = hosted
         hosted.task = asyncio.create_task(self._run(session_id, hosted), name=f"session:{session_id}")
 
@@ -253,6 +258,8 @@ class SessionHost:
         finally:
             try:
                 await conversation.close()
+                if hosted.tools is not None:
+                    await hosted.tools.aclose()
             except Exception:
                 log.exception("closing conversation %s failed", session_id)
             self._sessions.pop(session_id, None)
