@@ -151,7 +151,8 @@ class ReplyWriter:
                 return
             reply.filler_said = True
             await self._say_all(reply, ReplyParser(plain=True), self._rng.choice(self._agent.tool_fillers), timeline)
-            reply.base_text = reply.stored.text if reply.stored is not None else reply.base_text
+            if reply.stored is not None:  # said while the calls ran: the LLM is shown it before them, not after
+                reply.base_text, step.at = reply.stored.text, len(reply.stored.text)
 
         outcome = await run_round(step, tools, self._emit, message_id=reply.stored.id,
                                   filler_after_s=self._agent.tool_filler_after_s, say_filler=say_filler)

@@ -91,12 +91,12 @@ async def caller(tools_server: Server) -> AsyncIterator[VoiClient]:
     await client.close()
 
 
-async def typed_turn(client: VoiClient, text: str, timeout: float = 60) -> list[Received]:
-    """A typed turn, up to its turn_metrics (or its end when it was cut)."""
+async def typed_turn(client: VoiClient, text: str, timeout: float = 60, metrics: bool = True) -> list[Received]:
+    """A typed turn, up to its turn_metrics (``metrics``: sent once its speech is done), or its end when it was cut."""
     await client.send({"type": "text", "content": text})
     await client.send({"type": "create_response"})
     items = await client.until(ends_response, timeout)
-    if items[-1].is_status("response_done"):
+    if metrics and items[-1].is_status("response_done"):
         items += await client.until(lambda r: r.type == "turn_metrics", timeout)
     return items
 
@@ -185,8 +185,8 @@ async def test_a_barge_in_during_a_slow_tool_cancels_it(tools_server: Server, to
         assert items[-1].is_status("response_cancelled"), items[-1].header
         assert any(i.is_status("user_interrupt") for i in items)
         assert tools.wait_ended("/slow", 15).cancelled and len(tools.find("/slow")) == before
-        items = await client.until(lambda r: r.is_status("response_done"), 60)  # the question is answered
-        assert "question" in reply(items).lower()
+        items = await client.until(lambda r: r.is_status("response_done"), 60)  # what was said is answered
+        assert reply(items).lower().startswith("you said: wait"), reply(items)  # (a pause may split the sentence)
     finally:
         await client.close()
 
@@ -200,7 +200,8 @@ async def test_failing_tools_give_the_llm_an_error_and_the_agent_answers(caller:
         items = await typed_turn(caller, ask)
         done = of_type(items, "tool_done")[0]
         assert done["name"] == name and not done["ok"] and error in (done["error"] or "").lower() + done["output"], done
-        assert reply(items).startswith("Here is what I found.") and "error" in reply(items).lower()
+        answer = reply(items).removeprefix(FILLER).strip()  # (a 1 s timeout may meet the 1 s filler)
+        assert answer.startswith("Here is what I found.") and "error" in answer.lower(), answer
         assert "Traceback" not in json.dumps(done)
 
 
@@ -228,7 +229,7 @@ async def test_voi_client_tools_are_handed_to_the_client(tools_server: Server, t
             "parameters": {"type": "object", "properties": {"door": {"type": "string"}}}}
     try:
         await start_session(client, "concierge", tools=[door], agent_config=None)
-        items = await typed_turn(client, 'call open_door with {"door": "front"}')
+        items = await typed_turn(client, 'call open_door with {"door": "front"}', metrics=False)
         call = of_type(items, "tool_call")[0]
         assert call["side"] == "client" and call["name"] == "open_door" and json.loads(call["arguments"]) == {
             "door": "front"}

@@ -143,6 +143,8 @@ async def test_a_slow_tool_gets_one_filler_then_the_answer():
     gate.set()
     await conv.wait_idle()
     assert reply_text(out) == "Hold on a second. It snows in Oslo."
+    assert [m["role"] for m in conv.history.for_llm(False)][-3:] == ["assistant", "tool", "assistant"]
+    assert conv.history.for_llm(False)[-3]["content"] == "Hold on a second."  # said before the result came
     assert len([e for e in out.events if isinstance(e, ev.AudioChunk)]) >= 2
     await conv.close()
 
