@@ -309,3 +309,69 @@ async def test_beta_client_gets_beta_event_names(server):
         assert "".join(e.delta for e in events if e.type == "response.audio_transcript.delta") == "Hello beta."
         audio = b"".join(base64.b64decode(e.delta) for e in events if e.type == "response.audio.delta")
         assert np.abs(pcm16_to_float(audio)).max() > 0.05
+
+
+WEATHER_TOOL = {"type": "function", "name": "weather", "description": "The weather in a city now.",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+async def answer_call(conn: Any, events: list[Any], output: dict[str, Any]) -> list[Any]:
+    """The function call the response ended with is answered; the next response, up to its end."""
+    call = next(o for o in events[-1].response.output if o.type == "function_call")
+    await conn.conversation.item.create(item={"type": "function_call_output", "call_id": call.call_id,
+                                              "output": json.dumps(output)})
+    await conn.response.create()
+    return await until(conn, "response.done", 90)
+
+
+async def test_a_function_tool_asked_by_text_and_by_voice(server):
+    """The SDK defines a function tool; asked by text and by voice, the server hands over the call (its events,
+    the item in response.done), and the output the client sends goes into the spoken answer."""
+    async with connect(server, "scripted") as conn:
+        await open_session(conn, {**PTT, "tools": [WEATHER_TOOL], "tool_choice": "auto"})
+        for dialog in ("text", "voice"):
+            if dialog == "text":
+                await ask(conn, "What is the weather in Lisbon?")
+            else:
+                await append_speech(conn, pcm24k("What is the weather in Lisbon?"), real_time=False, silence_s=0.3)
+                await conn.input_audio_buffer.commit()
+                await conn.response.create()
+            events = await until(conn, "response.done", 90)
+            kinds = types(events)
+            for kind in ("response.output_item.added", "response.function_call_arguments.delta",
+                         "response.function_call_arguments.done", "response.output_item.done"):
+                assert kind in kinds, (dialog, kinds)
+            done = next(e for e in events if e.type == "response.function_call_arguments.done")
+            assert done.name == "weather" and json.loads(done.arguments) == {"city": "Lisbon"}, done
+            assert events[-1].response.status == "completed"
+            answer = await answer_call(conn, events, {"forecast": "sunny", "temperature_c": 21})
+            spoken = "".join(e.delta for e in answer if e.type == "response.output_audio_transcript.delta")
+            assert "sunny" in spoken and "21" in spoken, (dialog, spoken)
+            assert audio_of(answer), dialog
+
+
+async def test_tool_choice_none_makes_no_call(server):
+    async with connect(server, "scripted") as conn:
+        await open_session(conn, {**PTT, "output_modalities": ["text"], "tools": [WEATHER_TOOL], "tool_choice": "none"})
+        await ask(conn, "What is the weather in Lisbon?")
+        events = await until(conn, "response.done", 90)
+        assert not [o for o in events[-1].response.output if o.type == "function_call"], events[-1].response.output
+        assert "response.function_call_arguments.done" not in types(events)
+        text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        assert text.startswith("You said:"), text
+
+
+async def test_a_beta_client_gets_its_function_call_events(server):
+    async with connect(server, "scripted", dialect="beta") as conn:
+        created = await conn.recv()
+        assert created.type == "session.created"
+        await conn.session.update(session={"turn_detection": None, "modalities": ["text"], "tools": [WEATHER_TOOL]})
+        await until(conn, "session.updated", 10)
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "What is the weather in Oslo?"}]})
+        await conn.response.create()
+        events = await until(conn, "response.done", 90)
+        call = next(o for o in events[-1].response.output if o.type == "function_call")
+        assert call.name == "weather" and json.loads(call.arguments) == {"city": "Oslo"}, call
+        answer = await answer_call(conn, events, {"forecast": "snow"})
+        assert "snow" in "".join(e.delta for e in answer if e.type == "response.text.delta")
