@@ -150,7 +150,7 @@ class Recorder:
                 self._record(line)
             elif header.get("role") == "assistant":
                 self._growing[header["id"]] = self._growing.get(header["id"], line) | {"content": header["content"]}
-        elif kind in ("status", "error"):
+        elif kind in ("status", "error", "tool_call", "tool_done"):
             if header.get("status") in ("response_done", "response_cancelled"):
                 self._settle_growing()
             self._record({"event": kind, "t": self._t(), **{k: v for k, v in header.items() if k != "type"}})

@@ -103,6 +103,23 @@ async def test_transcript_only_writes_no_audio(tmp_path):
     assert sorted(p.name for p in (tmp_path / recorder.id).iterdir()) == ["conversation.jsonl"]
 
 
+async def test_tool_calls_and_their_results_are_recorded(tmp_path):
+    from protocol import events as ev
+
+    conv, recorder, _ = conversation(tmp_path, audio=False)
+    await conv.start()
+    tap = recorder.tap(Sent().emit)
+    await tap(ev.ToolCallStarted("call_1", "weather", '{"city": "Oslo"}', message_id=1))
+    await tap(ev.ToolCallDone("call_1", "weather", True, '{"forecast": "snow"}', 12.5))
+    await conv.close()
+    WRITER.flush()
+    [c] = find_conversations(tmp_path)
+    lines = [line for line in c.lines if line["event"] in ("tool_call", "tool_done")]
+    assert [(x["event"], x["name"], x["call_id"]) for x in lines] == [("tool_call", "weather", "call_1"),
+                                                                      ("tool_done", "weather", "call_1")]
+    assert lines[0]["arguments"] == '{"city": "Oslo"}' and lines[1]["output"] == '{"forecast": "snow"}'
+
+
 async def test_an_unwritable_directory_is_logged_once_and_the_conversation_goes_on(tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")

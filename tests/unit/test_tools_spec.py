@@ -164,3 +164,25 @@ def test_specs_are_models_with_the_documented_defaults():
     assert (spec.headers, spec.secret_headers) == ({}, {})
     server = McpServerSpec(name="s", url="https://a.example/mcp")
     assert (server.command, server.env, server.allow, server.timeout_s, server.max_result_chars) == (None, {}, None, 10.0, 4000)
+
+
+def test_the_commented_concierge_in_agents_yaml_is_a_valid_agent():
+    """The example agent with tools in the repo's agents.yaml (commented out) passes the load-time checks."""
+    import yaml
+
+    from agents.agent import AgentConfig
+    from harness.server import ROOT
+
+    lines = (ROOT / "agents.yaml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "# concierge:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  #"):
+            break
+        block.append(line[:2] + line[3:])
+    raw = yaml.safe_load("\n".join(block))["concierge"]
+    config = AgentConfig.model_validate(raw)
+    assert not config.unknown_fields()
+    tools, servers = check_tools(config.tools, config.mcp_servers, "agents.yaml: agent 'concierge'",
+                                 environ={"BOOKINGS_AUTH": "Bearer x", "CRM_AUTH": "Bearer y"})
+    assert [t.name for t in tools] == ["weather", "book_table"] and [s.name for s in servers] == ["time", "crm"]
