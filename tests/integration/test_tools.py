@@ -6,6 +6,7 @@ the MCP SDK, the Conversation and the transports are the real ones."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -243,3 +244,26 @@ async def test_voi_client_tools_are_handed_to_the_client(tools_server: Server, t
         assert error[-1].header["code"] == "unknown_tool_call"
     finally:
         await client.close()
+
+
+def test_the_playground_shows_a_tool_call(tools_server: Server):
+    """In real Chromium: the call (name, arguments), then its result and the time it took, in the transcript."""
+    from tests.integration.browser import browser_page, screenshot
+    from tests.integration.test_playground import no_errors, page_url, wait_latency_bar
+
+    with browser_page(None) as page:
+        page.goto(page_url(tools_server, agent="concierge"))
+        page.locator("#start").wait_for(state="visible", timeout=30_000)
+        page.click("#start")
+        page.wait_for_function("() => window.voiPlayground.state === 'ready'", timeout=60_000)
+        page.fill("#text-input", "What is the weather in Lisbon?")
+        page.keyboard.press("Enter")
+        wait_latency_bar(page)
+        card = page.locator(".msg.tool").last
+        assert card.locator(".call").inner_text() == 'weather({"city": "Lisbon"})'
+        result = card.locator(".result").inner_text()
+        assert "sunny" in result and re.search(r"\(\d+ ms\)$", result), result
+        assert "running" not in (card.get_attribute("class") or "")
+        assert "sunny" in page.locator(".msg.assistant").last.inner_text()
+        no_errors(page)
+        screenshot(page, "playground_tool_call")
