@@ -88,9 +88,10 @@ class Ingress:
         agent = resolve_agent(self.agents, self.models, init.agent_name, init.agent_config)
         return agent, (self.agents.base_dir if init.agent_name in self.agents.agents else None)
 
-    def check_health(self) -> None:
-        """Serve calls this every health_check_period_s on the replica's loop: the hosts start here at the
-        latest (the constructor may run without a loop), so the first caller finds a warm host."""
+    async def check_health(self) -> None:
+        """Serve calls this every health_check_period_s: the hosts start here at the latest (the constructor may
+        run without a loop), so the first caller finds a warm host. Async on purpose: Serve runs a sync
+        check_health in a worker thread, and the host pool lives on the replica's loop (deployments/host_pool.py)."""
         self.hosts.start()
 
     @api.get("/")
