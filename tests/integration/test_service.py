@@ -1,7 +1,8 @@
-"""Running it as a service (issue 24): a session host that dies while it starts is replaced.
+"""Running it as a service (issue 24): a session host that dies while it starts is replaced, and SIGTERM to
+``python serve_app.py`` stops the whole server.
 
 One graph for the module (an echo agent only: no LocalLLM), started with the host-start fault switch
-(VOI_FAULT_HOST_START).
+(VOI_FAULT_HOST_START); the last test stops it with SIGTERM.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -120,3 +122,26 @@ async def test_a_host_killed_while_it_starts_is_replaced_for_the_waiting_caller(
     assert len(failures) == 1 and "ActorDiedError" in failures[0], failures  # one clear line per failed start
     view = sessions(server)
     assert view["ready_hosts"] >= 1 and all(h["ready"] for h in view["hosts"].values()), view
+
+
+async def test_sigterm_stops_the_whole_server(service):
+    """What systemd, Docker and Kubernetes send: live calls are told, and nothing of the server outlives it.
+    (Last in the module: it stops the module's graph.)"""
+    server, _ = service
+    port = int(server.http_url.rsplit(":", 1)[1])
+    assert len(server.processes()) >= 5, server.processes()  # the driver, GCS, raylet, Serve's actors, the host
+    client = await VoiClient.connect(server.ws_url, issue_token(TEST_SECRET, "service"))
+    await start_session(client)
+    server.process.send_signal(signal.SIGTERM)
+    await expect_refused(client, "server_shutdown", 1001)  # said, then closed as "going away", not dropped
+    assert await asyncio.to_thread(server.process.wait, 120) == 0
+    assert "voi: stopped in" in server.log_tail(), server.log_tail()
+    deadline = time.monotonic() + 30  # generous: the server reaps its processes before it exits
+    while (left := server.processes()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    assert not left, left
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # nobody answers on the port
+    with socket.socket() as listener:  # and a new server could take it (as uvicorn binds: SO_REUSEADDR)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
