@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from common.config_errors import ConfigError  # noqa: E402
 from common.settings import MissingSecretError, load_secrets  # noqa: E402
 from deployments.ingress import INGRESS_REQUEST_HEADROOM, Ingress, IngressOptions  # noqa: E402
 from deployments.placement import HostOptions  # noqa: E402
+from deployments.shutdown import APP_NAME, Stop, shut_down, stop_on_signals  # noqa: E402
 from deployments.synthesizer import Synthesizer  # noqa: E402
 from deployments.transcriber import Transcriber  # noqa: E402
 from llm.names import LOCAL_PROVIDER  # noqa: E402  (importing llm/ also keeps litellm offline)
@@ -250,7 +250,8 @@ def playground_url(base_url: str, token_secret_key: str, hours: float = PLAYGROU
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Start Ray and Serve with explicit HTTP options (host, port, TLS), deploy the app, and block."""
+    """Start Ray and Serve with explicit HTTP options (host, port, TLS), deploy the app, and block until SIGTERM or
+    SIGINT; then stop cleanly (deployments/shutdown.py) and exit 0."""
     import ray
 
     parser = argparse.ArgumentParser(description="Run the Voi graph on a local Ray instance.")
@@ -285,11 +286,25 @@ def main(argv: list[str] | None = None) -> None:
         init_args["_metrics_export_port"] = ns.metrics_port
     ray.init(address=ns.address or "local", include_dashboard=ns.dashboard, namespace="serve",
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, **init_args)
+    stop_on_signals()
+    try:
+        serve_until_stopped(ns, application, builder_args, started)
+    except Stop as stop:
+        print(f"voi: {stop} received: stopping", flush=True)
+    finally:  # also when the start failed: a local Ray instance must not outlive this process
+        shut_down(own_cluster=not ns.address)
+
+
+def serve_until_stopped(ns: argparse.Namespace, application: Application, builder_args: dict[str, str],
+                        started: float) -> None:
+    """Start Serve with the HTTP options, deploy the app, say where it is, and wait for ``Stop``."""
+    import ray
+
     http_options: dict[str, Any] = {"host": ns.host, "port": ns.port}
     if ns.ssl_certfile:
         http_options.update(ssl_certfile=_absolute(ns.ssl_certfile), ssl_keyfile=_absolute(ns.ssl_keyfile))
     serve.start(http_options=http_options)
-    serve.run(application, name="voi", route_prefix="/")
+    serve.run(application, name=APP_NAME, route_prefix="/")
     scheme = "https" if ns.ssl_certfile else "http"
     local_url = f"{scheme}://{'127.0.0.1' if ns.host in ('0.0.0.0', '::') else ns.host}:{ns.port}"
     secrets = load_secrets(dotenv_path=Path(builder_args.get("env_file", ROOT / ".env")))
@@ -299,15 +314,6 @@ def main(argv: list[str] | None = None) -> None:
           flush=True)
     print(f"Talk to it: open {playground_url(local_url, secrets.token_secret_key)} (a playground token, valid "
           f"{PLAYGROUND_TOKEN_HOURS:.0f} h)", flush=True)
-
-    def stop(*_: Any) -> None:
-        if ns.address:  # on a shared cluster take the app down; a local Ray instance goes away whole
-            serve.shutdown()
-        ray.shutdown()
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     while True:
         time.sleep(3600)
 

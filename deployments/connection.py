@@ -41,6 +41,7 @@ from protocol.voi_codec import VoiEncoder
 log = logging.getLogger("ray.serve")
 
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
@@ -103,6 +104,16 @@ class Connection:
         try:
             await self.send(ev.Error(text, code))
             await self.ws.close(close_code)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+
+    async def going_away(self) -> None:
+        """The server is stopping: one ``error`` (``server_shutdown``), then close 1001. The client learns why and
+        that it may reconnect to the next server, instead of a dropped connection (1006) when Ray goes down."""
+        try:
+            await self.send(ev.Error("the server is shutting down; please reconnect in a moment", "server_shutdown"))
+            async with self._send_lock:  # no frame of the host -> client pump after the close frame
+                await self.close(CLOSE_GOING_AWAY)
         except (WebSocketDisconnect, RuntimeError):
             pass
 

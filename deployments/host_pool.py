@@ -5,6 +5,10 @@ the SessionHost actors it asks for. Hosts are owned by the Ingress replica (they
 over the nodes that may run them (``num_cpus`` / custom ``resources``): each new host goes to the fitting node
 with the fewest of this pool's hosts (placement.node_for_next_host), so one node's loss takes only its hosts'
 conversations.
+
+Everything here runs on the Ingress replica's event loop: a host registered as starting must have its start task
+on that loop, or it stays "starting" forever and, counted as free slots, keeps every later host from starting
+(issue 24: Serve ran the Ingress's sync health check in a thread, which started hosts that way).
 """
 
 from __future__ import annotations
@@ -20,14 +24,21 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from deployments.placement import HostOptions, HostPlacement, node_for_next_host
+from deployments.placement import HostOptions, HostPlacement, StartBackoff, node_for_next_host
 from deployments.session import SessionHost
 
 log = logging.getLogger("ray.serve")
 
 MAINTAIN_EVERY_S = 5.0
-RETRY_START_AFTER_S = 5.0
 HOST_START_TIMEOUT_S = 300.0  # a first start on a loaded node (imports, LiteLLM warm-up) is slow, never this slow
+
+
+def _one_line(exc: BaseException) -> str:
+    """A failure in one log line: Ray's actor errors run to a dozen lines (pid, actor id, the worker's exit)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer to ready() within {HOST_START_TIMEOUT_S:.0f} s"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 class HostsBusy(Exception):
@@ -50,18 +61,22 @@ class HostPool:
         self._actors: dict[str, Any] = {}
         self._changed = asyncio.Event()  # a host became ready or a slot was released
         self._maintainer: asyncio.Task[None] | None = None
-        self._start_failed_at = 0.0
+        self._starts: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references to tasks
+        self._backoff = StartBackoff()
+        self._retry: asyncio.TimerHandle | None = None
         self.nodes: dict[str, str] = {}  # host id -> Ray node id (for operators and the cluster test)
 
     def start(self) -> None:
         """Start the minimum of hosts and the loop that keeps the headroom and retires idle hosts."""
+        loop = asyncio.get_running_loop()  # raises off the replica's loop (see the module docstring)
         if self._maintainer is None:
-            self._maintainer = asyncio.create_task(self._maintain())
+            self._maintainer = loop.create_task(self._maintain())
         self._start_wanted()
 
     def _start_wanted(self) -> None:
-        if time.monotonic() - self._start_failed_at < RETRY_START_AFTER_S:
-            return
+        loop = asyncio.get_running_loop()  # raises off the loop, before a host is registered as starting
+        if not self._backoff.may_start(time.monotonic()):
+            return  # a retry is scheduled for when the backoff ends
         wanted = self.placement.hosts_to_start()
         if not wanted:
             return
@@ -72,7 +87,9 @@ class HostPool:
             node = node_for_next_host(live, self.options, Counter(self.nodes.values()))
             if node is not None:
                 self.nodes[host_id] = node  # counted for the next choice; replaced by where it really runs
-            asyncio.create_task(self._start_one(host_id, node))
+            task = loop.create_task(self._start_one(host_id, node))
+            self._starts.add(task)
+            task.add_done_callback(self._starts.discard)
 
     async def _start_one(self, host_id: str, node: str | None) -> None:
         # Named, so operators (and fault tests) can find hosts with `ray list actors`. An async actor runs many
@@ -91,17 +108,27 @@ class HostPool:
                 *self._args, sessions_per_host=self.options.sessions_per_host, inbox_size=self.options.inbox_size)
             self._actors[host_id] = actor
             where = await asyncio.wait_for(actor.ready.remote(), HOST_START_TIMEOUT_S)
-        except Exception as exc:  # it died, its node went away, or it never got the node's resources
-            log.error("could not start session host %s: %s", host_id, exc or type(exc).__name__)
-            self._start_failed_at = time.monotonic()
-            self._forget(host_id)
+        except Exception as exc:  # it died (an OOM kill), its node went away, or it never got the node's resources
+            self._start_failed(host_id, exc, time.monotonic() - started)
             return
+        self._backoff.succeeded()
         self.nodes[host_id] = str(where.get("node_id", ""))
         self.placement.ready(host_id, time.monotonic())
         log.info("session host %s ready in %.1f s (pid %s, node %s, asked for %s, %d hosts)", host_id,
                  time.monotonic() - started, where.get("pid"), str(where.get("node_id", ""))[:12], (node or "any")[:12],
                  len(self.placement.hosts))
         self._notify()
+
+    def _start_failed(self, host_id: str, exc: BaseException, after_s: float) -> None:
+        """Forget the host and start another after the backoff, also when nothing else would ask for one (a
+        caller waiting for a slot must not wait for the next upkeep round or the next caller)."""
+        delay = self._backoff.failed(time.monotonic())
+        log.error("session host %s failed while starting (after %.1f s: %s); starting another in %.0f s, %d failed "
+                  "in a row", host_id, after_s, _one_line(exc), delay, self._backoff.failures)
+        self._forget(host_id)
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = asyncio.get_running_loop().call_later(delay, self._start_wanted)
 
     def _notify(self) -> None:
         self._changed.set()

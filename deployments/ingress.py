@@ -13,6 +13,7 @@ Serve's queue behind sockets that never say ``init``.
 import asyncio
 import hmac
 import logging
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -74,6 +75,8 @@ class Ingress:
         self.hosts = HostPool(options.hosts, transcriber, synthesizer, local_llm, llm_settings)
         self.metrics = VoiMetrics()
         self.open_sessions = 0  # conversations (sockets past init) on this replica
+        self.connections: set[Connection] = set()  # accepted sockets (both protocols), told when the server stops
+        self.stopping = False  # going_away was called: new sockets are refused the same way
         self.admission = Admission(options.admission)
         self.static_files = load_static_files()
         try:
@@ -88,9 +91,10 @@ class Ingress:
         agent = resolve_agent(self.agents, self.models, init.agent_name, init.agent_config)
         return agent, (self.agents.base_dir if init.agent_name in self.agents.agents else None)
 
-    def check_health(self) -> None:
-        """Serve calls this every health_check_period_s on the replica's loop: the hosts start here at the
-        latest (the constructor may run without a loop), so the first caller finds a warm host."""
+    async def check_health(self) -> None:
+        """Serve calls this every health_check_period_s: the hosts start here at the latest (the constructor may
+        run without a loop), so the first caller finds a warm host. Async on purpose: Serve runs a sync
+        check_health in a worker thread, and the host pool lives on the replica's loop (deployments/host_pool.py)."""
         self.hosts.start()
 
     @api.get("/")
@@ -194,10 +198,34 @@ class Ingress:
         """The OpenAI Realtime protocol over the same conversations (deployments/realtime.py)."""
         await serve_realtime(ws, self)
 
+    async def going_away(self, timeout_s: float = 5.0) -> int:
+        """``python serve_app.py`` was told to stop (SIGTERM, SIGINT) and calls this before Serve shuts down: every
+        accepted socket gets ``error`` (``server_shutdown``) and close 1001, later ones are refused the same way,
+        and the conversations get up to ``timeout_s`` to end on their hosts. Returns how many sockets were told."""
+        self.stopping = True
+        live = list(self.connections)
+        await asyncio.gather(*(connection.going_away() for connection in live), return_exceptions=True)
+        deadline = time.monotonic() + timeout_s
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        log.info("the server is stopping: %d sockets told and closed (1001), %d still ending", len(live),
+                 len(self.connections))
+        return len(live)
+
     @api.websocket("/ws")
     async def websocket(self, ws: WebSocket) -> None:
         await ws.accept()
         connection = Connection(ws, self.metrics, self.options, self.hosts, self._find_agent)
+        if self.stopping:
+            await connection.going_away()
+            return
+        self.connections.add(connection)
+        try:
+            await self._voi_socket(ws, connection)
+        finally:
+            self.connections.discard(connection)
+
+    async def _voi_socket(self, ws: WebSocket, connection: Connection) -> None:
         try:
             claims = verify_token(ws.query_params.get("token"), self.secrets.token_secret_key,
                                   max_lifetime_s=self.options.max_token_days * SECONDS_PER_DAY)

@@ -4,6 +4,7 @@ A session host runs up to ``sessions_per_host`` conversations. The policy keeps 
 started, starts another in the background while fewer than ``free_slots`` slots are free (so a burst of
 callers never waits for a process start), places a new conversation on the least loaded ready host with
 room, and retires a host that has been empty for ``retire_idle_s`` when the others still leave the headroom.
+A host that dies or fails while it starts is replaced after a backoff (``StartBackoff``).
 The Ray side (deployments/host_pool.py) starts and kills the actors this policy asks for.
 """
 
@@ -120,6 +121,31 @@ class HostPlacement:
             out.append(host.host_id)
             count, free = count - 1, free - self.options.sessions_per_host
         return out
+
+
+@dataclass
+class StartBackoff:
+    """When the next host may start after failed starts: soon after the first failure (a caller may be waiting
+    for that host), then twice as long after each further failure in a row, up to ``max_s``, so a host that can
+    never start (a broken install, a node without room) is not restarted in a tight loop. A ready host resets it."""
+
+    first_s: float = 1.0
+    max_s: float = 60.0
+    failures: int = 0  # failed starts since the last host became ready
+    not_before: float = 0.0  # time.monotonic() before which no host starts
+
+    def failed(self, now: float) -> float:
+        """Count a failed start; returns the seconds until the next start may begin."""
+        delay = min(self.first_s * 2 ** min(self.failures, 32), self.max_s)
+        self.failures += 1
+        self.not_before = max(self.not_before, now + delay)
+        return self.not_before - now
+
+    def succeeded(self) -> None:
+        self.failures, self.not_before = 0, 0.0
+
+    def may_start(self, now: float) -> bool:
+        return now >= self.not_before
 
 
 def node_for_next_host(nodes: dict[str, dict[str, float]], options: HostOptions, hosts_on: dict[str, int]) -> str | None:

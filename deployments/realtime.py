@@ -26,7 +26,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from agents.agent import Agent
 from agents.config import AgentRefused
 from agents.prompts import Persona, wants_json
-from deployments.connection import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, Connection, _SessionClosed
+from deployments.connection import CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, Connection, _SessionClosed
 from protocol import events as ev
 from protocol import messages as m
 from protocol.limits import AdmissionRefused
@@ -158,6 +158,10 @@ async def serve_realtime(ws: WebSocket, ingress: Any) -> None:
         except (WebSocketDisconnect, RuntimeError):
             pass
 
+    if ingress.stopping:
+        await refuse("the server is shutting down; please reconnect in a moment", "server_shutdown", CLOSE_GOING_AWAY,
+                     "server_error")
+        return
     try:
         app = authorize(bearer_token(ws), ingress.secrets.api_key, ingress.secrets.token_secret_key,
                         ingress.options.max_token_days * SECONDS_PER_DAY)
@@ -189,6 +193,7 @@ async def serve_realtime(ws: WebSocket, ingress: Any) -> None:
 
     connection = RealtimeConnection(ws, ingress.metrics, ingress.options, ingress.hosts, find_agent, adapter=adapter,
                                     agent_name=name)
+    ingress.connections.add(connection)  # told and closed (1001) when the server stops
     try:
         ingress.hosts.start()
         try:
@@ -206,4 +211,5 @@ async def serve_realtime(ws: WebSocket, ingress: Any) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        ingress.connections.discard(connection)
         ingress.admission.left(app)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +125,23 @@ class _Ended:
 _END = _Ended()
 FAULT_INJECTION_ENV = "VOI_FAULT_INJECTION"  # "1": a typed text FAULT_TEXT makes the handler raise (fault tests)
 FAULT_TEXT = "__voi_raise__"
+FAULT_HOST_START_ENV = "VOI_FAULT_HOST_START"  # a file path: a host starting while the file exists dies (fault tests)
+
+
+def _die_if_asked() -> None:
+    """Fault tests: the host that takes the file named by VOI_FAULT_HOST_START (a rename: one host per file) is
+    SIGKILLed while it starts, as an OOM kill would, after the seconds the file holds (a caller can start to wait)."""
+    path = os.environ.get(FAULT_HOST_START_ENV)
+    if not path:
+        return
+    taken = f"{path}.{os.getpid()}"
+    try:
+        os.rename(path, taken)
+        seconds = float(Path(taken).read_text() or 0)
+    except (OSError, ValueError):
+        return
+    time.sleep(seconds)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -141,6 +160,7 @@ class _Hosted:
 class SessionHost:
     def __init__(self, transcriber: DeploymentHandle, synthesizer: DeploymentHandle, local_llm: DeploymentHandle | None,
                  llm_settings: LlmSettings, sessions_per_host: int, inbox_size: int) -> None:
+        _die_if_asked()
         # One line per turn with its latencies goes to this worker's log (and the driver's console).
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(asctime)s %(name)s -- %(message)s")
         logging.getLogger("LiteLLM").setLevel(logging.WARNING)

@@ -66,6 +66,24 @@ class Server:
         assert match, "the server did not say where Ray is"
         return match.group(1)
 
+    def processes(self) -> list[int]:
+        """This server's processes still running (Linux): its process group (the driver, GCS, raylet, Ray's agents)
+        and Ray's workers (Serve's actors, the session hosts), which get process groups of their own but keep the
+        graph's own RAY_TMPDIR in their environment. Never another graph's or another developer's Ray."""
+        marker = f"RAY_TMPDIR={self.ray_temp_dir}".encode() if self.ray_temp_dir else None
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                state, _, pgid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+                environ = (entry / "environ").read_bytes() if marker else b""
+            except (OSError, ValueError):
+                continue  # it exited meanwhile, or is not ours to read
+            if state != "Z" and (int(pgid) == self.process.pid or (marker and marker in environ.split(b"\0"))):
+                found.append(int(entry.name))
+        return found
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -73,10 +91,15 @@ class Server:
                 self.process.wait(60)
             except subprocess.TimeoutExpired:
                 pass
-        try:  # Ray's own processes live in the same process group
+        try:  # what a failed stop left: the process group, then the workers that have groups of their own
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for pid in self.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.ray_temp_dir:
             shutil.rmtree(self.ray_temp_dir, ignore_errors=True)
 

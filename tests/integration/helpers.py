@@ -48,3 +48,9 @@ def final_user_text(items: list[Received]) -> str:
     finals = user_messages(items, final=True)
     assert finals, [i.header for i in items if i.type != "audio"]
     return text_of(finals[-1])
+
+
+def named_actors(ray, fragment: str) -> list[str]:
+    """Names of the live named actors whose name contains ``fragment`` (no dashboard needed)."""
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                  if fragment in a["name"] and a["namespace"] == "serve")

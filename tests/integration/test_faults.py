@@ -8,13 +8,7 @@ import pytest
 import websockets
 
 from harness.speech import speech_pcm16k, wer
-from tests.integration.helpers import ends_response, expect_refused, final_user_text, start_session, text_of
-
-
-def named_actors(ray, fragment: str) -> list[str]:
-    """Names of the live named actors whose name contains ``fragment`` (no dashboard needed)."""
-    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                  if fragment in a["name"] and a["namespace"] == "serve")
+from tests.integration.helpers import ends_response, expect_refused, final_user_text, named_actors, start_session, text_of
 
 
 async def test_session_survives_a_killed_transcriber_replica(ray_cluster, connect):

@@ -1,10 +1,11 @@
-"""The session-host policy: warm minimum, headroom, least loaded first, refusal when full, idle retirement."""
+"""The session-host policy: warm minimum, headroom, least loaded first, refusal when full, idle retirement,
+the backoff between failed host starts."""
 
 from __future__ import annotations
 
 import pytest
 
-from deployments.placement import HostOptions, HostPlacement, node_for_next_host
+from deployments.placement import HostOptions, HostPlacement, StartBackoff, node_for_next_host
 
 
 def ready_pool(options: HostOptions, *ids: str) -> HostPlacement:
@@ -108,3 +109,33 @@ def test_new_hosts_go_to_the_fitting_node_with_fewest_hosts():
     assert node_for_next_host(nodes, spread, {"a": 1, "b": 1, "c": 0}) == "a"  # c has no "voice": never
     assert node_for_next_host(nodes, HostOptions(num_cpus=2.0), {"b": 3}) == "c"  # a lacks the CPUs
     assert node_for_next_host(nodes, HostOptions(resources={"gpu_node": 1.0}), {}) is None
+
+
+def test_a_host_that_died_while_starting_is_replaced_soon_then_less_often():
+    placement = HostPlacement(HostOptions(sessions_per_host=4, min_hosts=1, max_hosts=2, free_slots=1))
+    backoff = StartBackoff(first_s=1.0, max_s=10.0)
+    assert backoff.may_start(now=0.0)
+    placement.starting("a")
+    placement.remove("a")  # it died in its __init__: its slots no longer count
+    assert placement.hosts_to_start() == 1
+    assert backoff.failed(now=100.0) == 1.0  # soon: a caller may be waiting for that host
+    assert not backoff.may_start(now=100.5) and backoff.may_start(now=101.0)
+    delays = [backoff.failed(now=200.0 + 100 * i) for i in range(5)]
+    assert delays == [2.0, 4.0, 8.0, 10.0, 10.0]  # a host that never starts is not restarted in a tight loop
+    assert backoff.failures == 6
+    backoff.succeeded()  # a host became ready
+    assert backoff.may_start(now=0.0) and backoff.failed(now=1000.0) == 1.0
+
+
+def test_two_starts_failing_at_once_keep_the_later_wait():
+    backoff = StartBackoff(first_s=1.0, max_s=60.0)
+    assert backoff.failed(now=10.0) == 1.0
+    assert backoff.failed(now=10.0) == 2.0  # the second failure in a row waits longer, counted from now
+    assert backoff.failed(now=11.5) == 4.0
+    assert not backoff.may_start(now=15.0) and backoff.may_start(now=15.5)
+
+
+def test_the_backoff_survives_a_very_long_outage():
+    backoff = StartBackoff(first_s=1.0, max_s=60.0)
+    for i in range(5000):
+        assert backoff.failed(now=float(i * 60)) <= 60.0
