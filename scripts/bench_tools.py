@@ -13,7 +13,7 @@ sentence ("Here is what I found."), so their synthesis costs the same.
 The tool turn makes one more LLM round trip than the plain one (the round that asks for the tool); that
 round trip is measured on its own, through the same LiteLLM client, as the time from the request to the
 streamed tool call. Target: tool turn p50 <= plain turn p50 + one LLM round trip (p50) + 50 ms.
-Writes JSON and a PNG plot (docs/bench/bench_tools.json by default).
+Writes JSON and a PNG plot (bench_results/bench_tools.json by default; the latest run is kept in docs/bench/).
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "bench_tools.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "bench_tools.json")
     args = parser.parse_args()
     llm, tools = ScriptedLlm().start(), ToolServer().start()
     server = None
