@@ -1,20 +1,16 @@
 """An ASGI app served on a free loopback port by uvicorn in a thread of the test process: the fixture servers
-(tool_server, mcp_test_server) are objects the test reads directly (what was asked, when, whether it was cancelled)."""
+(scripted_llm, tool_server, mcp_test_server) are objects the test reads directly (what was asked, when, whether it
+was cancelled)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from typing import Any
 
 import uvicorn
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness.server import free_port
 
 
 class LoopbackServer:
@@ -34,3 +30,19 @@ class LoopbackServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(5)
+
+
+class Served:
+    """A fixture server object: ``serve`` starts its app on loopback (``port``), ``stop`` ends it."""
+
+    port = 0
+    _server: LoopbackServer | None = None
+
+    def serve(self, app: Any, *, name: str, lifespan: str = "off") -> None:
+        self._server = LoopbackServer(app, name=name, lifespan=lifespan)
+        self.port = self._server.port
+        self._server.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()

@@ -24,7 +24,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from harness.loopback import LoopbackServer
+from harness.loopback import Served
 
 EVENTS_ENV = "MCP_TEST_EVENTS"
 ORDERS = {"A100": {"order_id": "A100", "status": "shipped", "items": 2},
@@ -106,15 +106,13 @@ def read_events(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-class McpHttpServer:
+class McpHttpServer(Served):
     """The test server over streamable HTTP in a thread of this process; ``url`` is its MCP endpoint. Records the
     headers of every HTTP request (``headers``) and the tools' events (``events``)."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
-        self.port = 0
-        self._server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
@@ -128,14 +126,8 @@ class McpHttpServer:
                 self.headers.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
             await app(scope, receive, send)
 
-        self._server = LoopbackServer(recording, name="mcp-http-server", lifespan="on")
-        self.port = self._server.port
-        self._server.start()
+        self.serve(recording, name="mcp-http-server", lifespan="on")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
 
 
 def main() -> None:

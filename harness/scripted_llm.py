@@ -9,18 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from harness.loopback import Served
 
 API_KEY = "scripted-llm-key"
 LONG_STORY = " ".join(f"This is sentence number {n} of a long story." for n in range(1, 41))
@@ -128,15 +128,12 @@ def script_for(body: dict[str, Any]) -> Script:
     return Script(_pieces(f"You said: {said.strip() or 'nothing'}."), delay_s=0.005)
 
 
-class ScriptedLlm:
+class ScriptedLlm(Served):
     """Runs in a thread of the test process; ``url`` is the ``LITELLM_API_BASE`` to give the server."""
 
     def __init__(self, delay_scale: float = 1.0) -> None:
         self.delay_scale = delay_scale  # 0: every token at once (an "instant" LLM for benchmarks)
         self.requests: list[Recorded] = []
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
     @property
     def url(self) -> str:
@@ -191,25 +188,6 @@ class ScriptedLlm:
         return StreamingResponse(events(), media_type="text/event-stream")
 
     def start(self) -> ScriptedLlm:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        app = Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self._server.started, "the scripted LLM server did not start"
+        self.serve(Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])]),
+                   name="scripted-llm")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(5)
-

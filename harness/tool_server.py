@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from harness.loopback import LoopbackServer
+from harness.loopback import Served
 
 BIG_BYTES = 10 * 1024 * 1024
 CHUNK = 64 * 1024
@@ -40,13 +40,11 @@ class ToolRequest:
     query: list[tuple[str, str]] = field(default_factory=list)  # as sent, repeated names kept
 
 
-class ToolServer:
+class ToolServer(Served):
     """``url`` is the base to write in a tool's spec (``f"{server.url}/weather"``)."""
 
     def __init__(self) -> None:
         self.requests: list[ToolRequest] = []
-        self.port = 0
-        self._server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
@@ -174,11 +172,5 @@ class ToolServer:
             Route("/text", self.text, methods=any_method),
             Route("/echo/{rest:path}", self.echo, methods=any_method),
         ])
-        self._server = LoopbackServer(app, name="tool-server")
-        self.port = self._server.port
-        self._server.start()
+        self.serve(app, name="tool-server")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
