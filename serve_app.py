@@ -57,7 +57,7 @@ class AppArgs(BaseModel):
     session_host_resources: dict[str, float] = Field(default_factory=dict)  # custom resources: nodes that may run hosts
     max_sessions_per_ingress: int = Field(default=256, ge=1)  # open conversations per Ingress replica
     max_turn_seconds: float = Field(default=120.0, gt=0)
-    # What one client may send and hold (protocol/limits.py; README "Limits").
+    # What one client may send and hold (protocol/limits.py; docs/PROTOCOL.md section 9).
     init_timeout_s: float = Field(default=10.0, gt=0)  # a socket must send init within this
     max_pending_handshakes: int = Field(default=128, ge=1)  # sockets not yet past init, per Ingress replica
     max_sessions_per_app: int = Field(default=64, ge=1)  # sockets of one app (token) per Ingress replica
