@@ -21,6 +21,7 @@ from agents.recording_settings import RecordingConfig, RecordingSettings, resolv
 from agents.tools.spec import HttpToolSpec, McpServerSpec, check_tools
 from agents.turns import check_turn_taking
 from common.config_errors import ConfigError
+from common.knobs import home_default
 from speech.models_config import ModelsConfig
 
 ECHO_MODEL = "echo"
@@ -86,8 +87,8 @@ class AgentConfig(BaseModel):
     turn_taking: dict[str, Any] | None = None  # over the server-wide TurnConfig fields (server agents only)
     tools: list[Any] | None = None  # server-side http tools (server agents only): agents/tools/spec.py
     mcp_servers: list[Any] | None = None  # MCP servers whose tools the agent may call (server agents only)
-    max_tool_rounds: int = Field(default=4, ge=1, le=16)  # LLM rounds with tool calls in one reply
-    tool_filler_after_s: float = Field(default=1.0, ge=0.0, le=30.0)  # tools still running: say a filler
+    max_tool_rounds: int = Field(default=4, ge=1, le=16)  # LLM rounds with tool calls in one reply (the last: none)
+    tool_filler_after_s: float = Field(default=1.0, ge=0.0, le=30.0)  # server tools still running: say a filler, once
     tool_fillers: list[str] = Field(default_factory=lambda: list(DEFAULT_TOOL_FILLERS))
 
     @field_validator("llm_model")
@@ -128,17 +129,18 @@ class Agent:
     control: ControlAgentConfig | None = None  # resolved: its system prompt rendered, its examples messages
     greetings: tuple[GreetingChoice, ...] = ()
     greeting_tone: str | None = None
-    temperature: float = 0.5  # of the first attempt (a control agent raises it)
-    max_tokens: int | None = None
-    context_tokens: int = 3000  # system prompt + examples + recent turns (estimated)
-    llm_timeout_s: float = 30.0  # until the first token, and between tokens
-    title: str | None = None
-    description: str | None = None
+    # The settings an agent copies from its AgentConfig: their defaults (and comments) are AgentConfig's.
+    temperature: float = home_default(AgentConfig, "temperature")
+    max_tokens: int | None = home_default(AgentConfig, "max_tokens")
+    context_tokens: int = home_default(AgentConfig, "context_tokens")
+    llm_timeout_s: float = home_default(AgentConfig, "llm_timeout_s")
+    title: str | None = home_default(AgentConfig, "title")
+    description: str | None = home_default(AgentConfig, "description")
     recording: RecordingSettings = RecordingSettings()
     turn_taking: Mapping[str, Any] = field(default_factory=dict)  # TurnConfig fields over the server's (checked)
     tools: ToolSpecs = ToolSpecs()
-    max_tool_rounds: int = 4  # LLM rounds with tool calls in one reply; the last one may not call tools
-    tool_filler_after_s: float = 1.0  # server tools still running after this long: the agent says a filler, once
+    max_tool_rounds: int = home_default(AgentConfig, "max_tool_rounds")
+    tool_filler_after_s: float = home_default(AgentConfig, "tool_filler_after_s")
     tool_fillers: tuple[str, ...] = DEFAULT_TOOL_FILLERS
 
     @property
