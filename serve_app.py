@@ -26,12 +26,13 @@ from agents.config import AgentsConfig, load_agents_config  # noqa: E402
 from agents.services import SessionPolicy  # noqa: E402
 from agents.turns import TurnConfig  # noqa: E402
 from common.config_errors import ConfigError  # noqa: E402
+from common.knobs import borrow, values_for  # noqa: E402
 from common.settings import MissingSecretError, load_secrets  # noqa: E402
 from deployments.ingress import INGRESS_REQUEST_HEADROOM, Ingress, IngressOptions  # noqa: E402
 from deployments.placement import HostOptions  # noqa: E402
 from deployments.shutdown import APP_NAME, Stop, shut_down, stop_on_signals  # noqa: E402
 from deployments.synthesizer import Synthesizer  # noqa: E402
-from deployments.transcriber import Transcriber  # noqa: E402
+from deployments.transcriber import Batching, Transcriber  # noqa: E402
 from llm.names import LOCAL_PROVIDER  # noqa: E402  (importing llm/ also keeps litellm offline)
 from protocol.limits import AdmissionLimits, ClientLimits  # noqa: E402
 from speech.models_config import load_models_config  # noqa: E402
@@ -42,49 +43,60 @@ log = logging.getLogger("voi")
 
 
 class AppArgs(BaseModel):
-    """Arguments of the application builder (``serve run serve_app:app key=value ...``)."""
+    """Arguments of the application builder (``serve run serve_app:app key=value ...``, or ``args:`` in a serve
+    config). Most configure another class and borrow its field (common/knobs.py): the default and its comment
+    live there, once."""
 
     model_config = ConfigDict(extra="forbid")
 
-    agents: str = str(ROOT / "agents.yaml")
+    agents: str = str(ROOT / "agents.yaml")  # agents file (or an old agents.json, or a directory of agent files)
     models: str = str(ROOT / "models.yaml")
-    sessions_per_host: int = Field(default=64, ge=1)  # conversations one session host process runs
-    min_session_hosts: int = Field(default=1, ge=0)  # hosts kept started per Ingress replica
-    max_session_hosts: int = Field(default=4, ge=1)  # hosts one Ingress replica may start
-    free_session_slots: int = Field(default=16, ge=0)  # start another host when fewer slots are free
-    session_host_idle_s: float = Field(default=120.0, ge=0)  # retire an empty host above the minimum after this
-    session_host_num_cpus: float = Field(default=0.0, ge=0)  # Ray CPUs reserved per host
-    session_host_resources: dict[str, float] = Field(default_factory=dict)  # custom resources: nodes that may run hosts
-    max_sessions_per_ingress: int = Field(default=256, ge=1)  # open conversations per Ingress replica
-    max_turn_seconds: float = Field(default=120.0, gt=0)
-    # What one client may send and hold (protocol/limits.py; docs/PROTOCOL.md section 9).
-    init_timeout_s: float = Field(default=10.0, gt=0)  # a socket must send init within this
-    max_pending_handshakes: int = Field(default=128, ge=1)  # sockets not yet past init, per Ingress replica
-    max_sessions_per_app: int = Field(default=64, ge=1)  # sockets of one app (token) per Ingress replica
-    max_text_chars: int = Field(default=8_000, ge=1)
-    max_image_url_chars: int = Field(default=2_000_000, ge=1)
-    messages_per_s: float = Field(default=10.0, gt=0)  # control messages per socket (burst: message_burst)
-    message_burst: int = Field(default=40, ge=1)
-    audio_speed: float = Field(default=2.0, gt=0)  # audio at most this many times real time ...
-    audio_burst_s: float = Field(default=30.0, gt=0)  # ... after this much at once
-    max_token_days: float = Field(default=30.0, gt=0)  # tokens living longer than this are refused
-    openapi: bool = False  # serve /openapi.json
     env_file: str = str(ROOT / ".env")
-    end_of_turn_s: float = Field(default=0.7, gt=0)  # call mode: trailing silence that ends the user's turn
-    quick_end_of_turn_s: float = Field(default=0.3, gt=0)  # ... when the transcript already ends a sentence
-    turn_detection: Literal["timer", "model"] = "model"  # call mode: the end-of-turn model, or the timer alone
-    turn_complete_threshold: float = Field(default=0.5, gt=0, lt=1)  # model: P(complete) that ends the turn
-    turn_punctuation_threshold: float = Field(default=0.3, gt=0, lt=1)  # ... when the transcript ends a sentence
-    turn_max_wait_s: float = Field(default=2.0, gt=0)  # model: silence after which an "incomplete" turn ends
-    stt_batch_max_size: int | None = Field(default=None, ge=1)  # override models.yaml (1 = batching off)
+    # Session hosts of each Ingress replica (deployments/placement.py)
+    sessions_per_host: int = borrow(HostOptions, "sessions_per_host", ge=1)
+    min_session_hosts: int = borrow(HostOptions, "min_hosts", ge=0)
+    max_session_hosts: int = borrow(HostOptions, "max_hosts", ge=1)
+    free_session_slots: int = borrow(HostOptions, "free_slots", ge=0)
+    session_host_idle_s: float = borrow(HostOptions, "retire_idle_s", ge=0)
+    session_host_num_cpus: float = borrow(HostOptions, "num_cpus", ge=0)
+    session_host_resources: dict[str, float] = borrow(HostOptions, "resources")
+    # The Ingress (deployments/connection.py) and what one client may send and hold (protocol/limits.py)
+    max_sessions_per_ingress: int = borrow(IngressOptions, "max_sessions", ge=1)
+    init_timeout_s: float = borrow(IngressOptions, "init_timeout_s", gt=0)
+    max_token_days: float = borrow(IngressOptions, "max_token_days", gt=0)
+    openapi: bool = borrow(IngressOptions, "openapi")
+    max_pending_handshakes: int = borrow(AdmissionLimits, "max_pending", ge=1)
+    max_sessions_per_app: int = borrow(AdmissionLimits, "max_sessions_per_app", ge=1)
+    max_text_chars: int = borrow(ClientLimits, "max_text_chars", ge=1)
+    max_image_url_chars: int = borrow(ClientLimits, "max_image_url_chars", ge=1)
+    messages_per_s: float = borrow(ClientLimits, "messages_per_s", gt=0)
+    message_burst: int = borrow(ClientLimits, "message_burst", ge=1)
+    audio_speed: float = borrow(ClientLimits, "audio_speed", gt=0)
+    audio_burst_s: float = borrow(ClientLimits, "audio_burst_s", gt=0)
+    # Listening (agents/turns.py, agents/services.py)
+    max_turn_seconds: float = borrow(SessionPolicy, "max_turn_seconds", gt=0)
+    end_of_turn_s: float = borrow(TurnConfig, "end_of_turn_s")
+    quick_end_of_turn_s: float = borrow(TurnConfig, "quick_end_of_turn_s")
+    turn_detection: Literal["timer", "model"] = borrow(TurnConfig, "turn_detection")
+    turn_complete_threshold: float = borrow(TurnConfig, "turn_complete_threshold")
+    turn_punctuation_threshold: float = borrow(TurnConfig, "turn_punctuation_threshold")
+    turn_max_wait_s: float = borrow(TurnConfig, "turn_max_wait_s")
+    # Models: the Transcriber's batching (its user_config) and the LocalLLM's threads
+    stt_batch_max_size: int = borrow(Batching, "batch_max_size")
+    stt_batch_wait_s: float = borrow(Batching, "batch_wait_s")
     local_llm_threads: int | None = Field(default=None, ge=1)  # llama.cpp threads (default: half the cores)
-    local_llm_num_cpus: float = Field(default=0.5, ge=0)  # Ray CPUs reserved for it (threads may use more)
 
     @field_validator("session_host_resources", mode="before")
     @classmethod
     def _json_mapping(cls, value: Any) -> Any:
         """On the command line a mapping comes as JSON: session_host_resources='{"voice_node": 0.01}'."""
         return json.loads(value) if isinstance(value, str) else value
+
+
+def ingress_max_ongoing_requests(args: AppArgs) -> int:
+    """One open socket is one ongoing request, also before its init; the headroom lets HTTP calls and refusals
+    through. A serve config leaves it to this (tests/unit/test_serve_configs.py)."""
+    return args.max_sessions_per_ingress + args.max_pending_handshakes + INGRESS_REQUEST_HEADROOM
 
 
 def uses_local_llm(agents: AgentsConfig) -> bool:
@@ -176,52 +188,26 @@ def build(args: dict[str, Any] | None = None) -> Application:
     models_path, agents_path = _absolute(parsed.models), _absolute(parsed.agents)
     models = load_models_config(models_path)
     agents = load_agents_config(agents_path, models)
-    hosts = HostOptions(sessions_per_host=parsed.sessions_per_host, min_hosts=parsed.min_session_hosts,
-                        max_hosts=parsed.max_session_hosts, free_slots=parsed.free_session_slots,
-                        retire_idle_s=parsed.session_host_idle_s, num_cpus=parsed.session_host_num_cpus,
-                        resources=parsed.session_host_resources)
+    hosts = HostOptions(**values_for(HostOptions, parsed))
     if parsed.max_sessions_per_ingress > hosts.capacity:
         raise ValueError(f"max_sessions_per_ingress={parsed.max_sessions_per_ingress} is more than the session hosts "
                          f"hold (sessions_per_host x max_session_hosts = {hosts.capacity})")
-    options = IngressOptions(
-        agents_path=agents_path,
-        models_path=models_path,
-        hosts=hosts,
-        max_sessions=parsed.max_sessions_per_ingress,
-        init_timeout_s=parsed.init_timeout_s,
-        policy=SessionPolicy(max_turn_seconds=parsed.max_turn_seconds),
-        listening=TurnConfig(end_of_turn_s=parsed.end_of_turn_s, quick_end_of_turn_s=parsed.quick_end_of_turn_s,
-                             turn_detection=parsed.turn_detection, turn_complete_threshold=parsed.turn_complete_threshold,
-                             turn_punctuation_threshold=parsed.turn_punctuation_threshold,
-                             turn_max_wait_s=parsed.turn_max_wait_s),
-        limits=ClientLimits(max_text_chars=parsed.max_text_chars, max_image_url_chars=parsed.max_image_url_chars,
-                            messages_per_s=parsed.messages_per_s, message_burst=parsed.message_burst,
-                            audio_speed=parsed.audio_speed, audio_burst_s=parsed.audio_burst_s),
-        admission=AdmissionLimits(max_sessions_per_app=parsed.max_sessions_per_app,
-                                  max_pending=parsed.max_pending_handshakes,
-                                  max_pending_per_app=max(1, min(parsed.max_sessions_per_app,
-                                                                 parsed.max_pending_handshakes // 2))),
-        max_token_days=parsed.max_token_days,
-        openapi=parsed.openapi,
-    )
-    stt = models.stt.models[models.stt.default]
-    transcriber = Transcriber.options(
-        ray_actor_options={"num_cpus": stt.num_cpus, "num_gpus": stt.num_gpus},
-        user_config={"batch_max_size": parsed.stt_batch_max_size} if parsed.stt_batch_max_size else None,
-    )
-    synthesizer = Synthesizer.options(
-        ray_actor_options={"num_cpus": models.synthesizer.num_cpus, "num_gpus": models.synthesizer.num_gpus}
-    )
+    admission = AdmissionLimits(**values_for(AdmissionLimits, parsed),
+                                max_pending_per_app=max(1, min(parsed.max_sessions_per_app, parsed.max_pending_handshakes // 2)))
+    options = IngressOptions(agents_path=agents_path, models_path=models_path, hosts=hosts,
+                             policy=SessionPolicy(**values_for(SessionPolicy, parsed)),
+                             listening=TurnConfig(**values_for(TurnConfig, parsed)),
+                             limits=ClientLimits(**values_for(ClientLimits, parsed)), admission=admission,
+                             **values_for(IngressOptions, parsed))
+    # Replica resources are not set here: the @serve.deployment defaults, or a serve config (docs/resources.md).
+    transcriber = Transcriber.options(user_config=values_for(Batching, parsed))
     local_llm = None
     if uses_local_llm(agents):
         from deployments.local_llm import LocalLLM
 
-        local_llm = LocalLLM.options(ray_actor_options={"num_cpus": parsed.local_llm_num_cpus}).bind(
-            n_threads=parsed.local_llm_threads)
-    # One open socket is one ongoing request, also before its init; the headroom lets HTTP calls and refusals through.
-    ingress = Ingress.options(max_ongoing_requests=parsed.max_sessions_per_ingress + parsed.max_pending_handshakes
-                              + INGRESS_REQUEST_HEADROOM)
-    return ingress.bind(transcriber.bind(models_path), synthesizer.bind(models_path, greeting_renders(agents)), local_llm,
+        local_llm = LocalLLM.bind(n_threads=parsed.local_llm_threads)
+    ingress = Ingress.options(max_ongoing_requests=ingress_max_ongoing_requests(parsed))
+    return ingress.bind(transcriber.bind(models_path), Synthesizer.bind(models_path, greeting_renders(agents)), local_llm,
                         secrets, options)
 
 

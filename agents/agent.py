@@ -13,14 +13,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agents.control import ControlAgentConfig
 from agents.prompts import Persona, TemplateError, example_messages, join_prompt, render, wants_json
 from agents.recording_settings import RecordingConfig, RecordingSettings, resolve_recording
 from agents.tools.spec import HttpToolSpec, McpServerSpec, check_tools
 from agents.turns import check_turn_taking
-from common.config_errors import ConfigError
+from common.config_errors import ConfigError, describe_validation_error
+from common.knobs import home_default
 from speech.models_config import ModelsConfig
 
 ECHO_MODEL = "echo"
@@ -28,7 +38,7 @@ DEFAULT_TOOL_FILLERS = ("One moment, let me check.",)
 
 
 class VoiceSpec(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     model: str
     voice: str | None = None
@@ -38,7 +48,7 @@ class VoiceSpec(BaseModel):
 
 
 class Voices(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     character: VoiceSpec | None = None
     narrator: VoiceSpec | None = None
@@ -58,16 +68,25 @@ class GreetingFile(BaseModel):
 
 
 class Greetings(BaseModel):
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     choices: list[str | GreetingFile] = Field(default_factory=list)
     voice_tone: str | None = None
 
 
+# The original Voi's fields that are not AgentConfig's own, and the only ones accepted besides them. In an
+# old agents.json a control agent is an entry of its own that other agents name in ``control_agent``: it holds
+# that control agent's settings and names its LLM ``model`` (not ``llm_model``). Any other unknown field is an
+# error that names the file, the agent and the field (a typo such as ``voices.character.sped`` included).
+CONTROL_ENTRY_FIELDS = ("model", "denial_phrases", "denial_classes", "temperature_multiplier", "giveup_after",
+                        "giveup_response")
+
+
 class AgentConfig(BaseModel):
     """One agent as written in agents.yaml (or sent by a client), before it is resolved."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    _control_entry: dict[str, Any] = PrivateAttr(default_factory=dict)  # CONTROL_ENTRY_FIELDS it carries
 
     title: str | None = None
     description: str | None = None
@@ -86,8 +105,8 @@ class AgentConfig(BaseModel):
     turn_taking: dict[str, Any] | None = None  # over the server-wide TurnConfig fields (server agents only)
     tools: list[Any] | None = None  # server-side http tools (server agents only): agents/tools/spec.py
     mcp_servers: list[Any] | None = None  # MCP servers whose tools the agent may call (server agents only)
-    max_tool_rounds: int = Field(default=4, ge=1, le=16)  # LLM rounds with tool calls in one reply
-    tool_filler_after_s: float = Field(default=1.0, ge=0.0, le=30.0)  # tools still running: say a filler
+    max_tool_rounds: int = Field(default=4, ge=1, le=16)  # LLM rounds with tool calls in one reply (the last: none)
+    tool_filler_after_s: float = Field(default=1.0, ge=0.0, le=30.0)  # server tools still running: say a filler, once
     tool_fillers: list[str] = Field(default_factory=lambda: list(DEFAULT_TOOL_FILLERS))
 
     @field_validator("llm_model")
@@ -97,8 +116,25 @@ class AgentConfig(BaseModel):
             raise ValueError("must name a model ('echo' for the echo agent)")
         return value
 
-    def unknown_fields(self) -> list[str]:
-        return sorted(self.model_extra or {})
+    @model_validator(mode="wrap")
+    @classmethod
+    def _control_entry_fields(cls, data: Any, handler: ModelWrapValidatorHandler[AgentConfig]) -> AgentConfig:
+        """Set CONTROL_ENTRY_FIELDS aside (checked when another agent names this one as its control agent);
+        the original's ``model`` stands for ``llm_model`` when that is missing."""
+        carried: dict[str, Any] = {}
+        if isinstance(data, dict):
+            carried = {key: data[key] for key in CONTROL_ENTRY_FIELDS if key in data}
+            data = {key: value for key, value in data.items() if key not in carried}
+            if "llm_model" not in data and isinstance(carried.get("model"), str):
+                data["llm_model"] = carried["model"]
+        agent = handler(data)
+        agent._control_entry = carried
+        return agent
+
+    def as_control_agent(self) -> dict[str, Any]:
+        """This entry's settings as a control agent's (``ControlAgentConfig`` fields)."""
+        return {"model": self.llm_model, "system_prompt": self.system_prompt, "examples": self.examples,
+                **self._control_entry}
 
 
 
@@ -128,17 +164,18 @@ class Agent:
     control: ControlAgentConfig | None = None  # resolved: its system prompt rendered, its examples messages
     greetings: tuple[GreetingChoice, ...] = ()
     greeting_tone: str | None = None
-    temperature: float = 0.5  # of the first attempt (a control agent raises it)
-    max_tokens: int | None = None
-    context_tokens: int = 3000  # system prompt + examples + recent turns (estimated)
-    llm_timeout_s: float = 30.0  # until the first token, and between tokens
-    title: str | None = None
-    description: str | None = None
+    # The settings an agent copies from its AgentConfig: their defaults (and comments) are AgentConfig's.
+    temperature: float = home_default(AgentConfig, "temperature")
+    max_tokens: int | None = home_default(AgentConfig, "max_tokens")
+    context_tokens: int = home_default(AgentConfig, "context_tokens")
+    llm_timeout_s: float = home_default(AgentConfig, "llm_timeout_s")
+    title: str | None = home_default(AgentConfig, "title")
+    description: str | None = home_default(AgentConfig, "description")
     recording: RecordingSettings = RecordingSettings()
     turn_taking: Mapping[str, Any] = field(default_factory=dict)  # TurnConfig fields over the server's (checked)
     tools: ToolSpecs = ToolSpecs()
-    max_tool_rounds: int = 4  # LLM rounds with tool calls in one reply; the last one may not call tools
-    tool_filler_after_s: float = 1.0  # server tools still running after this long: the agent says a filler, once
+    max_tool_rounds: int = home_default(AgentConfig, "max_tool_rounds")
+    tool_filler_after_s: float = home_default(AgentConfig, "tool_filler_after_s")
     tool_fillers: tuple[str, ...] = DEFAULT_TOOL_FILLERS
 
     @property
@@ -201,9 +238,10 @@ def _control(ref: ControlAgentConfig | str | None, others: Mapping[str, AgentCon
         other = others.get(ref)
         if other is None:
             raise ConfigError(f"{where}: field 'control_agent': no agent named {ref!r}")
-        raw = other.model_dump(exclude_none=True)
-        raw.setdefault("model", other.llm_model)
-        ref = ControlAgentConfig.model_validate(raw)
+        try:
+            ref = ControlAgentConfig.model_validate(other.as_control_agent())
+        except ValidationError as exc:
+            raise describe_validation_error(exc, source=where, entry=f"control agent '{ref}'") from None
     try:
         ref.check()
     except ValueError as exc:

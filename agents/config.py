@@ -113,8 +113,6 @@ def load_agents_config(path: str | Path, models: ModelsConfig) -> AgentsConfig:
         agents[name] = build_agent(config, patterns=patterns, others=raw, models=models, source=source, name=name,
                                    base_dir=base_dir, recording=recording)
         probe_mcp_servers(agents[name].tools.mcp, f"{source}: agent '{name}'")  # a stdio server must start here
-        if config.unknown_fields():
-            log.warning("%s: agent '%s': ignoring unknown fields %s", path, name, config.unknown_fields())
     return AgentsConfig(agents, patterns, settings.client_agent_config, str(path), str(base_dir), recording)
 
 

@@ -27,7 +27,7 @@ PATTERN_MATCHING = "pattern_matching"
 
 
 class ControlAgentConfig(BaseModel):
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str
     denial_phrases: list[str] = Field(default_factory=list)

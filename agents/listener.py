@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from agents.services import SessionPolicy
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
 from speech.audio import dbfs, pcm16_to_float
 from speech.streaming import BYTES_PER_SECOND, StreamingConfig, StreamingTranscriber, Transcribe
@@ -86,7 +87,7 @@ class Listener:
     on_event: OnListenerEvent
     call_mode: bool
     config: TurnConfig = field(default_factory=TurnConfig)
-    max_turn_s: float = 120.0
+    max_turn_s: float = SessionPolicy.max_turn_seconds
     stream_partials: bool = True
     predict_end: PredictEnd | None = None
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from agents.recording_files import RecordingFiles, conversation_id
 from agents.recording_settings import RecordingSettings
-from agents.services import Emit, ReportTurn
+from agents.services import Emit, ReportTurn, SessionPolicy
 from agents.timeline import TurnReport
 from protocol import events as ev
 from protocol.voi_codec import to_frame
@@ -85,7 +85,7 @@ class Recorder:
     """One conversation's recording. Every method returns at once: files are written by the writer thread."""
 
     def __init__(self, settings: RecordingSettings, session_id: str, meta: dict[str, Any],
-                 max_turn_seconds: float = 120.0) -> None:
+                 max_turn_seconds: float = SessionPolicy.max_turn_seconds) -> None:
         self.settings = settings
         self.id = conversation_id(datetime.now(UTC), session_id)
         self._files = RecordingFiles(Path(settings.directory) / self.id)

@@ -33,7 +33,7 @@ from llm.local_model import LocalChatModel, chat_arguments
 log = logging.getLogger("ray.serve")
 
 
-@serve.deployment(name="LocalLLM", max_ongoing_requests=32, ray_actor_options={"num_cpus": 1})
+@serve.deployment(name="LocalLLM", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})  # threads may use more
 class LocalLLM:
     def __init__(self, model_path: str | None = None, n_ctx: int = 2048, n_threads: int | None = None,
                  n_threads_batch: int | None = None, seed: int | None = None) -> None:

@@ -2,8 +2,8 @@
 
 Windows of up to 30 s from every session are batched with ``@serve.batch`` into one Whisper pass (with the
 faster-whisper backend; openai-whisper decodes a batch window by window); longer audio takes the long-form
-path. Batch size and wait come from models.yaml and can be changed
-live through ``user_config`` (``batch_max_size``, ``batch_wait_s``).
+path. Batch size and wait (``Batching``) come in as ``user_config`` (the builder args
+``stt_batch_max_size`` / ``stt_batch_wait_s``), so a change is applied live through ``reconfigure``.
 
 The end-of-turn model (Smart Turn v3.2, speech/turn_model.py) runs here too: it is a Whisper-tiny encoder
 with a classifier, so it belongs where Whisper runs (the same replica, CPU threads or GPU fraction), its
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from speech.audio import pcm16_to_float
@@ -29,6 +30,15 @@ from speech.turn_model import SmartTurn, TurnModelMissing
 log = logging.getLogger("ray.serve")
 
 
+class Batching(BaseModel):
+    """The Transcriber's ``@serve.batch`` settings, its ``user_config``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_max_size: int = Field(default=4, ge=1, le=64)  # windows of different sessions in one Whisper pass (1: off)
+    batch_wait_s: float = Field(default=0.002, ge=0.0, le=1.0)  # how long a pass waits to fill a batch
+
+
 @serve.deployment(name="Transcriber", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})
 class Transcriber:
     def __init__(self, models_path: str) -> None:
@@ -36,7 +46,7 @@ class Transcriber:
         spec = models.stt.models[models.stt.default]
         model_dir = resolve_files(spec, base_dir=Path(models_path).parent)
         self.backend = load_stt_backend(spec, model_dir, cache_dir=Path(models_path).parent / ".cache" / "stt")
-        self.reconfigure({"batch_max_size": spec.batch_max_size, "batch_wait_s": spec.batch_wait_s})
+        self.reconfigure(Batching().model_dump())  # Serve then calls reconfigure with the user_config
         self.backend.warm_up()  # so the first user does not pay for it
         self.turn_model: SmartTurn | None = None
         try:
@@ -47,10 +57,9 @@ class Transcriber:
         log.info("Transcriber ready: %s on %s", models.stt.default, self.backend.device)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        if "batch_max_size" in config:
-            self._window_batch.set_max_batch_size(int(config["batch_max_size"]))
-        if "batch_wait_s" in config:
-            self._window_batch.set_batch_wait_timeout_s(float(config["batch_wait_s"]))
+        batching = Batching.model_validate(config or {})
+        self._window_batch.set_max_batch_size(batching.batch_max_size)
+        self._window_batch.set_batch_wait_timeout_s(batching.batch_wait_s)
 
     async def transcribe(self, pcm16: bytes, prompt: str | None = None) -> Transcript:
         audio = pcm16_to_float(pcm16)

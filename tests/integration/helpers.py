@@ -54,3 +54,9 @@ def named_actors(ray, fragment: str) -> list[str]:
     """Names of the live named actors whose name contains ``fragment`` (no dashboard needed)."""
     return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                   if fragment in a["name"] and a["namespace"] == "serve")
+
+
+def hosts(ray) -> dict[str, dict]:
+    """Every live session host's describe() view, by actor name."""
+    return {name: ray.get(ray.get_actor(name, namespace="serve").describe.remote())
+            for name in named_actors(ray, "voi_host_")}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from harness.speech import speech_pcm16k, trim_trailing_silence, wer
 from protocol.client import reply_audio
 from speech.audio import pcm16_to_float
 from tests.integration.helpers import ends_response, final_user_text, start_session, text_of, user_messages
+
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 

@@ -23,6 +23,8 @@ from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.helpers import ends_response, final_user_text, start_session
 
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]  # starts a graph (pytest.ini: markers)
+
 BIN = Path(sys.executable).parent
 
 

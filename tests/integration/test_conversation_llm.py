@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from harness.scripted_llm import LONG_STORY, LONG_STORY_S
 from harness.speech import speech_pcm16k, wer
 from protocol.client import reply_audio
 from speech.audio import float_to_pcm16, pcm16_to_float, resample
 from tests.integration.helpers import ends_response, expect_refused, final_user_text, start_session, text_of
+
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
 
 def statuses(items):

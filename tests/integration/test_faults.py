@@ -8,7 +8,9 @@ import pytest
 import websockets
 
 from harness.speech import speech_pcm16k, wer
-from tests.integration.helpers import ends_response, expect_refused, final_user_text, named_actors, start_session, text_of
+from tests.integration.helpers import ends_response, expect_refused, final_user_text, hosts, named_actors, start_session, text_of
+
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
 
 async def test_session_survives_a_killed_transcriber_replica(ray_cluster, connect):
@@ -30,12 +32,6 @@ async def test_session_survives_a_killed_transcriber_replica(ray_cluster, connec
     assert items[-1].is_status("response_done"), [i.header for i in items if i.type != "audio"]
     assert wer(sentence, final_user_text(items)) <= 0.15
     assert named_actors(ray_cluster, "Transcriber") != replicas  # Serve started a new replica
-
-
-def hosts(ray) -> dict[str, dict]:
-    """Every live session host's describe() view, by actor name."""
-    return {name: ray.get(ray.get_actor(name, namespace="serve").describe.remote())
-            for name in named_actors(ray, "voi_host_")}
 
 
 def host_of(ray, mode: str) -> str:

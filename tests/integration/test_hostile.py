@@ -20,6 +20,8 @@ from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.helpers import ends_response, expect_refused, final_user_text, start_session, text_of
 
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
+
 LEAKS = ("Traceback", 'File "', "/work/", "site-packages", "pid=", "ip=", "actor_id", "ray::", TEST_SECRET,
          TEST_API_KEY)
 

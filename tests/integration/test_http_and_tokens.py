@@ -6,10 +6,13 @@ import time
 
 import httpx
 import jwt
+import pytest
 
 from harness.server import TEST_API_KEY, TEST_SECRET
 from protocol.tokens import verify_token
 from tests.integration.helpers import expect_refused, start_session
+
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
 
 def test_root_reports_running(server):

@@ -8,12 +8,15 @@ import re
 import time
 
 import numpy as np
+import pytest
 
 from harness.speech import speech_pcm16k, wer
 from protocol.client import AUDIO_FRAME_BYTES, VoiClient
 from protocol.framing import encode_frame
 from speech.audio import float_to_pcm16
 from tests.integration.helpers import ends_response, final_user_text, start_session, user_messages
+
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
 LONG = ("On Saturday morning we walked along the river to the old market, where the baker sold warm bread "
         "and the farmers had piled apples, pears and bright orange pumpkins on their wooden tables.")

@@ -14,6 +14,8 @@ from speech.audio import OUTPUT_RATE
 from speech.codecs import decode_file
 from tests.integration.helpers import ends_response, final_user_text, start_session, text_of, user_messages
 
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
+
 SENTENCE = "Could you tell me the way to the train station before the evening rain?"
 
 

@@ -7,8 +7,11 @@ import re
 import time
 
 import httpx
+import pytest
 
 from tests.integration.helpers import ends_response, start_session
+
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:

@@ -15,20 +15,13 @@ import pytest
 from harness.server import TEST_API_KEY, TEST_SECRET, Server
 from harness.speech import wer
 from protocol.tokens import issue_token, verify_token
-from tests.integration.browser import browser_page, microphone_wav, screenshot
+from tests.integration.browser import browser_page, debug, microphone_wav, no_errors, page_url, screenshot, wait_latency_bar
 from tests.integration.helpers import ends_response, start_session
+
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
 SENTENCE = "Could you tell me the way to the train station?"
 LEAD_S = 6.0  # silence before the sentence: the page is connected and the greeting is over by then
-
-
-def page_url(server: Server, token: str | None = None, **query: str) -> str:
-    token = token or issue_token(TEST_SECRET, "playground-test")
-    return f"{server.http_url}/?" + "&".join(f"{k}={v}" for k, v in {"token": token, **query}.items())
-
-
-def debug(page) -> dict:
-    return page.evaluate("() => JSON.parse(JSON.stringify(window.voiPlayground))")
 
 
 def start(page, server: Server, agent: str, mode: str = "chat") -> None:
@@ -43,19 +36,6 @@ def start(page, server: Server, agent: str, mode: str = "chat") -> None:
 def wait_greeting_played(page) -> None:
     page.wait_for_function("() => window.voiPlayground.playedSeconds > 0.5 && !window.voiPlayground.playing",
                            timeout=60_000)
-
-
-def wait_latency_bar(page, reply_id: str | None = None, timeout_ms: int = 60_000):
-    selector = f".msg.assistant[data-id='{reply_id}'] .latency" if reply_id else ".msg.assistant .latency"
-    bar = page.locator(selector).last
-    bar.wait_for(timeout=timeout_ms)
-    return bar
-
-
-def no_errors(page) -> None:
-    errors = [e for e in page.console_errors if not e.startswith("Failed to load resource")]  # named by URL too
-    assert not errors, page.console_errors
-    assert not debug(page)["errors"], debug(page)["errors"]
 
 
 def test_the_server_prints_a_url_to_open(server: Server):
@@ -82,6 +62,7 @@ def test_page_and_agents_over_http(server: Server):
     assert echo == {"name": "stt_test", "title": "STT Test", "description": "Echo agent: speaks back what it heard."}
 
 
+@pytest.mark.browser
 def test_spoken_chat_turn(server: Server, tmp_path: Path):
     """Hold to talk while the WAV speaks, release: the transcript, the reply spoken, and the latency bar."""
     wav = microphone_wav(tmp_path / "mic.wav", SENTENCE, LEAD_S)
@@ -112,6 +93,7 @@ def test_spoken_chat_turn(server: Server, tmp_path: Path):
         screenshot(page, "playground_chat")
 
 
+@pytest.mark.browser
 def test_typed_turn_on_a_phone_with_the_keyboard(server: Server):
     """390 px wide, keyboard only: Enter starts, typing + Enter sends; the narrator aside is shown as one."""
     with browser_page(None, width=390, height=844) as page:
@@ -135,6 +117,7 @@ def test_typed_turn_on_a_phone_with_the_keyboard(server: Server):
         screenshot(page, "playground_phone")
 
 
+@pytest.mark.browser
 def test_call_turn_without_a_button(server: Server, tmp_path: Path):
     wav = microphone_wav(tmp_path / "mic.wav", SENTENCE, LEAD_S)
     with browser_page(wav) as page:
@@ -148,6 +131,7 @@ def test_call_turn_without_a_button(server: Server, tmp_path: Path):
         screenshot(page, "playground_call")
 
 
+@pytest.mark.browser
 def test_interrupt_stops_playback_and_cuts_the_reply(server: Server):
     with browser_page(None) as page:
         start(page, server, "scripted")
@@ -172,6 +156,7 @@ def test_interrupt_stops_playback_and_cuts_the_reply(server: Server):
         screenshot(page, "playground_interrupt")
 
 
+@pytest.mark.browser
 def test_reconnects_after_a_dropped_socket(server: Server):
     with browser_page(None) as page:
         start(page, server, "stt_test")
@@ -190,6 +175,7 @@ def test_reconnects_after_a_dropped_socket(server: Server):
 @pytest.mark.parametrize("token, says", [("not-a-token", "refused"),
                                          (issue_token(TEST_SECRET, "old", days=1, now=time.time() - 2 * 86400),
                                           "expired")])
+@pytest.mark.browser
 def test_bad_or_expired_token_then_the_api_key(server: Server, token: str, says: str):
     with browser_page(None) as page:
         page.goto(page_url(server, token))

@@ -10,6 +10,8 @@ import pytest
 from protocol.framing import encode_frame
 from tests.integration.helpers import ends_response, expect_refused, start_session, text_of
 
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
+
 
 def raw(header: bytes) -> bytes:
     return struct.pack(">I", len(header)) + header

@@ -25,6 +25,8 @@ from protocol.realtime_events import Dialect
 from protocol.tokens import issue_token
 from speech.audio import float_to_pcm16, pcm16_to_float, resample
 
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
+
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 CHUNK_MS = 100
 PTT = {"type": "realtime", "audio": {"input": {"turn_detection": None, "transcription": {"model": "whisper-1"}}}}

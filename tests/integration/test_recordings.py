@@ -12,12 +12,15 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agents.recording_files import find_conversations, load_conversation
 from harness.media import chunks, compress
 from harness.server import ROOT
 from harness.speech import speech_pcm16k, wer
 from tests.integration.helpers import ends_response, final_user_text, start_session, text_of
+
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
 RECORDINGS = ROOT / "tests" / ".cache" / "recordings"  # the 'recorded' agent's directory
 SENTENCE = "Please book a table for two at the corner restaurant tonight."

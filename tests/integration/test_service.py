@@ -24,6 +24,8 @@ from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_MODELS
 from tests.integration.helpers import expect_refused, named_actors, start_session
 
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
+
 AGENTS = """
 agents:
   stt_test:

@@ -12,7 +12,9 @@ from harness.server import TEST_SECRET, start_server
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_AGENTS, TEST_MODELS
-from tests.integration.helpers import ends_response, expect_refused, start_session, text_of
+from tests.integration.helpers import ends_response, expect_refused, hosts, start_session, text_of
+
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
 
 async def typed_turn(client: VoiClient, text: str) -> None:
@@ -45,8 +47,6 @@ async def test_a_burst_of_32_callers_all_get_init_done_and_a_reply(server, token
 
 
 async def test_a_failing_conversation_ends_alone_on_its_host(ray_cluster, connect):
-    from tests.integration.test_faults import hosts
-
     deadline = time.monotonic() + 20
     while any(view["sessions"] for view in hosts(ray_cluster).values()) and time.monotonic() < deadline:
         await asyncio.sleep(0.5)  # earlier tests' conversations end on their hosts after their sockets closed

@@ -14,6 +14,8 @@ from protocol.tokens import issue_token
 from tests.integration.browser import browser_page, screenshot
 from tests.integration.helpers import ends_response, start_session, text_of
 
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
+
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory):
@@ -57,6 +59,7 @@ async def test_plain_ws_is_not_served_on_the_tls_port(tls_server):
         await VoiClient.connect(server.ws_url.replace("wss://", "ws://"), issue_token(TEST_SECRET, "tls"))
 
 
+@pytest.mark.browser
 def test_playground_over_https(tls_server):
     """The page over https:// talks to wss:// on its own origin (the test's Chromium accepts the test CA's
     certificate by ignoring certificate errors: a browser would be told to trust the CA)."""

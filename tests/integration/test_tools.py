@@ -24,6 +24,8 @@ from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_MODELS
 from tests.integration.helpers import ends_response, expect_refused, start_session, text_of
 
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
+
 FILLER = "One moment, let me check."
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False}
 SECONDS = {"type": "object", "properties": {"seconds": {"type": "number"}}, "required": ["seconds"]}
@@ -247,10 +249,10 @@ async def test_voi_client_tools_are_handed_to_the_client(tools_server: Server, t
         await client.close()
 
 
+@pytest.mark.browser
 def test_the_playground_shows_a_tool_call(tools_server: Server):
     """In real Chromium: the call (name, arguments), then its result and the time it took, in the transcript."""
-    from tests.integration.browser import browser_page, screenshot
-    from tests.integration.test_playground import no_errors, page_url, wait_latency_bar
+    from tests.integration.browser import browser_page, no_errors, page_url, screenshot, wait_latency_bar
 
     with browser_page(None) as page:
         page.goto(page_url(tools_server, agent="concierge"))

@@ -8,10 +8,13 @@ import asyncio
 import time
 
 import numpy as np
+import pytest
 
 from harness.speech import speech_pcm16k, speech_with_pause, trim_trailing_silence, wer
 from speech.audio import pcm16_to_float
 from tests.integration.helpers import ends_response, final_user_text, start_session, text_of, user_messages
+
+pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
 MAX_WAIT_S = 2.0  # the server's turn_max_wait_s (default)
 
