@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ from agents.speaker import Speaker
 from agents.timeline import TurnTimeline
 from agents.tool_round import ServerTools, TurnTools
 from agents.turns import TurnConfig
+from common.clock import MONOTONIC, Clock
 from protocol import events as ev
 from protocol import messages as m
 
@@ -53,7 +53,8 @@ class Conversation:
                  report_turn: ReportTurn | None = None, policy: SessionPolicy = SessionPolicy(),
                  listening: TurnConfig = TurnConfig(), greeting_dir: Path | None = None,
                  rng: random.Random | None = None, recorder: Recorder | None = None,
-                 tools: ServerTools | None = None) -> None:
+                 tools: ServerTools | None = None, clock: Clock = MONOTONIC) -> None:
+        self._clock = clock
         self.agent_name = agent_name
         self.recorder = recorder
         if recorder is not None:  # the recording sees what the client is sent and each turn's timeline
@@ -67,14 +68,14 @@ class Conversation:
         self._rng = rng or random.Random()
         self._speaker = Speaker(agent_name=agent_name, mode=init.mode, agent=agent, history=self.history,
                                 services=services, emit=emit, report_turn=report_turn,
-                                stream_audio=init.stream_output_audio, recorder=recorder)
+                                stream_audio=init.stream_output_audio, recorder=recorder, clock=clock)
         self._replies = ReplyWriter(agent_name=agent_name, agent=agent, history=self.history,
                                     speaker=self._speaker, services=services, emit=emit, rng=self._rng)
         self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event,
                                   call_mode=init.mode == "call", config=listening, max_turn_s=policy.max_turn_seconds,
-                                  stream_partials=init.stream_user_stt, predict_end=services.predict_end_of_turn)
+                                  stream_partials=init.stream_user_stt, predict_end=services.predict_end_of_turn, clock=clock)
         self._barge_in = BargeIn(agent_name=agent_name, config=listening, listener=self._listener, speaker=self._speaker,
-                                 emit=emit, transcribe=services.transcribe, reply_task=lambda: self._reply_task)
+                                 emit=emit, transcribe=services.transcribe, reply_task=lambda: self._reply_task, clock=clock)
         hear = recorder.tap_user_audio(self._listener.feed) if recorder is not None else self._listener.feed
         self._input = AudioInput(init.input_audio_format, feed=hear, report=lambda exc: emit(ev.Error(str(exc), exc.code)),
                                  stream_per_turn=init.mode == "chat")
@@ -193,7 +194,7 @@ class Conversation:
     async def _queue_turn(self, turn: UserTurn, request: m.CreateResponse | None = None, goes_on: bool = False) -> None:
         goes_on = goes_on or self.tools.answered
         self.tools.answered = False
-        self._turns.put_nowait(_TurnRequest(turn, self._typed_ids, turn.ended_at or time.monotonic(),
+        self._turns.put_nowait(_TurnRequest(turn, self._typed_ids, turn.ended_at or self._clock.now(),
                                             self.tools.for_reply(request), goes_on))
         self._typed_ids = []
         if self.recorder is not None:
@@ -239,7 +240,7 @@ class Conversation:
 
     async def _run_turn(self, request: _TurnRequest) -> None:
         turn = request.turn
-        timeline = TurnTimeline(self.agent_name, self.init.mode)
+        timeline = TurnTimeline(self.agent_name, self.init.mode, clock=self._clock)
         call_speech_end = turn.speech_ended_at if self.init.mode == "call" and turn.speech_ended_at else None
         timeline.mark("speech_end", call_speech_end or request.requested_at)
         transcript = ""
@@ -254,7 +255,7 @@ class Conversation:
                 return
             await self._show_transcript(turn, transcript, final=True)
             transcript = self._transcripts.take(turn)
-        elif self._speaker.any_playing(time.monotonic()):
+        elif self._speaker.any_playing(self._clock.now()):
             await asyncio.sleep(0.02)  # the client sends an interrupt for the playing reply right after this turn
         timeline.mark("transcript_final")
         inputs = [self.history[i].text for i in request.typed_ids] + ([transcript] if transcript else [])
