@@ -10,7 +10,7 @@ from agents.services import Services
 from harness.speech import speech_pcm16k
 from protocol import messages as m
 from speech.stt import Transcript, Word
-from tests.unit.test_conversation import Sent
+from tests.unit.helpers import Sent, statuses, user_texts
 
 AGENT = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe",
                     "voice": "joe"}}}), patterns={}, others={}, models=None, source="test", name="echo", base_dir=None)
@@ -39,14 +39,6 @@ async def say(conv: Conversation, pcm: bytes) -> None:
     for offset in range(0, len(pcm), 8192):
         await conv.handle(m.Audio(pcm[offset : offset + 8192]))
         await asyncio.sleep(0.064)
-
-
-def statuses(out):
-    return [o.header["status"] for o in out if o.type == "status"]
-
-
-def user_texts(out):
-    return [o.header["content"][0]["text"] for o in out if o.type == "message" and o.header["role"] == "user"]
 
 
 async def test_a_backchannel_over_the_reply_is_no_interruption_and_no_turn():

@@ -10,7 +10,7 @@ from agents.prompts import BUILTIN_PATTERNS
 from agents.services import Services, SessionPolicy
 from llm.client import LlmError
 from protocol import messages as m
-from tests.unit.test_conversation import Sent, ask
+from tests.unit.helpers import Sent, ask, statuses
 
 
 def agent(**extra):
@@ -53,10 +53,6 @@ def make(replies, agent_config=None, fail_after=None, gate=None):
                         services=Services(transcribe, speak, None, stream_llm, complete_llm), emit=out.emit,
                         policy=SessionPolicy(invoke_llm_models=("other-model",)))
     return conv, out, requests, spoken
-
-
-def statuses(out):
-    return [o.header["status"] for o in out if o.type == "status"]
 
 
 async def ask_until_audio(conv, out):

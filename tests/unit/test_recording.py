@@ -21,7 +21,7 @@ from agents.services import Services
 from harness.media import chunks, compress
 from protocol import messages as m
 from speech.stt import Transcript, Word
-from tests.unit.test_conversation import Sent, ask
+from tests.unit.helpers import Sent, ask
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe", "voice": "joe"}}}),

@@ -13,7 +13,7 @@ from agents.tools.calls import ToolCall, ToolResult
 from llm.tool_calls import ToolCallAssembler, ToolCalls
 from protocol import events as ev
 from protocol import messages as m
-from tests.unit.test_conversation import Sent, ask
+from tests.unit.helpers import Sent, adapter, ask, kinds, send
 
 WEATHER = {"type": "function", "function": {"name": "weather", "description": "The weather in a city.",
                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
@@ -228,8 +228,6 @@ ASK = ("conversation.item.create", {"item": {"type": "message", "role": "user",
 
 async def realtime(a, conv, out, *raw_events):
     """Client events through the adapter to the conversation; the server events that come back, in order."""
-    from tests.unit.test_realtime import send
-
     events, first = [], len(out.events)
     for kind, fields in raw_events:
         translation = send(a, kind, **fields)
@@ -243,8 +241,6 @@ async def realtime(a, conv, out, *raw_events):
 
 
 async def test_realtime_function_call_round_trip_in_both_dialects():
-    from tests.unit.test_realtime import adapter, kinds, send
-
     for dialect in ("ga", "beta"):
         a = adapter(dialect, turn_detection=None)
         session = send(a, "session.update", session={"tools": [DOOR], "tool_choice": "auto"}).events[0]["session"]
@@ -269,8 +265,6 @@ async def test_realtime_function_call_round_trip_in_both_dialects():
 
 
 async def test_realtime_tool_choice_none_reaches_the_llm():
-    from tests.unit.test_realtime import adapter, send
-
     a = adapter(turn_detection=None)
     send(a, "session.update", session={"tools": [DOOR], "tool_choice": "none"})
     conv, out, requests = make([["No tools today."], ["Still none."]], init=a.init("joe"))
