@@ -54,7 +54,7 @@ class Conversation:
                  listening: TurnConfig = TurnConfig(), greeting_dir: Path | None = None,
                  rng: random.Random | None = None, recorder: Recorder | None = None,
                  tools: ServerTools | None = None, clock: Clock = MONOTONIC) -> None:
-        self._clock = clock
+        self.clock = clock
         self.agent_name = agent_name
         self.recorder = recorder
         if recorder is not None:  # the recording sees what the client is sent and each turn's timeline
@@ -194,7 +194,7 @@ class Conversation:
     async def _queue_turn(self, turn: UserTurn, request: m.CreateResponse | None = None, goes_on: bool = False) -> None:
         goes_on = goes_on or self.tools.answered
         self.tools.answered = False
-        self._turns.put_nowait(_TurnRequest(turn, self._typed_ids, turn.ended_at or self._clock.now(),
+        self._turns.put_nowait(_TurnRequest(turn, self._typed_ids, turn.ended_at or self.clock.now(),
                                             self.tools.for_reply(request), goes_on))
         self._typed_ids = []
         if self.recorder is not None:
@@ -240,7 +240,7 @@ class Conversation:
 
     async def _run_turn(self, request: _TurnRequest) -> None:
         turn = request.turn
-        timeline = TurnTimeline(self.agent_name, self.init.mode, clock=self._clock)
+        timeline = TurnTimeline(self.agent_name, self.init.mode, clock=self.clock)
         call_speech_end = turn.speech_ended_at if self.init.mode == "call" and turn.speech_ended_at else None
         timeline.mark("speech_end", call_speech_end or request.requested_at)
         transcript = ""
@@ -255,7 +255,7 @@ class Conversation:
                 return
             await self._show_transcript(turn, transcript, final=True)
             transcript = self._transcripts.take(turn)
-        elif self._speaker.any_playing(self._clock.now()):
+        elif self._speaker.any_playing(self.clock.now()):
             await asyncio.sleep(0.02)  # the client sends an interrupt for the playing reply right after this turn
         timeline.mark("transcript_final")
         inputs = [self.history[i].text for i in request.typed_ids] + ([transcript] if transcript else [])

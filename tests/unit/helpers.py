@@ -8,7 +8,7 @@ import json
 from agents.agent import AgentConfig, build_agent
 from agents.conversation import Conversation
 from agents.services import Services, SessionPolicy
-from common.clock import MONOTONIC, Clock
+from common.clock import MONOTONIC, Clock, VirtualClock
 from harness.realtime_types import check_server_event
 from protocol import events as ev
 from protocol import messages as m
@@ -82,7 +82,15 @@ async def ask(conv, text="Hi"):
     """The user types ``text`` and asks for the reply; returns once it is all sent."""
     await conv.handle(m.Text(text))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
+
+
+async def idle(conv):
+    """``wait_idle``; on a virtual clock, time jumps from timer to timer meanwhile."""
+    if isinstance(conv.clock, VirtualClock):
+        await conv.clock.run(conv.wait_idle())
+    else:
+        await conv.wait_idle()
 
 
 def statuses(out):

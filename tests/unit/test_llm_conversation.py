@@ -8,6 +8,7 @@ from agents.control import ControlAgentConfig
 from agents.conversation import Conversation
 from agents.prompts import BUILTIN_PATTERNS
 from agents.services import Services, SessionPolicy
+from common.clock import settle
 from llm.client import LlmError
 from protocol import messages as m
 from tests.unit.helpers import Sent, ask, statuses
@@ -56,12 +57,12 @@ def make(replies, agent_config=None, fail_after=None, gate=None):
 
 
 async def ask_until_audio(conv, out):
-    """Start the session, ask, and wait (briefly) for the reply's first audio."""
+    """Start the session, ask, and let the loop run until the reply's first audio (no time passes)."""
     await conv.start()
     await conv.handle(m.Text("Hi"))
     await conv.handle(m.CreateResponse())
     for _ in range(50):
-        await asyncio.sleep(0.01)
+        await settle()
         if any(o.type == "audio" for o in out):
             return
 
