@@ -8,7 +8,7 @@ import json
 from agents.agent import AgentConfig, build_agent
 from agents.conversation import Conversation
 from agents.services import Services, SessionPolicy
-from common.clock import MONOTONIC, Clock, VirtualClock
+from common.clock import Clock, VirtualClock
 from harness.realtime_types import check_server_event
 from protocol import events as ev
 from protocol import messages as m
@@ -43,9 +43,10 @@ class Sent(list):
 
 
 def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, policy=SessionPolicy(), init=None,
-         everything=False, clock: Clock = MONOTONIC):
+         everything=False, clock: Clock | None = None):
     """The conversation and, in order, what it sent: client messages and each answered turn's TurnReport
-    (as a ``turn_report`` item with the report's fields; the conversation reports turns apart from ``emit``)."""
+    (as a ``turn_report`` item with the report's fields; the conversation reports turns apart from ``emit``).
+    On a virtual clock unless told otherwise: ``idle`` (and ``ask``) let its time pass."""
     out = Sent(everything)
     heard = list(transcripts)
 
@@ -67,7 +68,7 @@ def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, policy=Se
 
     conv = Conversation(agent_name="echo", agent=AGENT, init=init or m.Init(agent_name="echo", init_greeting=False),
                         services=Services(transcribe, speak), emit=out.emit, report_turn=report_turn, policy=policy,
-                        clock=clock)
+                        clock=clock or VirtualClock())
     return conv, out
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from agents.services import SessionPolicy
 from protocol import messages as m
-from tests.unit.helpers import TurnItem, ask, make
+from tests.unit.helpers import TurnItem, ask, idle, make
 
 
 def kinds(out):
@@ -19,7 +19,7 @@ async def test_spoken_turn_order_and_speech():
     await conv.start()
     await conv.handle(m.Audio(b"\x00\x00" * 1600))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
     non_audio = [k for k in kinds(out) if k != "audio"]
     assert non_audio == ["init_done", "message:user", "response_created", "message:assistant", "response_done"]
     assert kinds(out).index("response_done") < kinds(out).index("audio")
@@ -39,7 +39,7 @@ async def test_spoken_turn_order_and_speech():
 async def test_greeting_uses_id_zero():
     conv, out = make(init=m.Init(agent_name="echo"))
     await conv.start()
-    await conv.wait_idle()
+    await idle(conv)
     assert out[1].header["id"] == 0 and out[1].header["role"] == "assistant"
     assert all(o.header["speech_id"] == "0" for o in out if o.type == "audio")
 
@@ -49,7 +49,7 @@ async def test_no_input_is_cancelled_without_response_created():
     await conv.start()
     await conv.handle(m.Audio(b"\x00\x00" * 1600))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
     assert kinds(out) == ["init_done", "response_cancelled"]
 
 
@@ -58,7 +58,7 @@ async def test_stt_failure_gives_error_and_closes_the_turn():
     await conv.start()
     await conv.handle(m.Audio(b"\x00\x00" * 1600))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
     assert kinds(out) == ["init_done", "error:", "response_cancelled"]
     assert out[1].header["code"] == "stt_failed"
 
@@ -129,5 +129,5 @@ async def test_typed_texts_are_echoed_together(typed):
     for text in typed:
         await conv.handle(m.Text(text))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
     assert conv.messages[-1].role == "assistant" and conv.messages[-1].text == " ".join(typed)

@@ -15,7 +15,7 @@ from protocol import events as ev
 from protocol import messages as m
 from protocol.realtime import RealtimeAdapter
 from protocol.realtime_events import BETA_NAMES, RealtimeError, SessionConfig, apply_session_update
-from tests.unit.helpers import adapter, ask, kinds, make, send
+from tests.unit.helpers import adapter, ask, idle, kinds, make, send
 
 
 def b64(pcm: bytes) -> str:
@@ -307,7 +307,7 @@ async def test_push_to_talk_turn_through_a_conversation():
         events += translation.events
         for msg in translation.messages:
             await conv.handle(msg)
-    await conv.wait_idle()
+    await idle(conv)
     for event in out.events:
         events += a.outbound(event)
     names = kinds(events)
@@ -326,7 +326,7 @@ async def test_interrupt_without_speech_id_stops_the_running_reply():
     while "response_created" not in [o.header.get("status") for o in out if o.type == "status"]:
         await asyncio.sleep(0)
     await conv.handle(m.Interrupt(None, None))
-    await conv.wait_idle()
+    await idle(conv)
     assert any("(interrupted)" in str(o.header.get("content")) for o in out if o.type == "message")
     assert "unknown_speech" not in [o.header.get("code") for o in out if o.type == "error"]
 

@@ -17,11 +17,11 @@ from agents.recording import WRITER, Recorder
 from agents.recording_files import expired, export_wav, find_conversations, load_conversation
 from agents.recording_settings import RecordingConfig, RecordingSettings, recording_directories, resolve_recording
 from agents.services import Services
-from common.clock import MONOTONIC, Clock, VirtualClock
+from common.clock import Clock, VirtualClock
 from harness.media import chunks, compress
 from protocol import messages as m
 from speech.stt import Transcript, Word
-from tests.unit.helpers import Sent, ask
+from tests.unit.helpers import Sent, ask, idle
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe", "voice": "joe"}}}),
@@ -33,14 +33,14 @@ def sine(seconds: float, rate: int, freq: float = 300.0) -> bytes:
     return (np.sin(2 * np.pi * freq * t) * 0.4 * 32767).astype("<i2").tobytes()
 
 
-def conversation(directory: Path, audio: bool = True, clock: Clock = MONOTONIC, **init):
+def conversation(directory: Path, audio: bool = True, clock: Clock | None = None, **init):
     async def transcribe(pcm, prompt):
         return Transcript(text="hello there", words=[Word(" hello", 0.0, 0.3, 0.9), Word(" there", 0.3, 0.6, 0.9)])
 
     async def speak(text, voice, tone, cached):
         yield sine(0.5, 24_000)
 
-    sent = Sent()
+    sent, clock = Sent(), clock or VirtualClock()
     settings = RecordingSettings(enabled=True, audio=audio, directory=str(directory))
     recorder = Recorder(settings, "0123456789abcdef0123", meta={"agent": "echo", "app": "bad\napp/../x"}, clock=clock)
     conv = Conversation(agent_name="echo", agent=AGENT, init=m.Init(agent_name="echo", init_greeting=False, **init),
@@ -53,7 +53,7 @@ async def spoken_turn(conv):
     await conv.start()
     await conv.handle(m.Audio(sine(1.0, 16_000)))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
     await ask(conv, "and typed")
     await conv.close()
     WRITER.flush()
@@ -92,7 +92,7 @@ async def test_an_uploaded_file_is_placed_when_it_arrived_not_by_its_length(tmp_
     for part in chunks(compress(sine(3.0, 16_000), "webm"), 4000):
         await conv.handle(m.Audio(part))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
     await conv.close()
     WRITER.flush()
     [c] = find_conversations(tmp_path)
