@@ -82,10 +82,13 @@ class VirtualClock:
             await settle()
             if task.done():
                 break
-            if self._next_due() <= deadline:
+            due = self._next_due()
+            if due <= deadline:
                 self._fire_next()
-            elif self._now >= deadline:
+            elif due != float("inf"):  # only timers past the limit are left
+                self._now = deadline
                 task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
                 raise TimeoutError(f"not done after {limit_s} virtual seconds")
             else:
                 await asyncio.wait({task}, timeout=0.01)  # a thread or socket: no virtual time passes
