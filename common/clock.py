@@ -9,7 +9,8 @@ run or a thread that takes long never changes what a test sees.
 Timeouts: the conversation's own waits on time (the tool round's filler, the barge-in judgement's pace, the
 wait for the client's word on a playing reply) are ``clock.sleep`` raced with the work (``first_of``). The
 asyncio timeouts left in agents/ guard real threads and real sockets, where only real time makes sense: the
-compressed-audio decoder's flush (agents/audio_input.py) and the MCP connection (agents/tools/mcp_client.py).
+compressed-audio decoder's flush (agents/audio_input.py), an http tool's request and an MCP server's connection
+and calls (agents/tools/; a tool call's elapsed_ms is real time too, ``perf_counter`` in toolbox.py).
 """
 
 from __future__ import annotations
