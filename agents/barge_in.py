@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -21,6 +20,7 @@ from agents.listener import Listener, UserTurn
 from agents.services import Emit
 from agents.speaker import Speaker
 from agents.turns import TurnConfig
+from common.clock import Clock
 from protocol import events as ev
 from speech.stt import Transcript
 
@@ -32,7 +32,8 @@ WORD_S = 0.15  # loud speech in a turn that makes it the user's, not the agent's
 class BargeIn:
     def __init__(self, *, agent_name: str, config: TurnConfig, listener: Listener, speaker: Speaker, emit: Emit,
                  transcribe: Callable[[bytes, str | None], Awaitable[Transcript]],
-                 reply_task: Callable[[], asyncio.Task[None] | None]) -> None:
+                 reply_task: Callable[[], asyncio.Task[None] | None], clock: Clock) -> None:
+        self._clock = clock
         self._agent_name = agent_name
         self._config = config
         self._words = backchannel_words(config.backchannels)
@@ -50,7 +51,7 @@ class BargeIn:
     async def speech_started(self, spawn: Callable[[Coroutine[Any, Any, None], str], None]) -> None:
         """Sustained, loud speech began: over the agent it interrupts, or is judged first (``spawn`` runs the
         judgement beside the conversation)."""
-        if not self.agent_speaking(time.monotonic()):
+        if not self.agent_speaking(self._clock.now()):
             return
         if self._words:
             spawn(self._judge(self._listener.turn), "backchannel")
@@ -58,7 +59,7 @@ class BargeIn:
             await self.interrupt()
 
     async def interrupt(self, heard: str = "") -> None:
-        now = time.monotonic()
+        now = self._clock.now()
         if not self.agent_speaking(now):
             return
         log.info("agent=%s barge-in: the user speaks over the reply (heard %r)", self._agent_name, heard[:60])
@@ -75,7 +76,7 @@ class BargeIn:
         """The turn's speech began while the agent spoke, or the agent speaks now. A short "uh-huh" that never
         reached barge-in level and that the end-of-turn model kept open until after the reply's end is still
         one said over it."""
-        if turn.over_agent or self.agent_speaking(time.monotonic()):
+        if turn.over_agent or self.agent_speaking(self._clock.now()):
             return True
         speech, began = self._speaker.get(None), turn.speech_began_at
         return (began is not None and speech is not None and speech.first_audio_at is not None
@@ -126,7 +127,7 @@ class BargeIn:
             # makes a backchannel long.
             if turn.speaking and turn.voiced_s >= self._config.backchannel_max_s:
                 break
-            await asyncio.sleep(0.03)
+            await self._clock.sleep(0.03)
         else:
             return
         turn.over_agent = False  # a real interruption: shown and answered as usual

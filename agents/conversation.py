@@ -4,7 +4,8 @@ A Conversation gets typed client messages in order through ``handle`` and sends 
 the injected ``emit``; it reaches the models only through the injected ``Services`` callables, so the same
 class runs in unit tests, in a benchmark's in-process baseline and inside a session host. It dispatches
 client messages and runs turns; the rooms it hands work to are the History (messages), the Listener
-(audio in), the ReplyWriter (text out) and the Speaker (audio out).
+(audio in), the TurnQueue (turns in order), the ReplyWriter (text out) and the Speaker (audio out). Its time
+comes from the ``clock`` it is given (common/clock.py).
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +28,17 @@ from agents.listener import AudioOverflow, Listener, ListenerEvent, SpeechStarte
 from agents.recording import Recorder
 from agents.replies import Reply, ReplyWriter
 from agents.services import Emit, ReportTurn, Services, SessionPolicy
-from agents.session_tools import SessionTools, UnknownCall
+from agents.session_tools import SessionTools
 from agents.speaker import Speaker
 from agents.timeline import TurnTimeline
-from agents.tool_round import ServerTools, TurnTools
+from agents.tool_round import ServerTools
+from agents.turn_queue import TurnQueue, TurnRequest
 from agents.turns import TurnConfig
+from common.clock import MONOTONIC, Clock
 from protocol import events as ev
 from protocol import messages as m
 
 log = logging.getLogger("voi.conversation")
-
-
-@dataclass
-class _TurnRequest:
-    turn: UserTurn
-    typed_ids: list[int]
-    requested_at: float
-    tools: TurnTools
-    goes_on: bool = False  # the reply goes on from the client's tool results (there may be no new input)
 
 
 class Conversation:
@@ -53,7 +46,8 @@ class Conversation:
                  report_turn: ReportTurn | None = None, policy: SessionPolicy = SessionPolicy(),
                  listening: TurnConfig = TurnConfig(), greeting_dir: Path | None = None,
                  rng: random.Random | None = None, recorder: Recorder | None = None,
-                 tools: ServerTools | None = None) -> None:
+                 tools: ServerTools | None = None, clock: Clock = MONOTONIC) -> None:
+        self.clock = clock
         self.agent_name = agent_name
         self.recorder = recorder
         if recorder is not None:  # the recording sees what the client is sent and each turn's timeline
@@ -67,22 +61,21 @@ class Conversation:
         self._rng = rng or random.Random()
         self._speaker = Speaker(agent_name=agent_name, mode=init.mode, agent=agent, history=self.history,
                                 services=services, emit=emit, report_turn=report_turn,
-                                stream_audio=init.stream_output_audio, recorder=recorder)
+                                stream_audio=init.stream_output_audio, recorder=recorder, clock=clock)
         self._replies = ReplyWriter(agent_name=agent_name, agent=agent, history=self.history,
                                     speaker=self._speaker, services=services, emit=emit, rng=self._rng)
         self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event,
                                   call_mode=init.mode == "call", config=listening, max_turn_s=policy.max_turn_seconds,
-                                  stream_partials=init.stream_user_stt, predict_end=services.predict_end_of_turn)
+                                  stream_partials=init.stream_user_stt, predict_end=services.predict_end_of_turn, clock=clock)
         self._barge_in = BargeIn(agent_name=agent_name, config=listening, listener=self._listener, speaker=self._speaker,
-                                 emit=emit, transcribe=services.transcribe, reply_task=lambda: self._reply_task)
+                                 emit=emit, transcribe=services.transcribe, reply_task=lambda: self._reply_task, clock=clock)
         hear = recorder.tap_user_audio(self._listener.feed) if recorder is not None else self._listener.feed
         self._input = AudioInput(init.input_audio_format, feed=hear, report=lambda exc: emit(ev.Error(str(exc), exc.code)),
                                  stream_per_turn=init.mode == "chat")
         self._hear_bytes = recorder.tap_input(self._input.write, self._input.compressed) if recorder is not None else self._input.write
         self._transcripts = TranscriptMessages(self.history)
         self.tools = SessionTools(tools, init.tools, init.tool_choice)
-        self._typed_ids: list[int] = []
-        self._turns: asyncio.Queue[_TurnRequest] = asyncio.Queue()
+        self._turns = TurnQueue(self.history, emit, clock)
         self._worker: asyncio.Task[None] | None = None
         self._reply: Reply | None = None
         self._reply_task: asyncio.Task[None] | None = None
@@ -94,7 +87,7 @@ class Conversation:
 
     async def start(self) -> None:
         """Send ``init_done`` and the greeting; from then on ``handle`` takes client messages."""
-        self._worker = asyncio.create_task(self._turn_worker(), name=f"turns:{self.agent_name}")
+        self._worker = asyncio.create_task(self._turns.serve(self._run_turn, self.agent_name), name=f"turns:{self.agent_name}")
         recording_id = self.recorder.id if self.recorder is not None else None  # (ext) the user may ask for its deletion
         await self._emit(ev.SessionReady(self.agent_name, recording_id))
         greeting = choose_greeting(self.agent.greetings, self.agent.greeting_tone, self._rng, self._greeting_dir)
@@ -118,20 +111,27 @@ class Conversation:
         await asyncio.gather(*self._side_tasks, return_exceptions=True)
 
     async def handle(self, msg: m.ClientMessage) -> None:
+        try:
+            await self._dispatch(msg)
+        finally:
+            self._turns.message_handled()
+
+    async def _dispatch(self, msg: m.ClientMessage) -> None:
         if isinstance(msg, m.Audio):
             await self._hear_bytes(msg.data)
         elif isinstance(msg, m.Text):
             if not msg.content.strip():
                 await self._emit(ev.Error("'text' message has empty 'content'", "bad_field"))
                 return
-            await self._add_typed([m.text_part(msg.content)])
+            await self._turns.add_typed([m.text_part(msg.content)])
         elif isinstance(msg, m.ImageUrl):
-            await self._add_typed([m.image_part(msg.url)])
+            await self._turns.add_typed([m.image_part(msg.url)])
         elif isinstance(msg, m.CreateResponse):
             await self._input.end_turn()  # a compressed turn's last samples reach the Listener first
             await self._queue_turn(self._listener.take_turn(), msg)
         elif isinstance(msg, m.ToolResult):
-            await self._on_tool_result(msg)
+            if await self.tools.take_result(self.history, msg, self._emit):  # the reply goes on at once
+                await self._queue_turn(self._listener.blank_turn(), goes_on=True)
         elif isinstance(msg, m.SetTools):
             self.tools.set_client(msg.tools, msg.tool_choice)
         elif isinstance(msg, m.Interrupt):
@@ -185,28 +185,12 @@ class Conversation:
         if stored is not None:
             await self._emit(ev.Message("user", stored.id, stored.content, final=final))
 
-    async def _add_typed(self, content: list[dict[str, Any]]) -> None:
-        stored = self.history.add("user", content)
-        self._typed_ids.append(stored.id)
-        await self._emit(ev.Message("user", stored.id, stored.content))
-
     async def _queue_turn(self, turn: UserTurn, request: m.CreateResponse | None = None, goes_on: bool = False) -> None:
         goes_on = goes_on or self.tools.answered
         self.tools.answered = False
-        self._turns.put_nowait(_TurnRequest(turn, self._typed_ids, turn.ended_at or time.monotonic(),
-                                            self.tools.for_reply(request), goes_on))
-        self._typed_ids = []
+        self._turns.put(turn, self.tools.for_reply(request), goes_on)
         if self.recorder is not None:
             self.recorder.end_user_turn()
-
-    async def _on_tool_result(self, msg: m.ToolResult) -> None:
-        try:
-            answered = self.tools.answer(self.history, msg)
-        except UnknownCall as exc:
-            await self._emit(ev.Error(str(exc), "unknown_tool_call"))
-            return
-        if answered and msg.continue_reply:
-            await self._queue_turn(self._listener.blank_turn(), goes_on=True)
 
     async def _on_interrupt(self, msg: m.Interrupt) -> None:
         speech = self._speaker.get(msg.speech_id)
@@ -225,21 +209,9 @@ class Conversation:
             return
         await self._speaker.client_cut(speech, msg.interrupted_at)
 
-    async def _turn_worker(self) -> None:
-        while True:
-            request = await self._turns.get()
-            try:
-                await self._run_turn(request)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug must not end the session: the turn is already closed by _run_turn
-                log.exception("turn of agent '%s' failed", self.agent_name)
-            finally:
-                self._turns.task_done()
-
-    async def _run_turn(self, request: _TurnRequest) -> None:
+    async def _run_turn(self, request: TurnRequest) -> None:
         turn = request.turn
-        timeline = TurnTimeline(self.agent_name, self.init.mode)
+        timeline = TurnTimeline(self.agent_name, self.init.mode, clock=self.clock)
         call_speech_end = turn.speech_ended_at if self.init.mode == "call" and turn.speech_ended_at else None
         timeline.mark("speech_end", call_speech_end or request.requested_at)
         transcript = ""
@@ -254,8 +226,8 @@ class Conversation:
                 return
             await self._show_transcript(turn, transcript, final=True)
             transcript = self._transcripts.take(turn)
-        elif self._speaker.any_playing(time.monotonic()):
-            await asyncio.sleep(0.02)  # the client sends an interrupt for the playing reply right after this turn
+        elif not request.goes_on:  # the client's interrupt of a playing speech comes right after create_response
+            await self._turns.after_next_message(request, self._speaker.any_playing)
         timeline.mark("transcript_final")
         inputs = [self.history[i].text for i in request.typed_ids] + ([transcript] if transcript else [])
         if not any(t.strip() for t in inputs) and not request.typed_ids and not request.goes_on:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from agents.services import SessionPolicy
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
+from common.clock import MONOTONIC, Clock
 from speech.audio import dbfs, pcm16_to_float
 from speech.streaming import BYTES_PER_SECOND, StreamingConfig, StreamingTranscriber, Transcribe
 from speech.stt import Transcript
@@ -37,15 +37,15 @@ class UserTurn:
     speech_end_s: float | None = None  # turn audio time where the last utterance ended
     speaking: bool = False
     overflow_reported: bool = False
-    ended_at: float = 0.0  # time.monotonic() when the turn was ended
-    speech_ended_at: float = 0.0  # time.monotonic() when voice activity last ended
+    ended_at: float = 0.0  # clock time when the turn was ended
+    speech_ended_at: float = 0.0  # clock time when voice activity last ended
     recent: bytearray = field(default_factory=bytearray)  # the last MODEL_AUDIO_S of the turn's audio
     complete: float | None = None  # the end-of-turn model's answer for the latest utterance end
     predicting: bool = False  # ... still on its way
     utterances: int = 0  # utterance ends so far (a model answer for an older one is stale)
     settled: int = 0  # utterance ends whose transcript has settled into ``heard`` (or failed)
     over_agent: bool = False  # started while the agent spoke: a backchannel until heard otherwise
-    speech_began_at: float | None = None  # time.monotonic() when voice activity first began in this turn
+    speech_began_at: float | None = None  # clock time when voice activity first began in this turn
     loud_s: float = 0.0  # speech at barge-in level in this turn (the agent's own echo has none)
     voiced_s: float = 0.0  # speech (voice activity) in this turn, the silences between utterances left out
 
@@ -90,6 +90,7 @@ class Listener:
     max_turn_s: float = SessionPolicy.max_turn_seconds
     stream_partials: bool = True
     predict_end: PredictEnd | None = None
+    clock: Clock = MONOTONIC
 
     def __post_init__(self) -> None:
         self._vad = StreamingVad()
@@ -115,13 +116,13 @@ class Listener:
     def blank_turn(self) -> UserTurn:
         """A turn without audio, ended now (a reply that goes on from tool results leaves the user's turn be)."""
         turn = self._new_turn()
-        turn.ended_at = time.monotonic()
+        turn.ended_at = self.clock.now()
         return turn
 
     def take_turn(self) -> UserTurn:
         """End the current turn (``create_response``, or the end of turn in call mode) and start a new one."""
         turn, self.turn = self.turn, self._new_turn()
-        turn.ended_at = time.monotonic()
+        turn.ended_at = self.clock.now()
         self.activity.reset()
         self._preroll.clear()
         return turn
@@ -151,7 +152,7 @@ class Listener:
             event = self.activity.update(probability)
             ended |= event == "end"
             if event == "start" and turn.speech_began_at is None:
-                turn.speech_began_at = time.monotonic()
+                turn.speech_began_at = self.clock.now()
             if event == "end":
                 self._announced, self._loud_speech_s = False, 0.0
             speech = loud and probability >= self.config.speech_threshold
@@ -180,7 +181,7 @@ class Listener:
             await self.on_event(SpeechStarted())
         if ended:
             turn.speech_end_s = turn.streamer.received_s - self.activity.silence_s
-            turn.speech_ended_at = time.monotonic()
+            turn.speech_ended_at = self.clock.now()
             turn.utterances += 1
             if self._model_decides():
                 turn.predicting = True

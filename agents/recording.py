@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from agents.recording_files import RecordingFiles, conversation_id
 from agents.recording_settings import RecordingSettings
 from agents.services import Emit, ReportTurn, SessionPolicy
 from agents.timeline import TurnReport
+from common.clock import MONOTONIC, Clock
 from protocol import events as ev
 from protocol.voi_codec import to_frame
 from speech.audio import INPUT_RATE, OUTPUT_RATE
@@ -85,11 +85,12 @@ class Recorder:
     """One conversation's recording. Every method returns at once: files are written by the writer thread."""
 
     def __init__(self, settings: RecordingSettings, session_id: str, meta: dict[str, Any],
-                 max_turn_seconds: float = SessionPolicy.max_turn_seconds) -> None:
+                 max_turn_seconds: float = SessionPolicy.max_turn_seconds, clock: Clock = MONOTONIC) -> None:
+        self._clock = clock
         self.settings = settings
         self.id = conversation_id(datetime.now(UTC), session_id)
         self._files = RecordingFiles(Path(settings.directory) / self.id)
-        self._started = time.monotonic()
+        self._started = self._clock.now()
         self._max_user_bytes = int(max_turn_seconds * INPUT_RATE * 2)
         self._user = _Audio()
         self._user_turns = 0
@@ -99,7 +100,7 @@ class Recorder:
                       "audio": settings.audio, "retention_days": settings.retention_days, **meta})
 
     def _t(self) -> float:
-        return round(time.monotonic() - self._started, 3)
+        return round(self._clock.now() - self._started, 3)
 
     def _record(self, line: dict[str, Any]) -> None:
         WRITER.put(lambda: self._files.append(line))

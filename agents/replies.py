@@ -155,7 +155,8 @@ class ReplyWriter:
                 reply.base_text, step.at = reply.stored.text, len(reply.stored.text)
 
         outcome = await run_round(step, tools, self._emit, message_id=reply.stored.id,
-                                  filler_after_s=self._agent.tool_filler_after_s, say_filler=say_filler)
+                                  filler_after_s=self._agent.tool_filler_after_s, say_filler=say_filler,
+                                  clock=self._speaker.clock)
         timeline.add_tool_time(outcome.elapsed_ms)
         log.info("agent=%s tool round: %s in %.0f ms", self._agent_name,
                  ", ".join(c.name for c in calls)[:200], outcome.elapsed_ms)

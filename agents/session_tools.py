@@ -9,7 +9,9 @@ extension), or at the client's next ``response.create`` (the OpenAI Realtime pro
 from __future__ import annotations
 
 from agents.history import History, ToolStep
+from agents.services import Emit
 from agents.tool_round import ServerTools, TurnTools
+from protocol import events as ev
 from protocol import messages as m
 
 
@@ -32,6 +34,16 @@ class SessionTools:
         client = request.tools if request is not None and request.tools is not None else self.client
         choice = request.tool_choice if request is not None and request.tool_choice is not None else self.choice
         return TurnTools(self.server, client, choice)
+
+    async def take_result(self, history: History, result: m.ToolResult, emit: Emit) -> bool:
+        """The client's ``result`` (an error to the client if it names no open call): True when the reply goes
+        on from it now (its step is answered and the client asked to continue)."""
+        try:
+            answered = self.answer(history, result)
+        except UnknownCall as exc:
+            await emit(ev.Error(str(exc), "unknown_tool_call"))
+            return False
+        return answered and result.continue_reply
 
     def answer(self, history: History, result: m.ToolResult) -> bool:
         """Record the client's ``result``; True when its step is now answered and is the conversation's latest

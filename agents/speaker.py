@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from agents.reply_parser import Segment
 from agents.services import Emit, ReportTurn, Services
 from agents.speech_timeline import SpeechTimeline, truncated
 from agents.timeline import TurnTimeline
+from common.clock import MONOTONIC, Clock
 from protocol import events as ev
 from protocol import messages as m
 from speech.audio import OUTPUT_RATE, pcm16_seconds, silence_pcm16, split_pcm
@@ -43,7 +43,7 @@ class Speech:
     task: asyncio.Task[None] | None = None
     interrupted: bool = False
     barged_in: bool = False  # cut by the server's barge-in (an estimate the client's interrupt may refine)
-    first_audio_at: float | None = None  # time.monotonic() of its first audio frame
+    first_audio_at: float | None = None  # clock time of its first audio frame
     unsent: bytearray = field(default_factory=bytearray, repr=False)  # whole-file mode: the audio made so far
 
     def played_s(self, now: float) -> float:
@@ -64,7 +64,8 @@ class Speech:
 class Speaker:
     def __init__(self, *, agent_name: str, mode: str, agent: Agent, history: History, services: Services,
                  emit: Emit, report_turn: ReportTurn | None = None, stream_audio: bool = True,
-                 recorder: Recorder | None = None) -> None:
+                 recorder: Recorder | None = None, clock: Clock = MONOTONIC) -> None:
+        self.clock = clock
         self._agent_name = agent_name
         self.mode = mode  # "chat" or "call": the label of turn reports (another transport may switch it)
         self._character = agent.character
@@ -97,7 +98,7 @@ class Speaker:
 
     async def client_cut(self, speech: Speech, interrupted_at: float | None) -> None:
         """The client's ``interrupt``: cut where it says it stopped playing, or where the server estimates."""
-        played = interrupted_at if interrupted_at is not None else speech.played_s(time.monotonic())
+        played = interrupted_at if interrupted_at is not None else speech.played_s(self.clock.now())
         if speech.interrupted and not (speech.barged_in and interrupted_at is not None):
             return
         speech.barged_in = interrupted_at is None  # an estimate, which a later interrupt with the client's number refines
@@ -122,7 +123,7 @@ class Speaker:
 
     async def _play(self, speech: Speech, timeline: TurnTimeline | None, file: Path | None, cached: bool) -> None:
         """Speak the segments queued for ``speech`` as they come; a reply's ``timeline`` gets its TTS marks."""
-        marks = timeline or TurnTimeline(self._agent_name, self.mode)
+        marks = timeline or TurnTimeline(self._agent_name, self.mode, clock=self.clock)
         character = self._character
         async with self._lock:
             if speech.interrupted:
@@ -183,7 +184,7 @@ class Speaker:
         for frame in split_pcm(pcm, m.AUDIO_FRAME_BYTES):
             await self._emit(ev.AudioChunk(speech.speech_id, frame))
             if speech.first_audio_at is None:
-                speech.first_audio_at = time.monotonic()
+                speech.first_audio_at = self.clock.now()
             speech.timeline.extend_last(pcm16_seconds(frame, OUTPUT_RATE))
             marks.mark("first_audio_sent")
 
@@ -194,7 +195,7 @@ class Speaker:
         data = await asyncio.to_thread(encode_ogg_opus, bytes(speech.unsent), OUTPUT_RATE)
         speech.unsent.clear()
         await self._emit(ev.AudioFile(speech.speech_id, data))
-        speech.first_audio_at = time.monotonic()
+        speech.first_audio_at = self.clock.now()
         marks.mark("first_audio_sent")
 
     async def _silence(self, speech: Speech, marks: TurnTimeline, seconds: float) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+
+from common.clock import MONOTONIC, Clock
 
 STAGES = (
     "speech_end",  # end of the user's speech: VAD end in call mode, create_response in chat mode
@@ -38,6 +39,7 @@ class TurnTimeline:
     mode: str
     marks: dict[str, float] = field(default_factory=dict)
     tool_ms: float | None = None
+    clock: Clock = field(default=MONOTONIC, repr=False, compare=False)
 
     def add_tool_time(self, ms: float) -> None:
         self.tool_ms = round((self.tool_ms or 0.0) + ms, 1)
@@ -45,7 +47,7 @@ class TurnTimeline:
     def mark(self, stage: str, at: float | None = None) -> None:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
-        self.marks.setdefault(stage, time.monotonic() if at is None else at)
+        self.marks.setdefault(stage, self.clock.now() if at is None else at)
 
     def ms(self) -> dict[str, float]:
         """Milliseconds of each stage after the end of speech (stages that did not happen are absent)."""

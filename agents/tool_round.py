@@ -9,7 +9,6 @@ refuses, or does not exist gives an error text, never an exception. Cancelling t
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 from agents.history import ToolStep
 from agents.services import Emit
 from agents.tools.calls import ToolCall, ToolResult
+from common.clock import MONOTONIC, Clock, first_of
 from protocol import events as ev
 from protocol import messages as m
 
@@ -59,9 +59,9 @@ class RoundOutcome:
 
 
 async def run_round(step: ToolStep, tools: TurnTools, emit: Emit, *, message_id: int | None, filler_after_s: float,
-                    say_filler: Callable[[], Awaitable[None]] | None) -> RoundOutcome:
+                    say_filler: Callable[[], Awaitable[None]] | None, clock: Clock = MONOTONIC) -> RoundOutcome:
     """Run ``step.calls``: results land in ``step.results`` (the client's calls stay open there)."""
-    started = time.monotonic()
+    started = clock.now()
     server = [c for c in step.calls if tools.is_server(c.name)]
     client = [c for c in step.calls if tools.is_client(c.name)]
     for call in step.calls:
@@ -75,7 +75,7 @@ async def run_round(step: ToolStep, tools: TurnTools, emit: Emit, *, message_id:
         assert tools.server is not None
         running = [asyncio.create_task(tools.server.call(c), name=f"tool:{c.name}") for c in server]
         try:
-            await _await_with_filler(running, filler_after_s, say_filler)
+            await _await_with_filler(running, filler_after_s, say_filler, clock)
         finally:
             for task in running:
                 task.cancel()  # a cancelled round cancels every call still running
@@ -85,15 +85,14 @@ async def run_round(step: ToolStep, tools: TurnTools, emit: Emit, *, message_id:
             await _record(step, task.result() if failure is None else ToolResult(
                 call.id, call.name, "error: the tool failed", ok=False, elapsed_ms=0.0,
                 error=f"tool failed: {type(failure).__name__}"), emit)
-    return RoundOutcome((time.monotonic() - started) * 1000, client)
+    return RoundOutcome((clock.now() - started) * 1000, client)
 
 
 async def _await_with_filler(running: list[asyncio.Task[ToolResult]], filler_after_s: float,
-                             say_filler: Callable[[], Awaitable[None]] | None) -> None:
-    _, pending = await asyncio.wait(running, timeout=filler_after_s if say_filler is not None else None)
-    if pending and say_filler is not None:
+                             say_filler: Callable[[], Awaitable[None]] | None, clock: Clock) -> None:
+    if say_filler is not None and not await first_of(clock, filler_after_s, asyncio.wait(running)):
         await say_filler()
-        await asyncio.wait(pending)
+    await asyncio.wait(running)
 
 
 async def _record(step: ToolStep, result: ToolResult, emit: Emit) -> None:

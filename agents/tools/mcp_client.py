@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TextIO
@@ -32,6 +31,7 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, Tool
 from agents.tools.calls import clip
 from agents.tools.http_tool import ToolFailure
 from agents.tools.spec import McpServerSpec, read_env
+from common.clock import MONOTONIC, Clock
 from common.log_text import printable
 
 log = logging.getLogger("voi.tools")
@@ -48,8 +48,9 @@ class McpUnavailable(Exception):
 
 class McpConnection:
     def __init__(self, spec: McpServerSpec, *, retry_after_s: float = RETRY_AFTER_S,
-                 errlog: TextIO | None = None) -> None:
+                 errlog: TextIO | None = None, clock: Clock = MONOTONIC) -> None:
         self.spec = spec
+        self._clock = clock  # the retry back-off (its connect and close timeouts are real I/O: loop time)
         self._retry_after_s = retry_after_s
         self._errlog = errlog  # a stdio server's stderr (default: this process's)
         self._lock = asyncio.Lock()
@@ -107,7 +108,7 @@ class McpConnection:
             if self._owner is not None:  # the last connection ended: let its owner finish leaving the client
                 await _settle(self._owner, CLOSE_GRACE_S)
                 self._owner = None
-            if self._failed_at is not None and time.monotonic() - self._failed_at < self._retry_after_s:
+            if self._failed_at is not None and self._clock.now() - self._failed_at < self._retry_after_s:
                 raise McpUnavailable(self._failure)
             ready: asyncio.Future[tuple[Client, tuple[Tool, ...]]] = asyncio.get_running_loop().create_future()
             ready.add_done_callback(lambda f: f.cancelled() or f.exception())  # read, even when nobody waits any more
@@ -120,7 +121,7 @@ class McpConnection:
                 if isinstance(exc, asyncio.CancelledError):
                     self._ended.set()
                     raise
-                self._failed_at = time.monotonic()
+                self._failed_at = self._clock.now()
                 self._failure = f"MCP server {self.spec.name}: {describe_failure(exc, self.spec)}"
                 self._ended.set()
                 log.warning("%s; its tools are unavailable (next try in %.0f s)", self._failure, self._retry_after_s)

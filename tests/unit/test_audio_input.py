@@ -18,25 +18,36 @@ def tone_pcm(seconds: float, freq: float = 440.0) -> bytes:
     return (np.sin(2 * np.pi * freq * t) * 0.5 * 32767).astype("<i2").tobytes()
 
 
+CHANGED: dict[str, asyncio.Event] = {}  # set whenever the input feeds audio or reports an error
+
+
 def make(audio_format: str, per_turn: bool = True):
     fed: list[bytes] = []
     errors: list[str] = []
+    changed = CHANGED["now"] = asyncio.Event()
 
     async def feed(pcm: bytes) -> None:
         fed.append(pcm)
+        changed.set()
 
     async def report(exc) -> None:
         errors.append(exc.code)
+        changed.set()
 
     return AudioInput(audio_format, feed=feed, report=report, stream_per_turn=per_turn), fed, errors
 
 
 async def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
+    """Until ``predicate()`` holds after something was fed or reported by the decoder's thread; False after a
+    generous real ``timeout`` (a bound for a stuck decoder, not a pace)."""
+    changed = CHANGED["now"]
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                changed.clear()
+                await changed.wait()
+    except TimeoutError:
+        return False
     return True
 
 

@@ -1,82 +1,12 @@
 """The Ray-free Conversation with small injected model callables (the real ones run in the integration tests)."""
 
 import asyncio
-import dataclasses
 
 import pytest
 
-from agents.agent import AgentConfig, build_agent
-from agents.conversation import Conversation
-from agents.services import Services, SessionPolicy
-from protocol import events as ev
+from agents.services import SessionPolicy
 from protocol import messages as m
-from protocol.voi_codec import VoiEncoder, to_frame
-from speech.stt import Transcript, Word
-
-AGENT = build_agent(AgentConfig.model_validate({
-    "llm_model": "echo",
-    "voices": {"character": {"model": "piper-joe", "voice": "joe", "leading_silence": 0.1, "trailing_silence": 0.2}},
-    "greetings": {"choices": ["Hello there. Nice to meet you."]},
-}), patterns={}, others={}, models=None, source="test", name="echo", base_dir=None)
-
-
-class Sent(list):
-    """What a conversation sent, in order: the frames a Voi client gets (the list), and every event (``events``).
-    ``everything``: every event as a Voi-shaped frame, also those the Voi wire never carries."""
-
-    def __init__(self, everything: bool = False) -> None:
-        super().__init__()
-        self.events: list[ev.ConversationEvent] = []
-        self._encoder = VoiEncoder(tool_events=True, client_tools=True)
-        self._everything = everything
-
-    async def emit(self, event: ev.ConversationEvent) -> None:
-        self.events.append(event)
-        frame = to_frame(event) if self._everything else self._encoder.encode(event)
-        if frame is not None:
-            self.append(frame)
-
-
-def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, policy=SessionPolicy(), init=None,
-         everything=False):
-    """The conversation and, in order, what it sent: client messages and each answered turn's TurnReport
-    (as a ``turn_report`` item with the report's fields; the conversation reports turns apart from ``emit``)."""
-    out = Sent(everything)
-    heard = list(transcripts)
-
-    async def transcribe(pcm: bytes, prompt):
-        if fail_stt:
-            raise RuntimeError("stt down")
-        text = heard.pop(0) if heard else ""
-        return Transcript(text=text, words=[Word(" " + w, i * 0.3, i * 0.3 + 0.25, 0.9) for i, w in enumerate(text.split())])
-
-    async def speak(text, voice, tone, cached):
-        if fail_tts:
-            raise RuntimeError("tts down")
-        for _ in text.split():  # 0.1 s of audio per word, in two chunks
-            yield b"\x01\x00" * 1200
-            yield b"\x01\x00" * 1200
-
-    async def report_turn(report):
-        out.append(TurnItem(dataclasses.asdict(report)))
-
-    conv = Conversation(agent_name="echo", agent=AGENT, init=init or m.Init(agent_name="echo", init_greeting=False),
-                        services=Services(transcribe, speak), emit=out.emit, report_turn=report_turn, policy=policy)
-    return conv, out
-
-
-class TurnItem:
-    type = "turn_report"
-
-    def __init__(self, header):
-        self.header = header
-
-
-async def ask(conv, text="Hi"):
-    """The user types ``text`` and asks for the reply; returns once it is all sent."""
-    await conv.handle(m.Text(text))
-    await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+from tests.unit.helpers import TurnItem, ask, idle, make
 
 
 def kinds(out):
@@ -89,7 +19,7 @@ async def test_spoken_turn_order_and_speech():
     await conv.start()
     await conv.handle(m.Audio(b"\x00\x00" * 1600))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
     non_audio = [k for k in kinds(out) if k != "audio"]
     assert non_audio == ["init_done", "message:user", "response_created", "message:assistant", "response_done"]
     assert kinds(out).index("response_done") < kinds(out).index("audio")
@@ -109,7 +39,7 @@ async def test_spoken_turn_order_and_speech():
 async def test_greeting_uses_id_zero():
     conv, out = make(init=m.Init(agent_name="echo"))
     await conv.start()
-    await conv.wait_idle()
+    await idle(conv)
     assert out[1].header["id"] == 0 and out[1].header["role"] == "assistant"
     assert all(o.header["speech_id"] == "0" for o in out if o.type == "audio")
 
@@ -119,7 +49,7 @@ async def test_no_input_is_cancelled_without_response_created():
     await conv.start()
     await conv.handle(m.Audio(b"\x00\x00" * 1600))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
     assert kinds(out) == ["init_done", "response_cancelled"]
 
 
@@ -128,7 +58,7 @@ async def test_stt_failure_gives_error_and_closes_the_turn():
     await conv.start()
     await conv.handle(m.Audio(b"\x00\x00" * 1600))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
     assert kinds(out) == ["init_done", "error:", "response_cancelled"]
     assert out[1].header["code"] == "stt_failed"
 
@@ -199,5 +129,5 @@ async def test_typed_texts_are_echoed_together(typed):
     for text in typed:
         await conv.handle(m.Text(text))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
     assert conv.messages[-1].role == "assistant" and conv.messages[-1].text == " ".join(typed)

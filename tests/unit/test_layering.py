@@ -1,5 +1,6 @@
 """The rooms of the house and what each may import (docs/architecture.md): a lower room never imports a
-higher one, Ray stays in deployments/ and serve_app.py, scripts never import tests."""
+higher one, Ray stays in deployments/ and serve_app.py, scripts never import tests, and unit test modules
+never import each other."""
 
 from __future__ import annotations
 
@@ -50,4 +51,11 @@ def test_the_core_is_ray_free():
 def test_scripts_do_not_import_tests():
     found = [f"{path.relative_to(ROOT)} imports {name}" for path in sorted((ROOT / "scripts").glob("*.py"))
              for name in imported_modules(path) if name.split(".")[0] == "tests"]
+    assert not found, found
+
+
+def test_unit_test_modules_do_not_import_each_other():
+    """What unit tests share lives in tests/unit/helpers.py (or harness/), never in another test module."""
+    found = [f"{path.relative_to(ROOT)} imports {name}" for path in sorted((ROOT / "tests" / "unit").glob("*.py"))
+             for name in imported_modules(path) if name.split(".")[-1].startswith("test_")]
     assert not found, found

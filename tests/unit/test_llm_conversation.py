@@ -8,9 +8,10 @@ from agents.control import ControlAgentConfig
 from agents.conversation import Conversation
 from agents.prompts import BUILTIN_PATTERNS
 from agents.services import Services, SessionPolicy
+from common.clock import VirtualClock, settle
 from llm.client import LlmError
 from protocol import messages as m
-from tests.unit.test_conversation import Sent, ask
+from tests.unit.helpers import Sent, ask, idle, statuses
 
 
 def agent(**extra):
@@ -51,21 +52,17 @@ def make(replies, agent_config=None, fail_after=None, gate=None):
 
     conv = Conversation(agent_name="joe", agent=agent_config or agent(), init=m.Init(agent_name="joe", init_greeting=False),
                         services=Services(transcribe, speak, None, stream_llm, complete_llm), emit=out.emit,
-                        policy=SessionPolicy(invoke_llm_models=("other-model",)))
+                        policy=SessionPolicy(invoke_llm_models=("other-model",)), clock=VirtualClock())
     return conv, out, requests, spoken
 
 
-def statuses(out):
-    return [o.header["status"] for o in out if o.type == "status"]
-
-
 async def ask_until_audio(conv, out):
-    """Start the session, ask, and wait (briefly) for the reply's first audio."""
+    """Start the session, ask, and let the loop run until the reply's first audio (no time passes)."""
     await conv.start()
     await conv.handle(m.Text("Hi"))
     await conv.handle(m.CreateResponse())
     for _ in range(50):
-        await asyncio.sleep(0.01)
+        await settle()
         if any(o.type == "audio" for o in out):
             return
 
@@ -76,7 +73,7 @@ async def test_speech_starts_before_the_llm_finishes():
     await ask_until_audio(conv, out)
     assert any(o.type == "audio" for o in out) and "response_done" not in statuses(out)  # first audio, LLM held
     gate.set()
-    await conv.wait_idle()
+    await idle(conv)
     assert statuses(out)[-1] == "response_done"
     assert conv.messages[-1].text == "Hello there, my friend. How are you?"
     assert [s[0] for s in spoken] == ["Hello there, my friend.", "How are you?"]
@@ -139,7 +136,7 @@ async def test_chat_interrupt_while_streaming_stops_the_llm():
     conv, out, _, _ = make([["One sentence here.", " Two", " three four.", " five."]], gate=gate)
     await ask_until_audio(conv, out)
     await conv.handle(m.Interrupt("1", 0.05))
-    await conv.wait_idle()
+    await idle(conv)
     assert statuses(out)[-1] == "response_cancelled"
     assert conv.messages[1].text.endswith("... (interrupted)") and "five" not in conv.messages[1].text
 
@@ -151,7 +148,7 @@ async def test_invoke_llm_runs_beside_and_checks_the_model():
     await conv.handle(m.InvokeLlm(model="other-model", prompt=None, messages=[{"role": "user", "content": "x"}]))
     await conv.handle(m.InvokeLlm(model="gpt-secret", prompt="p", messages=[]))
     await conv.handle(m.InvokeLlm(model=None, prompt=None, messages=[{"role": "robot", "content": "x"}]))
-    await conv.wait_idle()
+    await idle(conv)
     assert [o.header["content"] for o in out if o.type == "llm_response"] == ["a completion", "a completion"]
     assert [r.model for r in requests] == ["scripted", "other-model"]
     assert requests[0].messages == [{"role": "system", "content": "Summarize."}, {"role": "user", "content": "text"}]
@@ -174,3 +171,40 @@ async def test_narrator_aside_without_a_narrator_voice_is_spoken_by_the_characte
     await ask(conv)
     assert spoken == [("Hi there.", "joe", None), ("he bows", "joe", None), ("Welcome.", "joe", None)]
     assert conv.messages[-1].text == "Hi there. @he bows@ Welcome."
+
+
+async def test_the_interrupt_after_the_next_create_response_reaches_the_next_reply():
+    """The JS client's order: text, create_response, then the interrupt of the reply still playing. The next
+    reply waits for that message however late it comes while the previous one plays (here 0.3 s of its 0.4 s,
+    where a 20 ms wait used to be), so its LLM sees the previous reply cut where the client stopped it."""
+    conv, out, requests, _ = make([["Once upon a time. ", "There was a cat. ", "It sat. ", "The end."], ["Yes?"]])
+    await conv.start()
+    await ask(conv, "A story")
+    await conv.handle(m.Text("Wait"))
+    await conv.handle(m.CreateResponse())
+    speech = conv._speaker.get("1")
+    assert speech.timeline.seconds == 0.4 and speech.playing(conv.clock.now())
+    await conv.clock.advance(0.3)
+    assert len(requests) == 1  # not asked yet: the speech plays until the client's next word
+    await conv.handle(m.Interrupt("1", 0.15))
+    await idle(conv)
+    assert [r["content"] for r in requests[1].messages if r["role"] == "assistant"] == [
+        "Once upon a time. There... (interrupted)"]
+    assert conv.messages[-1].text == "Yes?" and statuses(out)[-1] == "response_done"
+
+
+async def test_a_turn_asked_for_while_the_reply_plays_goes_on_once_it_has_played_out():
+    """A client that lets the previous reply play (no interrupt): the next reply starts when it has played out."""
+    conv, out, requests, _ = make([["Once upon a time. ", "There was a cat. ", "It sat. ", "The end."], ["Yes?"]])
+    await conv.start()
+    await ask(conv, "A story")
+    speech = conv._speaker.get("1")
+    ends = speech.first_audio_at + speech.timeline.seconds
+    await conv.handle(m.Text("And then?"))
+    await conv.handle(m.CreateResponse())
+    await conv.clock.advance(0.05)
+    assert len(requests) == 1
+    await idle(conv)
+    assert len(requests) == 2 and conv.clock.now() >= ends
+    assert [r["content"] for r in requests[1].messages if r["role"] == "assistant"] == [
+        "Once upon a time. There was a cat. It sat. The end."]

@@ -32,6 +32,7 @@ class Script:
         self.requests: list[dict] = []
         self.sent = 0
         self.gate: asyncio.Event | None = None  # set: the script waits on it before each piece after the first
+        self.at_gate = asyncio.Event()  # the script waits on the gate now
         self.closed_by: str | None = None
 
     async def stream(self, request: dict):
@@ -42,6 +43,7 @@ class Script:
                 if self.fail_after is not None and i == self.fail_after:
                     raise RuntimeError("llama exploded")
                 if i and self.gate is not None:
+                    self.at_gate.set()
                     await self.gate.wait()
                     self.gate.clear()
                 self.sent += 1
@@ -149,9 +151,7 @@ async def test_cancelling_the_consumer_closes_the_generator():
         got.extend(await texts(stream))
 
     task = asyncio.create_task(consume())
-    while script.sent < 1:
-        await asyncio.sleep(0.001)
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(script.at_gate.wait(), 10)  # a bound for a stuck test, not a pace
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -1,5 +1,5 @@
 """The OpenAI Realtime adapter (protocol/realtime*.py): client events in, Voi messages out, and back; also
-wired to a real Conversation (with the small model fakes of test_conversation) in-process. Every server event
+wired to a real Conversation (with the small model fakes of tests/unit/helpers.py) in-process. Every server event
 the adapter makes here is checked against the official openai SDK's types (harness/realtime_types.py)."""
 
 from __future__ import annotations
@@ -13,43 +13,9 @@ import pytest
 from harness.realtime_types import RealtimeEventMismatch, check_server_event
 from protocol import events as ev
 from protocol import messages as m
-from protocol.realtime import RealtimeAdapter, Translation
+from protocol.realtime import RealtimeAdapter
 from protocol.realtime_events import BETA_NAMES, RealtimeError, SessionConfig, apply_session_update
-from speech.audio import PcmResampler
-from tests.unit.test_conversation import ask, make
-
-
-class CheckedAdapter(RealtimeAdapter):
-    """The adapter, with each server event it makes checked against the openai SDK's types of its dialect."""
-
-    def inbound(self, raw: str | bytes) -> Translation:
-        translation = super().inbound(raw)
-        self._check(translation.events)
-        return translation
-
-    def outbound(self, msg: m.ServerMessage) -> list[dict]:
-        return self._check(super().outbound(msg))
-
-    def session_event(self, kind: str = "session.created") -> dict:
-        return self._check([super().session_event(kind)])[0]
-
-    def _check(self, events: list[dict]) -> list[dict]:
-        for event in events:
-            check_server_event(event, self.events.dialect)
-        return events
-
-
-def adapter(dialect="ga", **config) -> RealtimeAdapter:
-    return CheckedAdapter(SessionConfig(model="echo", **config), dialect, PcmResampler(24_000, 16_000),
-                          voices=("joe", "joe_warm"), voice="joe")
-
-
-def send(a: RealtimeAdapter, event_type: str, **fields):
-    return a.inbound(json.dumps({"type": event_type, **fields}))
-
-
-def kinds(events):
-    return [e["type"] for e in events]
+from tests.unit.helpers import adapter, ask, idle, kinds, make, send
 
 
 def b64(pcm: bytes) -> str:
@@ -341,7 +307,7 @@ async def test_push_to_talk_turn_through_a_conversation():
         events += translation.events
         for msg in translation.messages:
             await conv.handle(msg)
-    await conv.wait_idle()
+    await idle(conv)
     for event in out.events:
         events += a.outbound(event)
     names = kinds(events)
@@ -360,7 +326,7 @@ async def test_interrupt_without_speech_id_stops_the_running_reply():
     while "response_created" not in [o.header.get("status") for o in out if o.type == "status"]:
         await asyncio.sleep(0)
     await conv.handle(m.Interrupt(None, None))
-    await conv.wait_idle()
+    await idle(conv)
     assert any("(interrupted)" in str(o.header.get("content")) for o in out if o.type == "message")
     assert "unknown_speech" not in [o.header.get("code") for o in out if o.type == "error"]
 

@@ -1,6 +1,5 @@
 """Recordings of a Ray-free Conversation: the JSONL and Ogg files, the export, failures, retention, the CLI."""
 
-import asyncio
 import json
 import logging
 import os
@@ -18,10 +17,11 @@ from agents.recording import WRITER, Recorder
 from agents.recording_files import expired, export_wav, find_conversations, load_conversation
 from agents.recording_settings import RecordingConfig, RecordingSettings, recording_directories, resolve_recording
 from agents.services import Services
+from common.clock import Clock, VirtualClock
 from harness.media import chunks, compress
 from protocol import messages as m
 from speech.stt import Transcript, Word
-from tests.unit.test_conversation import Sent, ask
+from tests.unit.helpers import Sent, ask, idle
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe", "voice": "joe"}}}),
@@ -33,18 +33,19 @@ def sine(seconds: float, rate: int, freq: float = 300.0) -> bytes:
     return (np.sin(2 * np.pi * freq * t) * 0.4 * 32767).astype("<i2").tobytes()
 
 
-def conversation(directory: Path, audio: bool = True, **init):
+def conversation(directory: Path, audio: bool = True, clock: Clock | None = None, **init):
     async def transcribe(pcm, prompt):
         return Transcript(text="hello there", words=[Word(" hello", 0.0, 0.3, 0.9), Word(" there", 0.3, 0.6, 0.9)])
 
     async def speak(text, voice, tone, cached):
         yield sine(0.5, 24_000)
 
-    sent = Sent()
+    sent, clock = Sent(), clock or VirtualClock()
     settings = RecordingSettings(enabled=True, audio=audio, directory=str(directory))
-    recorder = Recorder(settings, "0123456789abcdef0123", meta={"agent": "echo", "app": "bad\napp/../x"})
+    recorder = Recorder(settings, "0123456789abcdef0123", meta={"agent": "echo", "app": "bad\napp/../x"}, clock=clock)
     conv = Conversation(agent_name="echo", agent=AGENT, init=m.Init(agent_name="echo", init_greeting=False, **init),
-                        services=Services(transcribe, speak), emit=sent.emit, recorder=recorder)
+                        services=Services(transcribe, speak), emit=sent.emit, recorder=recorder,
+                        clock=clock)
     return conv, recorder, sent
 
 
@@ -52,7 +53,7 @@ async def spoken_turn(conv):
     await conv.start()
     await conv.handle(m.Audio(sine(1.0, 16_000)))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
     await ask(conv, "and typed")
     await conv.close()
     WRITER.flush()
@@ -82,19 +83,21 @@ async def test_a_spoken_turn_and_its_reply_are_recorded(tmp_path):
 
 async def test_an_uploaded_file_is_placed_when_it_arrived_not_by_its_length(tmp_path):
     """A 3 s webm sent in a burst 0.4 s into the call, decoded at once: the user's audio starts at 0.4 s, not at
-    -2.6 s (its length back from the moment it was decoded), so the export does not lay it over the greeting."""
-    conv, recorder, sent = conversation(tmp_path, input_audio_format="webm")
+    -2.6 s (its length back from the moment it was decoded), so the export does not lay it over the greeting.
+    On a virtual clock: decoding takes no time, so the audio is placed at 0.4 s exactly."""
+    clock = VirtualClock()
+    conv, recorder, sent = conversation(tmp_path, input_audio_format="webm", clock=clock)
     await conv.start()
-    await asyncio.sleep(0.4)
+    await clock.advance(0.4)
     for part in chunks(compress(sine(3.0, 16_000), "webm"), 4000):
         await conv.handle(m.Audio(part))
     await conv.handle(m.CreateResponse())
-    await conv.wait_idle()
+    await idle(conv)
     await conv.close()
     WRITER.flush()
     [c] = find_conversations(tmp_path)
     [user] = [line for line in c.lines if line["event"] == "audio" and line["role"] == "user"]
-    assert 0.4 <= user["t"] < 1.5 and abs(user["seconds"] - 3.0) < 0.1, user
+    assert user["t"] == 0.4 and abs(user["seconds"] - 3.0) < 0.1, user
 
 
 async def test_transcript_only_writes_no_audio(tmp_path):

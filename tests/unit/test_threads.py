@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from common.clock import settle
 from common.threads import iterate_in_thread
 
 
@@ -115,7 +116,7 @@ async def test_an_item_still_queued_when_the_consumer_goes_is_never_asked_for(po
             pass
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.01)
+    await settle()  # its first next() is submitted to the pool
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

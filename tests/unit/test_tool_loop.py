@@ -10,10 +10,11 @@ from agents.history import CANCELLED_RESULT
 from agents.prompts import BUILTIN_PATTERNS
 from agents.services import Services
 from agents.tools.calls import ToolCall, ToolResult
+from common.clock import VirtualClock
 from llm.tool_calls import ToolCallAssembler, ToolCalls
 from protocol import events as ev
 from protocol import messages as m
-from tests.unit.test_conversation import Sent, ask
+from tests.unit.helpers import Sent, adapter, ask, idle, kinds, send
 
 WEATHER = {"type": "function", "function": {"name": "weather", "description": "The weather in a city.",
                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
@@ -27,7 +28,8 @@ def agent(**extra):
 
 
 class Tools:
-    """Server-side tools whose calls wait for a gate (or not), and note what happened to them."""
+    """Server-side tools whose calls wait for a gate (or take 10 ms on the conversation's virtual clock), and
+    note what happened to them."""
 
     def __init__(self, names=("weather", "time"), gate: asyncio.Event | None = None) -> None:
         self._names = frozenset(names)
@@ -36,6 +38,7 @@ class Tools:
         self.most_at_once = 0
         self.cancelled: list[str] = []
         self.calls: list[ToolCall] = []
+        self.clock = VirtualClock()  # make() gives them the conversation's
 
     def definitions(self):
         return [{**WEATHER, "function": {**WEATHER["function"], "name": n}} for n in sorted(self._names)]
@@ -52,7 +55,7 @@ class Tools:
             if self.gate is not None:
                 await self.gate.wait()
             else:
-                await asyncio.sleep(0.01)
+                await self.clock.sleep(0.01)
             return ToolResult(call.id, call.name, json.dumps({"tool": call.name, "args": json.loads(call.arguments)}),
                               ok=True, elapsed_ms=10.0)
         except asyncio.CancelledError:
@@ -63,8 +66,10 @@ class Tools:
 
 
 def make(rounds, tools=None, init=None, **agent_fields):
-    """``rounds``: what the LLM streams on each call: text pieces and ToolCalls."""
-    out, requests = Sent(), []
+    """``rounds``: what the LLM streams on each call: text pieces and ToolCalls; on a virtual clock."""
+    out, requests, clock = Sent(), [], VirtualClock()
+    if tools is not None:
+        tools.clock = clock
     rounds = list(rounds)
 
     async def stream_llm(request):
@@ -80,7 +85,8 @@ def make(rounds, tools=None, init=None, **agent_fields):
         raise AssertionError("no audio in these tests")
 
     conv = Conversation(agent_name="joe", agent=agent(**agent_fields), services=Services(transcribe, speak, None, stream_llm),
-                        init=init or m.Init(agent_name="joe", init_greeting=False), emit=out.emit, tools=tools)
+                        init=init or m.Init(agent_name="joe", init_greeting=False), emit=out.emit, tools=tools,
+                        clock=clock)
     return conv, out, requests
 
 
@@ -137,11 +143,10 @@ async def test_a_slow_tool_gets_one_filler_then_the_answer():
     await conv.start()
     await conv.handle(m.Text("Oslo?"))
     await conv.handle(m.CreateResponse())
-    while not any(isinstance(e, ev.Message) and e.role == "assistant" for e in out.events):
-        await asyncio.sleep(0.005)
+    await conv.clock.advance(0.01)
     assert reply_text(out) == "Hold on a second."
     gate.set()
-    await conv.wait_idle()
+    await idle(conv)
     assert reply_text(out) == "Hold on a second. It snows in Oslo."
     assert [m["role"] for m in conv.history.for_llm(False)][-3:] == ["assistant", "tool", "assistant"]
     assert conv.history.for_llm(False)[-3]["content"] == "Hold on a second."  # said before the result came
@@ -156,10 +161,10 @@ async def test_an_interrupt_during_a_tool_call_cancels_the_call_and_the_reply():
     await conv.start()
     await conv.handle(m.Text("Rome?"))
     await conv.handle(m.CreateResponse())
-    while not tools.calls:
-        await asyncio.sleep(0.005)
+    await conv.clock.advance(0)
+    assert tools.calls
     await conv.handle(m.Interrupt(None, None))
-    await conv.wait_idle()
+    await idle(conv)
     assert tools.cancelled == ["call_0"]
     assert isinstance([e for e in out.events if isinstance(e, (ev.ResponseDone, ev.ResponseCancelled))][-1],
                       ev.ResponseCancelled)
@@ -181,7 +186,7 @@ async def test_a_client_tool_is_handed_to_the_client_and_its_result_continues_th
     assert [f.header["type"] for f in out if f.header["type"].startswith("tool")] == ["tool_call"]
     assert requests[0].tools[0]["function"]["name"] == "open_door"
     await conv.handle(m.ToolResult("call_0", '{"opened": true}'))
-    await conv.wait_idle()
+    await idle(conv)
     assert reply_text(out) == "The door is open."
     assert requests[1].messages[-1] == {"role": "tool", "tool_call_id": "call_0", "content": '{"opened": true}'}
     await conv.handle(m.ToolResult("call_0", "again"))
@@ -228,23 +233,19 @@ ASK = ("conversation.item.create", {"item": {"type": "message", "role": "user",
 
 async def realtime(a, conv, out, *raw_events):
     """Client events through the adapter to the conversation; the server events that come back, in order."""
-    from tests.unit.test_realtime import send
-
     events, first = [], len(out.events)
     for kind, fields in raw_events:
         translation = send(a, kind, **fields)
         events += translation.events
         for msg in translation.messages:
             await conv.handle(msg)
-    await conv.wait_idle()
+    await idle(conv)
     for event in out.events[first:]:
         events += a.outbound(event)
     return events
 
 
 async def test_realtime_function_call_round_trip_in_both_dialects():
-    from tests.unit.test_realtime import adapter, kinds, send
-
     for dialect in ("ga", "beta"):
         a = adapter(dialect, turn_detection=None)
         session = send(a, "session.update", session={"tools": [DOOR], "tool_choice": "auto"}).events[0]["session"]
@@ -269,8 +270,6 @@ async def test_realtime_function_call_round_trip_in_both_dialects():
 
 
 async def test_realtime_tool_choice_none_reaches_the_llm():
-    from tests.unit.test_realtime import adapter, send
-
     a = adapter(turn_detection=None)
     send(a, "session.update", session={"tools": [DOOR], "tool_choice": "none"})
     conv, out, requests = make([["No tools today."], ["Still none."]], init=a.init("joe"))

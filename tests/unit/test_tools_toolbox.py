@@ -214,7 +214,7 @@ async def test_a_fake_tool_and_cancellation_pass_through():
             raise ToolFailure("error: only positive numbers", "negative")
         if arguments["a"] == 0:
             started.set()
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # hangs until cancelled
         return str(arguments["a"] + arguments["b"])
 
     schema = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}

@@ -3,7 +3,7 @@
 from protocol import messages as m
 from speech.audio import OUTPUT_RATE
 from speech.codecs import decode_file
-from tests.unit.test_conversation import ask, make
+from tests.unit.helpers import ask, make
 
 
 async def test_each_speech_is_one_ogg_opus_frame():

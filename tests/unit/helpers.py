@@ -1,0 +1,135 @@
+"""What the unit tests of the Ray-free Conversation share: an echo agent, what a conversation sent (``Sent``),
+a conversation with small injected model callables (``make``), typed turns (``ask``) and readers of the frames.
+Test modules import from here, never from each other."""
+
+import dataclasses
+import json
+
+from agents.agent import AgentConfig, build_agent
+from agents.conversation import Conversation
+from agents.services import Services, SessionPolicy
+from common.clock import Clock, VirtualClock
+from harness.realtime_types import check_server_event
+from protocol import events as ev
+from protocol import messages as m
+from protocol.realtime import RealtimeAdapter, Translation
+from protocol.realtime_events import SessionConfig
+from protocol.voi_codec import VoiEncoder, to_frame
+from speech.audio import PcmResampler
+from speech.stt import Transcript, Word
+
+AGENT = build_agent(AgentConfig.model_validate({
+    "llm_model": "echo",
+    "voices": {"character": {"model": "piper-joe", "voice": "joe", "leading_silence": 0.1, "trailing_silence": 0.2}},
+    "greetings": {"choices": ["Hello there. Nice to meet you."]},
+}), patterns={}, others={}, models=None, source="test", name="echo", base_dir=None)
+
+
+class Sent(list):
+    """What a conversation sent, in order: the frames a Voi client gets (the list), and every event (``events``).
+    ``everything``: every event as a Voi-shaped frame, also those the Voi wire never carries."""
+
+    def __init__(self, everything: bool = False) -> None:
+        super().__init__()
+        self.events: list[ev.ConversationEvent] = []
+        self._encoder = VoiEncoder(tool_events=True, client_tools=True)
+        self._everything = everything
+
+    async def emit(self, event: ev.ConversationEvent) -> None:
+        self.events.append(event)
+        frame = to_frame(event) if self._everything else self._encoder.encode(event)
+        if frame is not None:
+            self.append(frame)
+
+
+def make(transcripts=("hello world",), fail_tts=False, fail_stt=False, policy=SessionPolicy(), init=None,
+         everything=False, clock: Clock | None = None):
+    """The conversation and, in order, what it sent: client messages and each answered turn's TurnReport
+    (as a ``turn_report`` item with the report's fields; the conversation reports turns apart from ``emit``).
+    On a virtual clock unless told otherwise: ``idle`` (and ``ask``) let its time pass."""
+    out = Sent(everything)
+    heard = list(transcripts)
+
+    async def transcribe(pcm: bytes, prompt):
+        if fail_stt:
+            raise RuntimeError("stt down")
+        text = heard.pop(0) if heard else ""
+        return Transcript(text=text, words=[Word(" " + w, i * 0.3, i * 0.3 + 0.25, 0.9) for i, w in enumerate(text.split())])
+
+    async def speak(text, voice, tone, cached):
+        if fail_tts:
+            raise RuntimeError("tts down")
+        for _ in text.split():  # 0.1 s of audio per word, in two chunks
+            yield b"\x01\x00" * 1200
+            yield b"\x01\x00" * 1200
+
+    async def report_turn(report):
+        out.append(TurnItem(dataclasses.asdict(report)))
+
+    conv = Conversation(agent_name="echo", agent=AGENT, init=init or m.Init(agent_name="echo", init_greeting=False),
+                        services=Services(transcribe, speak), emit=out.emit, report_turn=report_turn, policy=policy,
+                        clock=clock or VirtualClock())
+    return conv, out
+
+
+class TurnItem:
+    type = "turn_report"
+
+    def __init__(self, header):
+        self.header = header
+
+
+async def ask(conv, text="Hi"):
+    """The user types ``text`` and asks for the reply; returns once it is all sent."""
+    await conv.handle(m.Text(text))
+    await conv.handle(m.CreateResponse())
+    await idle(conv)
+
+
+async def idle(conv):
+    """``wait_idle``; on a virtual clock, time jumps from timer to timer meanwhile."""
+    if isinstance(conv.clock, VirtualClock):
+        await conv.clock.run(conv.wait_idle())
+    else:
+        await conv.wait_idle()
+
+
+def statuses(out):
+    return [o.header["status"] for o in out if o.type == "status"]
+
+
+def user_texts(out):
+    return [o.header["content"][0]["text"] for o in out if o.type == "message" and o.header["role"] == "user"]
+
+
+class CheckedAdapter(RealtimeAdapter):
+    """The adapter, with each server event it makes checked against the openai SDK's types of its dialect."""
+
+    def inbound(self, raw: str | bytes) -> Translation:
+        translation = super().inbound(raw)
+        self._check(translation.events)
+        return translation
+
+    def outbound(self, msg: m.ServerMessage) -> list[dict]:
+        return self._check(super().outbound(msg))
+
+    def session_event(self, kind: str = "session.created") -> dict:
+        return self._check([super().session_event(kind)])[0]
+
+    def _check(self, events: list[dict]) -> list[dict]:
+        for event in events:
+            check_server_event(event, self.events.dialect)
+        return events
+
+
+def adapter(dialect="ga", **config) -> RealtimeAdapter:
+    return CheckedAdapter(SessionConfig(model="echo", **config), dialect, PcmResampler(24_000, 16_000),
+                          voices=("joe", "joe_warm"), voice="joe")
+
+
+def send(a: RealtimeAdapter, event_type: str, **fields):
+    return a.inbound(json.dumps({"type": event_type, **fields}))
+
+
+def kinds(events):
+    return [e["type"] for e in events]
