@@ -5,6 +5,7 @@ the MCP SDK, the Conversation and the transports are the real ones."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -18,7 +19,7 @@ from harness.mcp_test_server import McpHttpServer, read_events
 from harness.scripted_llm import API_KEY, ScriptedLlm
 from harness.server import ROOT, TEST_SECRET, Server, start_server
 from harness.speech import speech_pcm16k
-from harness.tool_server import ToolServer
+from harness.tool_server import ToolRequest, ToolServer
 from protocol.client import Received, VoiClient
 from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_MODELS
@@ -162,14 +163,26 @@ async def test_a_slow_tool_gets_a_filler_then_the_answer(caller: VoiClient):
     assert answer.startswith(FILLER) and "slept" in answer, answer
 
 
+async def in_flight(tools: ToolServer, seconds: str) -> ToolRequest:
+    """The /slow request asked to sleep ``seconds``, once the tool server has it (``tool_call`` is sent before
+    the request leaves)."""
+    for _ in range(300):
+        found = [r for r in tools.find("/slow") if r.args.get("seconds") == seconds]
+        if found:
+            return found[-1]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no /slow request for {seconds} s reached the tool server")
+
+
 async def test_an_interrupt_during_a_slow_tool_cancels_it(caller: VoiClient, tools: ToolServer):
     await caller.send({"type": "text", "content": 'call nap with {"seconds": 60}'})
     await caller.send({"type": "create_response"})
     await caller.until(lambda r: r.type == "tool_call", 60)
+    request = await in_flight(tools, "60")
     await caller.send({"type": "interrupt", "speech_id": None, "interrupted_at": None})
     items = await caller.until(ends_response, 30)
     assert items[-1].is_status("response_cancelled"), items[-1].header
-    assert tools.wait_ended("/slow", 15).cancelled
+    assert tools.wait_ended("/slow", 15) is request and request.cancelled
     items = await typed_turn(caller, "Hello again")
     assert "hello again" in reply(items).lower()
 
@@ -181,6 +194,7 @@ async def test_a_barge_in_during_a_slow_tool_cancels_it(tools_server: Server, to
         await client.send({"type": "text", "content": 'call rest with {"seconds": 61}'})
         await client.send({"type": "create_response"})
         await client.until(lambda r: r.type == "tool_call", 60)
+        await in_flight(tools, "61")
         await client.send_audio(speech_pcm16k("Wait, stop, I have another question.") + b"\x00\x00" * 24_000,
                                 realtime=True)
         items = await client.until(ends_response, 60)
