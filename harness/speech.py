@@ -76,3 +76,15 @@ def speech_with_pause(text: str, after_words: int, pause_s: float) -> bytes:
     at = (words[after_words - 1].end + words[after_words].start) / 2
     offset = int(at * INPUT_RATE) * 2
     return pcm[:offset] + b"\x00\x00" * int(INPUT_RATE * pause_s) + pcm[offset:]
+
+
+GREETING_FILE = CACHE.parent / "greeting.wav"  # named by the file_greeter agent of tests/integration/agents.yaml
+GREETING_TEXT = "Welcome to the recorded greeting."
+
+
+def write_greeting_file() -> None:
+    """The server-side greeting recording the test agents name: it must exist before their file is loaded."""
+    from speech.audio import INPUT_RATE, write_wav
+
+    GREETING_FILE.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(GREETING_FILE, speech_pcm16k(GREETING_TEXT), INPUT_RATE)

@@ -7,22 +7,12 @@ import pytest
 from deployments.session import FAULT_INJECTION_ENV
 from harness.scripted_llm import API_KEY, ScriptedLlm
 from harness.server import ROOT, TEST_SECRET, Server, start_server
+from harness.speech import write_greeting_file
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 
 TEST_AGENTS = ROOT / "tests" / "integration" / "agents.yaml"
 TEST_MODELS = ROOT / "tests" / "integration" / "models.yaml"
-GREETING_FILE = ROOT / "tests" / ".cache" / "greeting.wav"  # named by the file_greeter agent
-GREETING_TEXT = "Welcome to the recorded greeting."
-
-
-def write_greeting_file() -> None:
-    """A server-side greeting recording (the test agents name it, so it must exist before the server starts)."""
-    from harness.speech import speech_pcm16k
-    from speech.audio import INPUT_RATE, write_wav
-
-    GREETING_FILE.parent.mkdir(parents=True, exist_ok=True)
-    write_wav(GREETING_FILE, speech_pcm16k(GREETING_TEXT), INPUT_RATE)
 
 
 @pytest.fixture(scope="session")

@@ -287,8 +287,8 @@ async def test_greeting_comes_from_the_cache(connect):
 
 async def test_greeting_from_a_server_file(connect):
     """A {content, file} greeting plays the recording named in the server's agents file (16 kHz WAV -> 24 kHz)."""
+    from harness.speech import GREETING_FILE, GREETING_TEXT
     from speech.audio import read_wav
-    from tests.integration.conftest import GREETING_FILE, GREETING_TEXT
 
     client = await connect()
     await client.init("file_greeter", init_greeting=True)

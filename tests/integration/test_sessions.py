@@ -73,7 +73,7 @@ async def test_a_failing_conversation_ends_alone_on_its_host(ray_cluster, connec
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory, scripted_llm):
     """A server with room for four conversations: two hosts of two, started on demand and retired when idle."""
-    from tests.integration.conftest import write_greeting_file
+    from harness.speech import write_greeting_file
 
     write_greeting_file()
     srv = start_server(tmp_path_factory.mktemp("small") / "serve.log", f"agents={TEST_AGENTS}", f"models={TEST_MODELS}",

@@ -12,6 +12,7 @@ from agents.agent import CONTROL_ENTRY_FIELDS, AgentConfig
 from agents.config import AgentRefused, load_agents_config, resolve_agent
 from agents.control import ControlAgentConfig
 from common.config_errors import ConfigError
+from harness.speech import write_greeting_file
 from speech.models_config import load_models_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +75,7 @@ def test_the_allow_list_is_the_control_agents_own_fields():
 @pytest.mark.parametrize("path", [ROOT / "agents.yaml", ROOT / "tests" / "integration" / "agents.yaml"],
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_shipped_agent_files_load(path, models):
+    write_greeting_file()  # named by a test agent; on a fresh clone no integration test has written it yet
     models_file = path.parent / "models.yaml"
     assert load_agents_config(path, load_models_config(models_file) if models_file.exists() else models).agents
 
