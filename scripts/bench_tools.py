@@ -7,7 +7,8 @@ The real graph (started here) with the scripted OpenAI-compatible LLM and an ins
 loopback. Two agents on the same scripted model: ``plain`` (no tools) and ``tooled`` (one http tool,
 ``weather``). Each turn is typed in chat mode; its end is the ``create_response`` the client sends, and the
 time is measured to the first audio frame of the reply (the client's clock), beside the server's own
-``turn_metrics`` (``tool_ms``: the time the turn waited for its tool). Both replies begin with the same
+``turn_metrics`` (``tool_ms``: the time the turn waited for its tool). Each client hears its reply out
+before its next turn (a turn asked for while a reply plays waits for it: agents/turn_queue.py). Both replies begin with the same
 sentence ("Here is what I found."), so their synthesis costs the same.
 
 The tool turn makes one more LLM round trip than the plain one (the round that asks for the tool); that
@@ -68,6 +69,9 @@ async def one_turn(client: VoiClient, question: str) -> dict[str, Any]:
         if item.type == "audio" and first_audio is None:
             first_audio = item.at
     metrics = items[-1].header
+    audio_s = sum(len(i.payload) for i in items if i.type == "audio") / 48_000  # 24 kHz PCM16
+    if first_audio is not None:  # a listener hears the reply out before typing again: a turn asked for while
+        await asyncio.sleep(max(0.0, first_audio + audio_s - time.monotonic()))  # it plays waits for it (turn_queue)
     return {"first_audio_ms": round((first_audio - sent) * 1000, 1) if first_audio else None,
             "server_v2v_ms": metrics.get("voice_to_voice_ms"), "tool_ms": metrics.get("tool_ms")}
 
