@@ -3,6 +3,7 @@
     serve run serve_app:app                      # 127.0.0.1:8000, agents.yaml + models.yaml
     serve run serve_app:app agents=my_agents.yaml models=my_models.yaml sessions_per_host=32
     python serve_app.py --port 8443 --ssl-certfile cert.pem --ssl-keyfile key.pem   # also TLS (wss://)
+    python serve_app.py --watch-agents           # agents.yaml reloaded when it changes (or on SIGHUP)
 """
 
 from __future__ import annotations
@@ -22,18 +23,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator  # noqa: E402
 from ray import serve  # noqa: E402
 from ray.serve import Application  # noqa: E402
 
-from agents.config import AgentsConfig, load_agents_config  # noqa: E402
+from agents.config import load_agents_config  # noqa: E402
+from agents.greeting import greeting_renders  # noqa: E402
+from agents.live_config import uses_local_llm  # noqa: E402  (it imports llm/, which keeps litellm offline)
 from agents.services import SessionPolicy  # noqa: E402
 from agents.turns import TurnConfig  # noqa: E402
 from common.config_errors import ConfigError  # noqa: E402
 from common.knobs import borrow, values_for  # noqa: E402
 from common.settings import MissingSecretError, load_secrets  # noqa: E402
+from deployments.agent_reload import AgentReloads  # noqa: E402
 from deployments.ingress import INGRESS_REQUEST_HEADROOM, Ingress, IngressOptions  # noqa: E402
 from deployments.placement import HostOptions  # noqa: E402
 from deployments.shutdown import APP_NAME, Stop, shut_down, stop_on_signals  # noqa: E402
 from deployments.synthesizer import Synthesizer  # noqa: E402
 from deployments.transcriber import Batching, Transcriber  # noqa: E402
-from llm.names import LOCAL_PROVIDER  # noqa: E402  (importing llm/ also keeps litellm offline)
 from protocol.limits import AdmissionLimits, ClientLimits  # noqa: E402
 from speech.models_config import load_models_config  # noqa: E402
 
@@ -97,31 +100,6 @@ def ingress_max_ongoing_requests(args: AppArgs) -> int:
     """One open socket is one ongoing request, also before its init; the headroom lets HTTP calls and refusals
     through. A serve config leaves it to this (tests/unit/test_serve_configs.py)."""
     return args.max_sessions_per_ingress + args.max_pending_handshakes + INGRESS_REQUEST_HEADROOM
-
-
-def uses_local_llm(agents: AgentsConfig) -> bool:
-    """The LocalLLM joins the graph only when an agent (or what clients may pick) names a voi-local model."""
-    models = [a.llm_model for a in agents.agents.values()]
-    models += [a.control.model for a in agents.agents.values() if a.control is not None]
-    models += agents.client_agent_config.allowed_llm_models + agents.client_agent_config.invoke_llm_models
-    return any(model.startswith(f"{LOCAL_PROVIDER}/") for model in models)
-
-
-def greeting_renders(agents: AgentsConfig) -> list[dict[str, Any]]:
-    """Every greeting text segment of every agent, for the Synthesizer to render into its cache at start."""
-    from agents.reply_parser import ReplyParser
-
-    renders: list[dict[str, Any]] = []
-    for agent in agents.agents.values():
-        for choice in agent.greetings:
-            if choice.file:
-                continue  # a recording is played, not synthesized
-            for segment in ReplyParser(agent.greeting_tone, plain=True).parse(choice.content):
-                voice = agent.voices.for_role(segment.role)
-                if voice is not None:
-                    renders.append({"text": segment.spoken, "model": voice.model, "voice": voice.voice,
-                                    "tone": segment.tone, "speed": voice.speed})
-    return renders
 
 
 def _absolute(path: str) -> str:
@@ -207,7 +185,7 @@ def build(args: dict[str, Any] | None = None) -> Application:
 
         local_llm = LocalLLM.bind(n_threads=parsed.local_llm_threads)
     ingress = Ingress.options(max_ongoing_requests=ingress_max_ongoing_requests(parsed))
-    return ingress.bind(transcriber.bind(models_path), Synthesizer.bind(models_path, greeting_renders(agents)), local_llm,
+    return ingress.bind(transcriber.bind(models_path), Synthesizer.bind(models_path, greeting_renders(agents.agents)), local_llm,
                         secrets, options)
 
 
@@ -247,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ssl-keyfile", default=os.environ.get("VOI_SSL_KEYFILE"))
     parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="join an existing Ray cluster")
     parser.add_argument("--dashboard", action="store_true", help="start the Ray dashboard (slower start-up)")
+    parser.add_argument("--watch-agents", action="store_true",
+                        help="reload the agents file when it changes (SIGHUP reloads it in any case)")
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("VOI_METRICS_PORT", "0")) or None,
                         help="Prometheus metrics port of this Ray node (default: Ray picks one)")
     parser.add_argument("builder_args", nargs="*", help="key=value arguments of the application builder")
@@ -289,6 +269,8 @@ def serve_until_stopped(ns: argparse.Namespace, application: Application, builde
     http_options: dict[str, Any] = {"host": ns.host, "port": ns.port}
     if ns.ssl_certfile:
         http_options.update(ssl_certfile=_absolute(ns.ssl_certfile), ssl_keyfile=_absolute(ns.ssl_keyfile))
+    agents_path = _absolute(AppArgs.model_validate(builder_args).agents)
+    reloads = AgentReloads(APP_NAME, agents_path, watch=ns.watch_agents)  # SIGHUP is ours from here on
     serve.start(http_options=http_options)
     serve.run(application, name=APP_NAME, route_prefix="/")
     scheme = "https" if ns.ssl_certfile else "http"
@@ -300,8 +282,7 @@ def serve_until_stopped(ns: argparse.Namespace, application: Application, builde
           flush=True)
     print(f"Talk to it: open {playground_url(local_url, secrets.token_secret_key)} (a playground token, valid "
           f"{PLAYGROUND_TOKEN_HOURS:.0f} h)", flush=True)
-    while True:
-        time.sleep(3600)
+    reloads.wait()  # until Stop: reloads the agents file on SIGHUP (or a change, with --watch-agents)
 
 
 if __name__ == "__main__":

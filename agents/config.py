@@ -85,35 +85,42 @@ def _agents_from_directory(directory: Path) -> dict[str, Any]:
 
 def load_agents_config(path: str | Path, models: ModelsConfig) -> AgentsConfig:
     path = Path(path)
-    extra: dict[str, Any] = {}
     if path.is_dir():
-        sourced = _agents_from_directory(path)
-        base_dir = path
-    else:
-        data = read_yaml(path)
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: must be a mapping of agents (or have a top-level 'agents:' mapping)")
-        if isinstance(data.get("agents"), dict):
-            extra = {k: v for k, v in data.items() if k != "agents" and v is not None}
-            data = data["agents"]
-        sourced = {name: (path, entry) for name, entry in data.items()}
-        base_dir = path.parent
+        return _build(_agents_from_directory(path), {}, models, source=path, base_dir=path)
+    return agents_from_mapping(read_yaml(path), models, source=path, base_dir=path.parent)
+
+
+def agents_from_mapping(data: Any, models: ModelsConfig, *, source: str | Path, base_dir: str | Path) -> AgentsConfig:
+    """An agents file's content, already parsed (a file, or the Ingress's ``user_config``): errors name ``source``.
+    Greeting recordings and recording directories are relative to ``base_dir``."""
+    extra: dict[str, Any] = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: must be a mapping of agents (or have a top-level 'agents:' mapping)")
+    if isinstance(data.get("agents"), dict):
+        extra = {k: v for k, v in data.items() if k != "agents" and v is not None}
+        data = data["agents"]
+    sourced = {name: (source, entry) for name, entry in data.items()}
+    return _build(sourced, extra, models, source=source, base_dir=Path(base_dir))
+
+
+def _build(sourced: dict[str, Any], extra: dict[str, Any], models: ModelsConfig, *, source: str | Path,
+           base_dir: Path) -> AgentsConfig:
     if not sourced:
-        raise ConfigError(f"{path}: defines no agents")
+        raise ConfigError(f"{source}: defines no agents")
     raw = {str(name): parse_agent(entry, source=src, name=str(name)) for name, (src, entry) in sourced.items()}
     try:
         settings = _Settings(**extra)
     except ValidationError as exc:
-        raise describe_validation_error(exc, source=path, entry="settings") from None
+        raise describe_validation_error(exc, source=source, entry="settings") from None
     patterns = {**BUILTIN_PATTERNS, **settings.prompt_patterns}
     recording = resolve_recording(RecordingSettings(), settings.recording, base_dir)
     agents: dict[str, Agent] = {}
     for name, config in raw.items():
-        source = sourced[name][0]
-        agents[name] = build_agent(config, patterns=patterns, others=raw, models=models, source=source, name=name,
+        where = sourced[name][0]
+        agents[name] = build_agent(config, patterns=patterns, others=raw, models=models, source=where, name=name,
                                    base_dir=base_dir, recording=recording)
-        probe_mcp_servers(agents[name].tools.mcp, f"{source}: agent '{name}'")  # a stdio server must start here
-    return AgentsConfig(agents, patterns, settings.client_agent_config, str(path), str(base_dir), recording)
+        probe_mcp_servers(agents[name].tools.mcp, f"{where}: agent '{name}'")  # a stdio server must start here
+    return AgentsConfig(agents, patterns, settings.client_agent_config, str(source), str(base_dir), recording)
 
 
 class AgentRefused(CodedError):

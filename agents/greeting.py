@@ -8,8 +8,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from agents.agent import GreetingChoice
+from agents.agent import Agent, GreetingChoice
 from agents.history import History
 from agents.reply_parser import ReplyParser, Segment
 from agents.services import Emit
@@ -45,3 +46,19 @@ async def speak_greeting(greeting: Greeting, history: History, speaker: Speaker,
     for segment in greeting.segments:
         speech.segments.put_nowait(segment)
     speech.segments.put_nowait(None)
+
+
+def greeting_renders(agents: dict[str, Agent]) -> list[dict[str, Any]]:
+    """Every greeting text segment of ``agents``, for the Synthesizer to render into its cache (at start, and
+    for the agents an update adds or changes)."""
+    renders: list[dict[str, Any]] = []
+    for agent in agents.values():
+        for choice in agent.greetings:
+            if choice.file:
+                continue  # a recording is played, not synthesized
+            for segment in ReplyParser(agent.greeting_tone, plain=True).parse(choice.content):
+                voice = agent.voices.for_role(segment.role)
+                if voice is not None:
+                    renders.append({"text": segment.spoken, "model": voice.model, "voice": voice.voice,
+                                    "tone": segment.tone, "speed": voice.speed})
+    return renders

@@ -23,9 +23,10 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from agents.agent import Agent
-from agents.config import load_agents_config, resolve_agent
+from agents.config import AgentsConfig, resolve_agent
 from common.log_text import has_control_characters, printable
 from common.settings import Secrets
+from deployments.agent_updates import AgentUpdates
 from deployments.connection import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, Connection, IngressOptions
 from deployments.host_pool import HostPool
 from deployments.metrics import VoiMetrics
@@ -68,9 +69,8 @@ class Ingress:
         self.secrets = secrets
         self.local_llm = local_llm
         self.models = load_models_config(options.models_path)
-        self.agents = load_agents_config(options.agents_path, self.models)
-        invoke_models = tuple(self.agents.client_agent_config.invoke_llm_models)
-        self.options = replace(options, policy=replace(options.policy, invoke_llm_models=invoke_models))
+        self.agent_updates = AgentUpdates(options.agents_path, self.models, synthesizer, local_llm is not None)
+        self._options = options
         llm_settings = LlmSettings(api_base=secrets.llm_api_base, api_key=secrets.llm_api_key)
         self.hosts = HostPool(options.hosts, transcriber, synthesizer, local_llm, llm_settings)
         self.metrics = VoiMetrics()
@@ -84,6 +84,24 @@ class Ingress:
             self.hosts.start()
         except RuntimeError:  # no loop in this constructor: the first connection starts the hosts
             pass
+
+    @property
+    def agents(self) -> AgentsConfig:
+        """The agents new sessions get (live conversations keep the one they started with)."""
+        return self.agent_updates.agents
+
+    @property
+    def options(self) -> IngressOptions:
+        invoke_models = tuple(self.agents.client_agent_config.invoke_llm_models)
+        return replace(self._options, policy=replace(self._options.policy, invoke_llm_models=invoke_models))
+
+    def reconfigure(self, user_config: dict[str, Any] | None) -> None:
+        """Agents updated in place by ``serve deploy`` (deployments/agent_updates.py)."""
+        self.agent_updates.reconfigure(user_config)
+
+    async def reload_agents(self) -> dict[str, Any]:
+        """``python serve_app.py`` reloads the agents file (SIGHUP, ``--watch-agents``)."""
+        return self.agent_updates.reload_file()
 
     def _find_agent(self, init: m.Init) -> tuple[Agent, str | None]:
         """The agent a session runs (AgentRefused when the policy says no); a server agent's greeting
@@ -129,7 +147,7 @@ class Ingress:
         """For operators (``Authorization: Bearer API_KEY``): this replica's hosts and their conversations."""
         check_bearer(authorization, self.secrets.api_key)
         return {"open_sessions": self.open_sessions, "max_sessions": self.options.max_sessions,
-                "pending_handshakes": self.admission.pending,
+                "pending_handshakes": self.admission.pending, "agents": self.agent_updates.live.status(),
                 **self.hosts.describe(), "conversations": await self.hosts.conversations()}
 
     @api.get("/openapi.json", include_in_schema=False)

@@ -23,6 +23,7 @@ generator is closed right after it, so nothing more is synthesized (XTTS: no fur
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +65,18 @@ class Synthesizer:
                                       float(item.get("speed", 1.0)))
         except ValueError as exc:
             raise ConfigError(f"prerender item {index} ({item['text'][:40]!r}): {exc}") from None
+
+    async def prerender(self, items: list[dict[str, Any]]) -> int:
+        """Render greetings into the cache (an agents update added or changed them), in the worker pool; a bad
+        item is logged and skipped, the rest are rendered. Returns how many were rendered."""
+        done = 0
+        for index, item in enumerate(items):
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._pool, self._prerender, index, item)
+                done += 1
+            except ConfigError as exc:
+                log.warning("greeting not rendered: %s", exc)
+        return done
 
     async def synthesize(
         self,
