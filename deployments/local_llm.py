@@ -27,8 +27,9 @@ from typing import Any
 
 from ray import serve
 
+from common.health import HealthProbe
 from common.threads import iterate_in_thread
-from llm.local_model import LocalChatModel, chat_arguments
+from llm.local_model import PROBE_REQUEST, LocalChatModel, chat_arguments, check_probe_answer
 
 log = logging.getLogger("ray.serve")
 
@@ -47,6 +48,7 @@ class LocalLLM:
         self.model.complete({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="llama")
         self._lock = asyncio.Lock()
+        self.health = HealthProbe("LocalLLM", self._probe)
         log.info("LocalLLM ready: %s, %d/%d threads (decode/prompt), loaded in %.2f s, warmed up in %.2f s",
                  self.model.path.name, self.model.n_threads, self.model.n_threads_batch, loaded - started,
                  time.perf_counter() - loaded)
@@ -59,7 +61,16 @@ class LocalLLM:
         # (no await between acquiring it and iterating: iterate_in_thread releases it only once started).
         async with aclosing(iterate_in_thread(chunks, self._pool, on_finished=self._lock.release)) as pieces:
             async for chunk in pieces:
+                self.health.served()
                 yield chunk
+
+    async def check_health(self) -> None:
+        """llama.cpp made a token lately or answers a one-token probe now (common/health.py). A probe waits its turn
+        behind the generations queued before it: a replica busy generating is serving, so it passes on its tokens."""
+        await self.health.check()
+
+    async def _probe(self) -> None:
+        check_probe_answer(await self.complete(dict(PROBE_REQUEST)))
 
     async def complete(self, request: dict) -> dict:
         """A whole ``chat.completion`` for ``request``; a bad request raises ValueError."""
@@ -71,7 +82,9 @@ class LocalLLM:
             self._lock.release()
             raise
         # Shielded: a cancelled caller must not make the lock look free while llama.cpp still runs.
-        return await asyncio.shield(done)
+        answer = await asyncio.shield(done)
+        self.health.served()
+        return answer
 
     def _run_then_release(self, work: Callable[[], Any]) -> asyncio.Future:
         """Start ``work`` in the llama thread; the lock (held by the caller) is released when it has finished."""

@@ -34,8 +34,10 @@ from typing import Any
 from ray import serve
 
 from common.config_errors import ConfigError
+from common.health import HealthProbe
 from common.threads import iterate_in_thread
 from speech.models_config import load_models_config
+from speech.probes import probe_synthesizer
 from speech.synthesis import SpeechEngine
 
 log = logging.getLogger("ray.serve")
@@ -52,6 +54,8 @@ class Synthesizer:
         self._pool = ThreadPoolExecutor(models.synthesizer.worker_threads, thread_name_prefix="tts")
         for index, item in enumerate(prerender or []):
             self._prerender(index, item)
+        self.health = HealthProbe("Synthesizer", lambda: asyncio.get_running_loop().run_in_executor(
+            self._pool, probe_synthesizer, self.engine))
         log.info("Synthesizer ready: %s; cache %s", {m: self.engine.voices(m) for m in self.engine.models()},
                  self.engine.cache.stats() if self.engine.cache else None)
 
@@ -98,7 +102,12 @@ class Synthesizer:
         # Chunk by chunk in the pool; cancelled, the chunk under way finishes and the generator is closed after it.
         async with aclosing(iterate_in_thread(chunks, self._pool)) as pieces:
             async for chunk in pieces:
+                self.health.served()
                 yield chunk
+
+    async def check_health(self) -> None:
+        """The TTS models spoke lately or speak a probe now (common/health.py); Serve replaces the replica if not."""
+        await self.health.check()
 
     def cache_stats(self) -> dict:
         """Cache hits/misses/writes and stream counters of this replica."""

@@ -22,8 +22,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from common.health import HealthProbe
 from speech.audio import pcm16_to_float
 from speech.models_config import load_models_config, resolve_files
+from speech.probes import probe_transcriber
 from speech.stt import MAX_WINDOW_SECONDS, Transcript, load_stt_backend
 from speech.turn_model import SmartTurn, TurnModelMissing
 
@@ -54,7 +56,12 @@ class Transcriber:
             self.turn_model.predict(np.zeros(16_000, dtype=np.float32))  # warm-up
         except TurnModelMissing as exc:
             log.warning("%s", exc)
+        self.health = HealthProbe("Transcriber", lambda: asyncio.to_thread(probe_transcriber, self.backend))
         log.info("Transcriber ready: %s on %s", models.stt.default, self.backend.device)
+
+    async def check_health(self) -> None:
+        """Whisper answered a request or a probe lately (common/health.py); Serve replaces the replica if not."""
+        await self.health.check()
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         batching = Batching.model_validate(config or {})
@@ -64,8 +71,11 @@ class Transcriber:
     async def transcribe(self, pcm16: bytes, prompt: str | None = None) -> Transcript:
         audio = pcm16_to_float(pcm16)
         if len(audio) > MAX_WINDOW_SECONDS * 16_000:
-            return await asyncio.to_thread(self.backend.transcribe, audio, prompt)
-        return await self._window_batch((audio, prompt))
+            result = await asyncio.to_thread(self.backend.transcribe, audio, prompt)
+        else:
+            result = await self._window_batch((audio, prompt))
+        self.health.served()
+        return result
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.002)
     async def _window_batch(self, items: list[tuple[np.ndarray, str | None]]) -> list[Transcript]:

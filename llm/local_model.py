@@ -231,3 +231,13 @@ def _text(field: str, content: Any, role: str) -> str:
         elif kind not in _IMAGE_PARTS:
             raise ValueError(f"{field}[{j}]: must be a text or image part, got {part!r:.80}")
     return "\n".join(texts)
+
+
+PROBE_REQUEST = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}  # the health probe's request
+
+
+def check_probe_answer(answer: dict) -> None:
+    """The health probe's answer is a chat completion with a choice (common/health.py runs the probe)."""
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    if not choices or "message" not in choices[0]:
+        raise RuntimeError(f"the local model answered no chat completion: {str(answer)[:120]}")
