@@ -63,6 +63,8 @@ class AppArgs(BaseModel):
     session_host_idle_s: float = borrow(HostOptions, "retire_idle_s", ge=0)
     session_host_num_cpus: float = borrow(HostOptions, "num_cpus", ge=0)
     session_host_resources: dict[str, float] = borrow(HostOptions, "resources")
+    session_host_ping_timeout_s: float = borrow(HostOptions, "ping_timeout_s", gt=0)
+    session_host_ping_misses: int = borrow(HostOptions, "ping_misses", ge=1)
     # The Ingress (deployments/connection.py) and what one client may send and hold (protocol/limits.py)
     max_sessions_per_ingress: int = borrow(IngressOptions, "max_sessions", ge=1)
     init_timeout_s: float = borrow(IngressOptions, "init_timeout_s", gt=0)

@@ -24,13 +24,15 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from deployments.placement import HostOptions, HostPlacement, StartBackoff, node_for_next_host
+from common.health import Unhealthy
+from deployments.placement import HostOptions, HostPlacement, HostWatch, StartBackoff, node_for_next_host
 from deployments.session import SessionHost
 
 log = logging.getLogger("ray.serve")
 
 MAINTAIN_EVERY_S = 5.0
 HOST_START_TIMEOUT_S = 300.0  # a first start on a loaded node (imports, LiteLLM warm-up) is slow, never this slow
+UNREACHABLE_S = 2 * HOST_START_TIMEOUT_S  # no host answered for this long while hosts are wanted: the replica is unhealthy
 
 
 def _one_line(exc: BaseException) -> str:
@@ -65,6 +67,7 @@ class HostPool:
         self._backoff = StartBackoff()
         self._retry: asyncio.TimerHandle | None = None
         self.nodes: dict[str, str] = {}  # host id -> Ray node id (for operators and the cluster test)
+        self.watch = HostWatch(options.ping_misses, UNREACHABLE_S, time.monotonic())
 
     def start(self) -> None:
         """Start the minimum of hosts and the loop that keeps the headroom and retires idle hosts."""
@@ -112,6 +115,7 @@ class HostPool:
             self._start_failed(host_id, exc, time.monotonic() - started)
             return
         self._backoff.succeeded()
+        self.watch.answered(host_id, time.monotonic())
         self.nodes[host_id] = str(where.get("node_id", ""))
         self.placement.ready(host_id, time.monotonic())
         log.info("session host %s ready in %.1f s (pid %s, node %s, asked for %s, %d hosts)", host_id,
@@ -136,6 +140,7 @@ class HostPool:
 
     def _forget(self, host_id: str) -> None:
         self.placement.remove(host_id)
+        self.watch.forget(host_id)
         self.nodes.pop(host_id, None)
         actor = self._actors.pop(host_id, None)
         if actor is not None:
@@ -188,17 +193,33 @@ class HostPool:
                 log.exception("session host upkeep failed")
 
     async def _check_alive(self) -> None:
-        """A host with no conversation can die unnoticed (nothing streams from it): ask each empty one."""
-        for host_id, state in list(self.placement.hosts.items()):
-            if not state.ready or state.sessions:
-                continue
-            try:
-                await asyncio.wait_for(self._actors[host_id].describe.remote(), 10)
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, KeyError):
-                log.warning("idle session host %s is gone", host_id)
+        """Ping every ready host at once (deployments/placement.py HostWatch): a dead one is forgotten, a hung one
+        (no answer ``ping_misses`` times in a row) is killed, so its callers are told ``session_lost``."""
+        ids = [h.host_id for h in self.placement.hosts.values() if h.ready and h.host_id in self._actors]
+        answers = await asyncio.gather(*(asyncio.wait_for(self._actors[i].ping.remote(), self.options.ping_timeout_s)
+                                         for i in ids), return_exceptions=True)
+        for host_id, answer in zip(ids, answers):
+            if host_id not in self._actors:
+                continue  # forgotten meanwhile (a caller saw it die)
+            if not isinstance(answer, BaseException):
+                self.watch.answered(host_id, time.monotonic())
+            elif isinstance(answer, TimeoutError):
+                if self.watch.missed_ping(host_id):
+                    state = self.placement.hosts.get(host_id)
+                    log.error("session host %s did not answer %d pings in a row (%.0f s each): it hangs; replacing it, "
+                              "its %d conversations are told session_lost", host_id, self.options.ping_misses,
+                              self.options.ping_timeout_s, state.sessions if state else 0)
+                    self._forget(host_id)
+            elif isinstance(answer, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)):
+                log.warning("session host %s is gone", host_id)
                 self._forget(host_id)
-            except TimeoutError:
-                pass
+
+    def check_reachable(self) -> None:
+        """The Ingress's health: raise Unhealthy when hosts are wanted and none has answered for UNREACHABLE_S."""
+        wanted = self.options.min_hosts > 0 or self.placement.sessions > 0
+        if self.watch.unreachable(wanted, time.monotonic()):
+            raise Unhealthy(f"Ingress: no session host has answered for {UNREACHABLE_S:.0f} s "
+                            f"({len(self.placement.hosts)} registered, {self._backoff.failures} failed starts in a row)")
 
     async def conversations(self) -> dict[str, Any]:
         """Each ready host's own view: pid, node and its conversations (agent, mode, messages, queued)."""

@@ -114,6 +114,7 @@ class Ingress:
         run without a loop), so the first caller finds a warm host. Async on purpose: Serve runs a sync
         check_health in a worker thread, and the host pool lives on the replica's loop (deployments/host_pool.py)."""
         self.hosts.start()
+        self.hosts.check_reachable()  # fails when no session host has answered for long (deployments/placement.py)
 
     @api.get("/")
     async def root(self, accept: str | None = Header(default=None)) -> Any:

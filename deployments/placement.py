@@ -23,12 +23,16 @@ class HostOptions:
     num_cpus: float = 0.0  # Ray CPUs reserved per host (conversations mostly wait on the model deployments)
     resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources: which nodes may run hosts
     inbox_size: int = 256  # client messages queued per conversation before the client is told it floods
+    ping_timeout_s: float = 10.0  # a ready host that does not answer a ping in this time missed it
+    ping_misses: int = 2  # pings missed in a row (one per upkeep round, 5 s) before a hung host is replaced
 
     def __post_init__(self) -> None:
         if self.sessions_per_host < 1 or self.min_hosts < 0 or self.max_hosts < max(1, self.min_hosts):
             raise ValueError("session hosts: need sessions_per_host >= 1 and max_hosts >= max(1, min_hosts)")
         if self.free_slots < 0 or self.retire_idle_s < 0 or self.num_cpus < 0 or self.inbox_size < 1:
             raise ValueError("session hosts: free_slots, retire_idle_s and num_cpus must be >= 0, inbox_size >= 1")
+        if self.ping_timeout_s <= 0 or self.ping_misses < 1:
+            raise ValueError("session hosts: need ping_timeout_s > 0 and ping_misses >= 1")
 
     @property
     def capacity(self) -> int:
@@ -160,3 +164,34 @@ def node_for_next_host(nodes: dict[str, dict[str, float]], options: HostOptions,
     if not fitting:
         return None
     return min(fitting, key=lambda node: (hosts_on.get(node, 0), node))
+
+
+class HostWatch:
+    """Which ready hosts stopped answering. Every upkeep round pings each ready host (with or without
+    conversations): a host whose event loop hangs (a blocking call, a deadlock) would otherwise hold its callers
+    in silence forever. ``misses`` pings missed in a row mark it hung: the pool kills it, which ends its
+    conversations' streams, so each caller is told ``session_lost``, and starts another.
+
+    It also says when this Ingress replica cannot reach any host: hosts are wanted and none has answered (a
+    ping, or ``ready``) for ``unreachable_s``; its health check then fails and Serve replaces the replica."""
+
+    def __init__(self, misses: int, unreachable_s: float, now: float) -> None:
+        self.misses = misses
+        self.unreachable_s = unreachable_s
+        self.missed: dict[str, int] = {}
+        self.last_answer = now  # the start counts: a new replica has had no chance to reach a host yet
+
+    def answered(self, host_id: str, now: float) -> None:
+        self.missed.pop(host_id, None)
+        self.last_answer = now
+
+    def missed_ping(self, host_id: str) -> bool:
+        """Count a missed ping; True when the host is to be replaced as hung."""
+        self.missed[host_id] = self.missed.get(host_id, 0) + 1
+        return self.missed[host_id] >= self.misses
+
+    def forget(self, host_id: str) -> None:
+        self.missed.pop(host_id, None)
+
+    def unreachable(self, hosts_wanted: bool, now: float) -> bool:
+        return hosts_wanted and now - self.last_answer > self.unreachable_s

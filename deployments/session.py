@@ -125,6 +125,7 @@ class _Ended:
 _END = _Ended()
 FAULT_INJECTION_ENV = "VOI_FAULT_INJECTION"  # "1": a typed text FAULT_TEXT makes the handler raise (fault tests)
 FAULT_TEXT = "__voi_raise__"
+FAULT_HANG_TEXT = "__voi_hang__"  # with VOI_FAULT_INJECTION=1: the host's event loop blocks (a hung host)
 FAULT_HOST_START_ENV = "VOI_FAULT_HOST_START"  # a file path: a host starting while the file exists dies (fault tests)
 
 
@@ -178,6 +179,9 @@ class SessionHost:
         """Called once after start: LiteLLM's first-call cost is paid here, not by a caller's turn."""
         await warm_up_litellm(self._llm)
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
+
+    async def ping(self) -> None:
+        """Answered on the host's event loop: no answer in time means the loop hangs (deployments/host_pool.py)."""
 
     def describe(self) -> dict[str, object]:
         """What this host serves, per conversation (for operators and fault tests)."""
@@ -269,6 +273,8 @@ class SessionHost:
             while (msg := await hosted.inbox.get()) is not None:
                 if self._fault_injection and isinstance(msg, m.Text) and msg.content == FAULT_TEXT:
                     raise RuntimeError("fault injected by the client (VOI_FAULT_INJECTION=1)")
+                if self._fault_injection and isinstance(msg, m.Text) and msg.content == FAULT_HANG_TEXT:
+                    time.sleep(3600)  # blocks the loop, as a model call made on it by mistake would
                 await conversation.handle(msg)
         except asyncio.CancelledError:
             pass

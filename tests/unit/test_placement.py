@@ -1,11 +1,11 @@
 """The session-host policy: warm minimum, headroom, least loaded first, refusal when full, idle retirement,
-the backoff between failed host starts."""
+the backoff between failed host starts, and the watch that finds hung hosts."""
 
 from __future__ import annotations
 
 import pytest
 
-from deployments.placement import HostOptions, HostPlacement, StartBackoff, node_for_next_host
+from deployments.placement import HostOptions, HostPlacement, HostWatch, StartBackoff, node_for_next_host
 
 
 def ready_pool(options: HostOptions, *ids: str) -> HostPlacement:
@@ -139,3 +139,29 @@ def test_the_backoff_survives_a_very_long_outage():
     backoff = StartBackoff(first_s=1.0, max_s=60.0)
     for i in range(5000):
         assert backoff.failed(now=float(i * 60)) <= 60.0
+
+
+def test_a_host_that_misses_pings_in_a_row_is_hung_and_an_answer_forgives():
+    watch = HostWatch(misses=2, unreachable_s=600, now=0.0)
+    assert not watch.missed_ping("a")
+    watch.answered("a", 5.0)  # a slow answer in between: the count starts again
+    assert not watch.missed_ping("a")
+    assert watch.missed_ping("a")  # two in a row
+    watch.forget("a")
+    assert not watch.missed_ping("a")
+
+
+def test_the_replica_is_unreachable_only_when_hosts_are_wanted_and_none_answered_for_long():
+    watch = HostWatch(misses=2, unreachable_s=600, now=0.0)
+    assert not watch.unreachable(True, 599.0)  # a new replica has its start-up time
+    assert watch.unreachable(True, 601.0)
+    assert not watch.unreachable(False, 601.0)  # no host wanted (min_session_hosts=0, no calls): nothing to reach
+    watch.answered("b", 601.0)
+    assert not watch.unreachable(True, 1000.0) and watch.unreachable(True, 1202.0)
+
+
+def test_ping_settings_are_checked():
+    with pytest.raises(ValueError, match="ping"):
+        HostOptions(ping_misses=0)
+    with pytest.raises(ValueError, match="ping"):
+        HostOptions(ping_timeout_s=0)
