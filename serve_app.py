@@ -70,6 +70,7 @@ class AppArgs(BaseModel):
     init_timeout_s: float = borrow(IngressOptions, "init_timeout_s", gt=0)
     max_token_days: float = borrow(IngressOptions, "max_token_days", gt=0)
     openapi: bool = borrow(IngressOptions, "openapi")
+    drain_grace_s: float = borrow(IngressOptions, "drain_grace_s", gt=0)
     max_pending_handshakes: int = borrow(AdmissionLimits, "max_pending", ge=1)
     max_sessions_per_app: int = borrow(AdmissionLimits, "max_sessions_per_app", ge=1)
     max_text_chars: int = borrow(ClientLimits, "max_text_chars", ge=1)

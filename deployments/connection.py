@@ -62,6 +62,7 @@ class IngressOptions:
     admission: AdmissionLimits = AdmissionLimits()
     max_token_days: float = 30.0  # tokens that live longer than this are refused
     openapi: bool = False  # serve /openapi.json
+    drain_grace_s: float = 60.0  # a drained replica's calls go on this long after they are told, then close 1001
 
 
 class _SessionClosed(Exception):
@@ -110,8 +111,18 @@ class Connection:
     async def going_away(self) -> None:
         """The server is stopping: one ``error`` (``server_shutdown``), then close 1001. The client learns why and
         that it may reconnect to the next server, instead of a dropped connection (1006) when Ray goes down."""
+        await self.tell_draining("the server is shutting down; please reconnect in a moment")
+        await self.close_going_away()
+
+    async def tell_draining(self, text: str) -> None:
+        """The ``server_shutdown`` error; a drained replica's call goes on after it (deployments/drain.py)."""
         try:
-            await self.send(ev.Error("the server is shutting down; please reconnect in a moment", "server_shutdown"))
+            await self.send(ev.Error(text, "server_shutdown"))
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+
+    async def close_going_away(self) -> None:
+        try:
             async with self._send_lock:  # no frame of the host -> client pump after the close frame
                 await self.close(CLOSE_GOING_AWAY)
         except (WebSocketDisconnect, RuntimeError):

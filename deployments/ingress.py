@@ -28,6 +28,7 @@ from common.log_text import has_control_characters, printable
 from common.settings import Secrets
 from deployments.agent_updates import AgentUpdates
 from deployments.connection import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, Connection, IngressOptions
+from deployments.drain import drain, watch_for_drain
 from deployments.host_pool import HostPool
 from deployments.metrics import VoiMetrics
 from deployments.openai_http import (
@@ -79,6 +80,7 @@ class Ingress:
         self.stopping = False  # going_away was called: new sockets are refused the same way
         self.admission = Admission(options.admission)
         self.static_files = load_static_files()
+        self._drain_watch: asyncio.Task[None] | None = None  # started on the replica's loop (check_health)
         try:
             asyncio.get_running_loop()
             self.hosts.start()
@@ -114,7 +116,16 @@ class Ingress:
         run without a loop), so the first caller finds a warm host. Async on purpose: Serve runs a sync
         check_health in a worker thread, and the host pool lives on the replica's loop (deployments/host_pool.py)."""
         self.hosts.start()
+        if self._drain_watch is None:
+            self._drain_watch = asyncio.get_running_loop().create_task(watch_for_drain(self._drain))
         self.hosts.check_reachable()  # fails when no session host has answered for long (deployments/placement.py)
+
+    async def _drain(self) -> None:
+        """Serve is stopping this replica (rolling update, downscale): callers told, then closed after the grace."""
+        self.stopping = True  # a socket that still arrives is refused as at SIGTERM
+        told, closed = await drain(self.connections, self._options.drain_grace_s)
+        log.info("drained: %d sockets told (server_shutdown), %d closed (1001) after %.0f s", told, closed,
+                 self._options.drain_grace_s)
 
     @api.get("/")
     async def root(self, accept: str | None = Header(default=None)) -> Any:

@@ -1,8 +1,10 @@
-"""Running it as a service (issue 24): a session host that dies while it starts is replaced, and SIGTERM to
-``python serve_app.py`` stops the whole server.
+"""Running it as a service (issue 24): a session host that dies while it starts is replaced, agents are updated
+live (and a bad update refused) while calls go on, a hung session host is replaced and its callers told, and
+SIGTERM to ``python serve_app.py`` stops the whole server.
 
-One graph for the module (an echo agent only: no LocalLLM), started with the host-start fault switch
-(VOI_FAULT_HOST_START); the last test stops it with SIGTERM.
+One graph for the module (echo agents only: no LocalLLM), started with the host-start fault switch
+(VOI_FAULT_HOST_START), the conversation fault switch (VOI_FAULT_INJECTION) and quick host pings; the last test
+stops it with SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deployments.session import FAULT_HOST_START_ENV
+from deployments.session import FAULT_HANG_TEXT, FAULT_HOST_START_ENV, FAULT_INJECTION_ENV
 from harness.server import TEST_API_KEY, TEST_SECRET, Server, start_server
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_MODELS
-from tests.integration.helpers import expect_refused, named_actors, start_session
+from tests.integration.helpers import ends_response, expect_refused, named_actors, start_session, text_of
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
@@ -41,8 +43,10 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> tuple[Server, Path]:
     agents = folder / "agents.yaml"
     agents.write_text(AGENTS)
     fault = folder / "host_start_fault"  # written by a test: the next host to start takes it and is killed
+    # Pings of 4 s, two missed in a row: a hung host is found within about 20 s (generous on 2 shared cores).
     server = start_server(folder / "serve.log", f"agents={agents}", f"models={TEST_MODELS}", "min_session_hosts=1",
-                          env_extra={FAULT_HOST_START_ENV: str(fault)})
+                          "session_host_ping_timeout_s=4", "session_host_ping_misses=2",
+                          env_extra={FAULT_HOST_START_ENV: str(fault), FAULT_INJECTION_ENV: "1"})
     yield server, fault
     server.stop()
 
@@ -124,6 +128,100 @@ async def test_a_host_killed_while_it_starts_is_replaced_for_the_waiting_caller(
     assert len(failures) == 1 and "ActorDiedError" in failures[0], failures  # one clear line per failed start
     view = sessions(server)
     assert view["ready_hosts"] >= 1 and all(h["ready"] for h in view["hosts"].values()), view
+
+
+async def echo_turn(client: VoiClient, text: str) -> str:
+    """One typed turn; the reply's text (the echo agent says what it was told)."""
+    await client.send({"type": "text", "content": text})
+    await client.send({"type": "create_response"})
+    items = await client.until(ends_response, 60)
+    assert items[-1].is_status("response_done"), [i.header for i in items if i.type != "audio"]
+    return text_of([i for i in items if i.type == "message" and i.header["role"] == "assistant"][-1])
+
+
+async def reload_agents(server: Server, agents_file: Path, text: str) -> str:
+    """Rewrite the agents file, SIGHUP the server, and return its one line about the reload."""
+    before = server.log_path.read_text(errors="replace").count("voi: agents re")
+    agents_file.write_text(text)
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lines = [line for line in server.log_path.read_text(errors="replace").splitlines() if "voi: agents re" in line]
+        if len(lines) > before:
+            return lines[before]
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no reload line after SIGHUP:\n{server.log_tail()}")
+
+
+async def test_agents_updated_live_while_a_call_goes_on(service):
+    """A new agent is usable by a new caller while a call started before goes on with its agent; then an update
+    with a bad field is refused, naming it, and the server keeps serving what it had."""
+    server, fault = service
+    agents_file = fault.parent / "agents.yaml"
+    old = await VoiClient.connect(server.ws_url, issue_token(TEST_SECRET, "service"))
+    try:
+        await start_session(old)
+        assert "one two" in (await echo_turn(old, "One two.")).lower()
+        line = await reload_agents(server, agents_file, AGENTS + """
+  second:
+    llm_model: echo
+    voices:
+      character: {model: piper-joe, voice: joe}
+    greetings:
+      choices: ["Second agent here."]
+""")
+        assert "agents reloaded" in line and "added second" in line, line
+        new = await VoiClient.connect(server.ws_url, issue_token(TEST_SECRET, "service"))
+        await start_session(new, "second", greeting=True)
+        got = await new.until(lambda r: r.type == "audio", 60)  # the new agent's greeting, spoken
+        greeting = [i for i in got if i.type == "message" and i.header["role"] == "assistant"]
+        assert greeting and "Second agent here" in text_of(greeting[0]), [i.header for i in got if i.type != "audio"]
+        assert "three four" in (await echo_turn(new, "Three four.")).lower()
+        assert "five six" in (await echo_turn(old, "Five six.")).lower()  # the old call talks on
+
+        view = sessions(server)["agents"]
+        line = await reload_agents(server, agents_file, AGENTS.replace("voice: joe}", "voice: joe, speed: -1}"))
+        assert "agents reload refused" in line and "agent 'stt_test'" in line and "voices.character.speed" in line, line
+        assert f"still serving version {view['version']}" in line, (line, view)
+        after = sessions(server)["agents"]
+        assert after["version"] == view["version"] and after["agents"] == ["second", "stt_test"], after
+        assert "voices.character.speed" in after["refused"], after
+        assert "seven eight" in (await echo_turn(new, "Seven eight.")).lower()  # both calls go on
+        assert "nine ten" in (await echo_turn(old, "Nine ten.")).lower()
+        third = await VoiClient.connect(server.ws_url, issue_token(TEST_SECRET, "service"))
+        await start_session(third, "second")  # new callers still get the agents in force
+        await third.close()
+        await new.close()
+    finally:
+        await old.close()
+        agents_file.write_text(AGENTS)
+
+
+async def test_a_hung_host_is_replaced_and_its_caller_told(service):
+    server, _ = service
+    client = await VoiClient.connect(server.ws_url, issue_token(TEST_SECRET, "service"))
+    await start_session(client)
+    [hung] = [host_id for host_id, view in sessions(server)["conversations"].items() if view.get("sessions")]
+    started = time.monotonic()
+    await client.send({"type": "text", "content": FAULT_HANG_TEXT})  # its host's event loop blocks
+    await asyncio.wait_for(expect_refused(client, "session_lost", 1011), 90)
+    told_after = time.monotonic() - started
+    assert told_after < 60, told_after  # pings of 4 s, two missed: about 10 to 20 s
+    deadline = time.monotonic() + 30  # the replica's log reaches the driver's a little later
+    while "did not answer 2 pings in a row" not in server.log_path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, server.log_tail()
+        await asyncio.sleep(0.5)
+    deadline = time.monotonic() + 120  # a replacement starts and serves the next caller
+    while time.monotonic() < deadline:
+        view = sessions(server)
+        if hung not in view["hosts"] and view["ready_hosts"] >= 1:
+            break
+        await asyncio.sleep(0.5)
+    assert hung not in view["hosts"] and view["ready_hosts"] >= 1, view
+    after = await VoiClient.connect(server.ws_url, issue_token(TEST_SECRET, "service"))
+    await start_session(after)
+    assert "still here" in (await echo_turn(after, "Still here.")).lower()
+    await after.close()
 
 
 async def test_sigterm_stops_the_whole_server(service):

@@ -4,6 +4,7 @@ its derived numbers follow their formulas, and what it asks for fits the machine
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from common.config_errors import ConfigError
+from deployments.drain import DRAIN_POLL_S
 from deployments.ingress import Ingress
 from deployments.local_llm import LocalLLM
 from deployments.synthesizer import Synthesizer
@@ -59,7 +61,17 @@ def asked(path: Path) -> dict[str, float]:
         total["cpus"] += max_replicas(name, deployments) * options.get("num_cpus", 1)
         total["gpus"] += max_replicas(name, deployments) * options.get("num_gpus", 0)
     total["cpus"] += max_replicas("Ingress", deployments) * args.max_session_hosts * args.session_host_num_cpus
+    # During a rolling update the Ingress's surge replicas (and their hosts) run beside the old ones.
+    ingress = actor_options("Ingress", deployments)
+    surge = surge_replicas("Ingress", deployments)
+    total["cpus"] += surge * (ingress.get("num_cpus", 1) + args.max_session_hosts * args.session_host_num_cpus)
+    total["gpus"] += surge * ingress.get("num_gpus", 0)
     return total
+
+
+def surge_replicas(name: str, deployments: dict[str, dict]) -> int:
+    """Extra replicas a rolling update starts before it stops old ones (Ray Serve rounds up)."""
+    return math.ceil(max_replicas(name, deployments) * deployments.get(name, {}).get("max_surge_percent", 0) / 100)
 
 
 def test_there_are_profiles():
@@ -110,7 +122,8 @@ def test_each_setting_has_one_home_in_the_profile(path):
     assert not same, f"{path.name}: args equal to their defaults (serve_app.py has them): {same}"
     for name, entry in deployments.items():
         assert name in CODE, f"{path.name}: no deployment {name!r}"
-        assert "user_config" not in entry, f"{path.name}: {name}: user_config comes from the builder's args"
+        if name != "Ingress":  # the Ingress's user_config is the agents (docs/deploying.md#updating-agents-live)
+            assert "user_config" not in entry, f"{path.name}: {name}: user_config comes from the builder's args"
         options = entry.get("ray_actor_options")
         if options is not None:  # it replaces the code's as a whole: num_cpus must be given, not fall to Ray's 1
             assert "num_cpus" in options, f"{path.name}: {name}: ray_actor_options without num_cpus"
@@ -130,3 +143,15 @@ def test_models_yaml_refuses_resources_with_a_pointer(tmp_path, field):
     path.write_text(text)
     with pytest.raises(ConfigError, match=rf"{field}.*(serve config|builder arg).*docs/resources.md"):
         load_models_config(path)
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+def test_a_rolling_update_starts_new_ingress_replicas_first_and_lets_the_drain_finish(path):
+    """New Ingress replicas come up before the old stop (max_surge_percent), and Serve waits for the drain: the
+    clients are told within a poll, their calls get drain_grace_s, then close; only then may Serve kill."""
+    _, args, deployments = application(path)
+    ingress = deployments["Ingress"]
+    assert surge_replicas("Ingress", deployments) >= 1, path.name
+    wait_loop = ingress.get("graceful_shutdown_wait_loop_s", 2.0)
+    assert ingress.get("graceful_shutdown_timeout_s", 20.0) >= args.drain_grace_s + DRAIN_POLL_S + 2 * wait_loop + 10, (
+        path.name, ingress, args.drain_grace_s)

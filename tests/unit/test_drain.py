@@ -1,0 +1,56 @@
+"""Drains that tell the caller (deployments/drain.py): every live socket is told at once, the calls go on, and
+what is still open after the grace is closed (1001); sockets that leave earlier end the drain early."""
+
+from __future__ import annotations
+
+from common.clock import VirtualClock
+from deployments.drain import DRAIN_NOTICE, drain
+
+
+class Socket:
+    def __init__(self, live: set, leaves_after_s: float | None = None) -> None:
+        self.live, self.leaves_after_s = live, leaves_after_s
+        self.told: list[str] = []
+        self.closed = False
+        live.add(self)
+
+    async def tell_draining(self, text: str) -> None:
+        self.told.append(text)
+
+    async def close_going_away(self) -> None:
+        self.closed = True
+        self.live.discard(self)
+
+
+async def test_live_sockets_are_told_at_once_and_the_rest_closed_after_the_grace():
+    clock, live = VirtualClock(), set()
+    quick, slow = Socket(live, leaves_after_s=3.0), Socket(live)
+
+    async def sleep(seconds: float) -> None:
+        await clock.sleep(seconds)
+        if quick in live and clock.now() - start >= quick.leaves_after_s:
+            live.discard(quick)  # the client finished its turn and reconnected elsewhere
+
+    start = clock.now()
+    told, closed = await clock.run(drain(live, grace_s=10.0, poll_s=0.5, sleep=sleep))
+    assert (told, closed) == (2, 1)
+    assert quick.told == slow.told == [DRAIN_NOTICE.format(grace=10.0)] and "reconnect" in slow.told[0]
+    assert not quick.closed and slow.closed and not live
+    assert clock.now() - start >= 10.0
+
+
+async def test_a_drain_ends_as_soon_as_every_socket_has_left():
+    clock, live = VirtualClock(), set()
+    socket = Socket(live)
+
+    async def sleep(seconds: float) -> None:
+        await clock.sleep(seconds)
+        live.clear()
+
+    start = clock.now()
+    assert await clock.run(drain(live, grace_s=60.0, poll_s=0.5, sleep=sleep)) == (1, 0)
+    assert clock.now() - start == 0.5 and not socket.closed
+
+
+async def test_a_drain_with_no_sockets_returns_at_once():
+    assert await drain(set(), grace_s=60.0) == (0, 0)
