@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 import yaml
 
 from harness.server import ROOT, TEST_API_KEY, TEST_SECRET, free_port
@@ -33,7 +34,8 @@ def cluster_config(http_port: int) -> dict:
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     config["http_options"].update(host="127.0.0.1", port=http_port)
     app = config["applications"][0]
-    app["args"].update(min_session_hosts=2, free_session_slots=0)  # two hosts: one on each node
+    app["args"].update(min_session_hosts=2, free_session_slots=0,  # two hosts: one on each node
+                       drain_grace_s=20)  # a drained replica's calls end sooner than in production (60 s)
     for deployment in app["deployments"]:
         deployment.pop("autoscaling_config", None)
         deployment["num_replicas"] = 1
@@ -168,7 +170,9 @@ async def test_conversation_through_the_deployed_config(cluster):
 
 
 async def test_redeploy_keeps_live_sessions(cluster):
-    """A new config version replaces the Ingress replica; the old one drains and the live call goes on."""
+    """A rolling update: the new Ingress replica starts first (max_surge_percent), then the old one drains: its
+    live call is told (server_shutdown) and goes on talking, and is closed (1001) after drain_grace_s; a new
+    caller reaches the new replica and is told nothing."""
     from ray.util.state import list_actors
 
     url = f"ws://127.0.0.1:{cluster['http_port']}"
@@ -184,21 +188,30 @@ async def test_redeploy_keeps_live_sessions(cluster):
         deploy = subprocess.run([str(BIN / "serve"), "deploy", str(path), "--address", cluster["dashboard"]],
                                 env=cluster["env"], cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:  # until a new Ingress replica serves new connections
-            alive = {a.actor_id for a in list_actors(address=cluster["dashboard"], filters=[
-                ("class_name", "=", "ServeReplica:voi:Ingress"), ("state", "=", "ALIVE")])}
-            if alive - old_ingress:
-                break
-            time.sleep(2)
-        assert alive - old_ingress, "no new Ingress replica after the redeploy"
-        for client in (live, fresh := await VoiClient.connect(url, issue_token(TEST_SECRET, "cluster"))):
-            if client is fresh:
-                await start_session(fresh)
-            await client.send({"type": "text", "content": "still talking"})
-            await client.send({"type": "create_response"})
-            items = await client.until(ends_response, 120)
-            assert items[-1].is_status("response_done")
-        await fresh.close()
+        told = await live.until(lambda r: r.type == "error" or ends_response(r), 300)  # new replica first, then drain
+        assert told[-1].type == "error" and told[-1].header["code"] == "server_shutdown", told[-1].header
+        assert "reconnect" in told[-1].header["error"]
+        told_at = time.monotonic()
+        alive = {a.actor_id for a in list_actors(address=cluster["dashboard"], filters=[
+            ("class_name", "=", "ServeReplica:voi:Ingress"), ("state", "=", "ALIVE")])}
+        assert alive - old_ingress, "the old replica drains but no new Ingress replica is up"
+        fresh = await VoiClient.connect(url, issue_token(TEST_SECRET, "cluster"))
+        try:
+            await start_session(fresh)
+            for client in (live, fresh):  # the told call still talks; the new one reached the new replica
+                await client.send({"type": "text", "content": "still talking"})
+                await client.send({"type": "create_response"})
+                items = await client.until(ends_response, 120)
+                assert items[-1].is_status("response_done")
+                assert not any(i.type == "error" for i in items), [i.header for i in items if i.type == "error"]
+        finally:
+            await fresh.close()
+        try:  # after drain_grace_s (20 s here) the drained replica closes the call as "going away"
+            while True:
+                await live.recv(60)
+        except websockets.ConnectionClosed:
+            pass
+        assert live.ws.close_code == 1001, live.ws.close_code
+        assert time.monotonic() - told_at >= 15, time.monotonic() - told_at  # the call was not cut at once
     finally:
         await live.close()
