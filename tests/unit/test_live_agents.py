@@ -1,6 +1,6 @@
-"""Agents updated while the server runs (agents/live_config.py): a good config is swapped in whole, a bad one
-is refused naming its source, agent and field while the old one stays, and a removed agent stays with the
-conversations that started with it."""
+"""Agents updated while the server runs (agents/live_config.py, the Ingress side in deployments/agent_updates.py):
+a good config is swapped in whole, a bad one is refused naming its source, agent and field while the old one
+stays, and a removed agent stays with the conversations that started with it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from agents.config import AgentRefused, agents_from_mapping, load_agents_config,
 from agents.greeting import greeting_renders
 from agents.live_config import LiveAgents, files_fingerprint, uses_local_llm
 from common.config_errors import ConfigError
+from deployments.agent_updates import AgentUpdates
 from speech.models_config import load_models_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,3 +120,48 @@ def test_the_watch_sees_a_change_of_the_file_or_the_directory(tmp_path):
     stat = (folder / "a.yaml").stat()
     os.utime(folder / "a.yaml", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert files_fingerprint(folder) != seen
+
+
+class Synthesizer:
+    """Stands in for the Synthesizer's deployment handle: records what it is asked to render."""
+
+    def __init__(self) -> None:
+        self.rendered: list[list[dict]] = []
+        self.prerender = self
+
+    def remote(self, renders: list[dict]) -> None:
+        self.rendered.append(renders)
+
+
+def updates(tmp_path, models):
+    file = tmp_path / "agents.yaml"
+    file.write_text("agents:\n  first:\n    llm_model: echo\n")
+    synthesizer = Synthesizer()
+    return AgentUpdates(str(file), models, synthesizer, has_local_llm=False), synthesizer, file
+
+
+def test_serve_reconfigure_refuses_a_bad_update_without_raising_but_a_bad_first_config_fails_the_replica(tmp_path, models):
+    ingress, synthesizer, _ = updates(tmp_path, models)
+    ingress.reconfigure(content(first={"llm_model": "echo"}, hello={"llm_model": "echo", "voices": VOICE,
+                                                                    "greetings": {"choices": ["Welcome."]}}))
+    assert set(ingress.agents.agents) == {"first", "hello"} and ingress.live.source == "the Ingress's user_config"
+    assert [r["text"] for r in synthesizer.rendered[-1]] == ["Welcome."]  # only the new agent's greeting
+    ingress.reconfigure(content(first={"llm_model": "echo", "temperature": "hot"}))  # refused, no raise
+    assert set(ingress.agents.agents) == {"first", "hello"} and "temperature" in ingress.live.refused
+    (tmp_path / "fresh").mkdir()
+    fresh, _, _ = updates(tmp_path / "fresh", models)
+    with pytest.raises(ConfigError, match="temperature"):  # a replica that starts with a bad config does not start
+        fresh.reconfigure(content(first={"llm_model": "echo", "temperature": "hot"}))
+
+
+def test_the_file_reload_reports_and_stops_once_a_user_config_is_in_force(tmp_path, models):
+    ingress, _, file = updates(tmp_path, models)
+    file.write_text("agents:\n  first:\n    llm_model: echo\n  added:\n    llm_model: echo\n")
+    outcome = ingress.reload_file()
+    assert outcome["ok"] and "added added" in outcome["summary"] and outcome["agents"] == ["added", "first"]
+    file.write_text("agents:\n  first:\n    llm_model: echo\n    max_tokens: -5\n")
+    outcome = ingress.reload_file()
+    assert not outcome["ok"] and "agent 'first'" in outcome["error"] and "max_tokens" in outcome["error"]
+    assert outcome["agents"] == ["added", "first"]  # the old config stays
+    ingress.reconfigure(content(first={"llm_model": "echo"}))
+    assert "user_config" in ingress.reload_file()["error"]
