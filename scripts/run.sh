@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets everything up and starts the server with the embedded defaults on 127.0.0.1:8000.
-# Arguments go to serve_app.py: --host, --port, --ssl-certfile/--ssl-keyfile (TLS), key=value builder args.
+# Arguments go to serve_app.py: --host, --port, --ssl-certfile/--ssl-keyfile (TLS), --watch-agents, key=value builder args.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
