@@ -9,6 +9,7 @@ with the file, agent and field, and shown to operators on ``GET /sessions`` (``a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ class AgentUpdates:
         self._synthesizer = synthesizer
         self._from_user_config = False  # once a user_config is in force, the file is no longer the source
         self._configured = False  # Serve's first reconfigure (right after __init__) has come
+        self._one_at_a_time = asyncio.Lock()
         self.live = LiveAgents(self._load, has_local_llm=has_local_llm)
         self.live.apply(None, agents_path)  # at start: a bad file fails the replica (and the builder before it)
 
@@ -49,7 +51,7 @@ class AgentUpdates:
         # Greeting recordings and recording directories stay relative to the agents file's folder.
         return agents_from_mapping(content, self._models, source=source, base_dir=Path(self._agents_path).parent)
 
-    def reconfigure(self, user_config: dict[str, Any] | None) -> None:
+    async def reconfigure(self, user_config: dict[str, Any] | None) -> None:
         """Serve's ``reconfigure``: the user_config is an agents file's content (``agents:``, ``prompt_patterns:``,
         ``client_agent_config:``, ...); an empty one means the agents file. A refusal raises only at the replica's
         first call (right after ``__init__``): a replica never starts with other agents than it was given."""
@@ -57,30 +59,33 @@ class AgentUpdates:
         if not user_config and not self._from_user_config:
             return  # the file loaded in __init__ is in force
         try:
-            self._apply(user_config or None, USER_CONFIG_SOURCE if user_config else self._agents_path)
+            await self._apply(user_config or None, USER_CONFIG_SOURCE if user_config else self._agents_path)
         except ConfigError:
             if first:
                 raise
 
-    def reload_file(self) -> dict[str, Any]:
+    async def reload_file(self) -> dict[str, Any]:
         """``python serve_app.py`` was asked to reload the agents file: the outcome, for its log line."""
         if self._from_user_config:
             return {"ok": False, "error": f"this Ingress takes its agents from {USER_CONFIG_SOURCE}: deploy a new "
                     "serve config instead", **self.live.status()}
         try:
-            update = self._apply(None, self._agents_path)
+            update = await self._apply(None, self._agents_path)
         except ConfigError as exc:
             return {"ok": False, "error": str(exc), **self.live.status()}
         return {"ok": True, "summary": update.summary(), **self.live.status()}
 
-    def _apply(self, content: Any, source: str) -> AgentsUpdate:
-        old = dict(self.agents.agents)
-        try:
-            update = self.live.apply(content, source)
-        except ConfigError as exc:
-            log.error("agents update refused, still serving version %s: %s", self.live.version, exc)
-            raise
-        self._from_user_config = content is not None
+    async def _apply(self, content: Any, source: str) -> AgentsUpdate:
+        """One update at a time; the check runs in a thread (it reads files and may start an MCP server to list
+        its tools), so the replica's sockets are served meanwhile. The swap itself is one assignment."""
+        async with self._one_at_a_time:
+            old = dict(self.agents.agents)
+            try:
+                update = await asyncio.to_thread(self.live.apply, content, source)
+            except ConfigError as exc:
+                log.error("agents update refused, still serving version %s: %s", self.live.version, exc)
+                raise
+            self._from_user_config = content is not None
         log.info("agents updated: %s", update.summary())
         self._render_greetings({name: agent for name, agent in self.agents.agents.items() if old.get(name) != agent})
         return update

@@ -97,13 +97,13 @@ class Ingress:
         invoke_models = tuple(self.agents.client_agent_config.invoke_llm_models)
         return replace(self._options, policy=replace(self._options.policy, invoke_llm_models=invoke_models))
 
-    def reconfigure(self, user_config: dict[str, Any] | None) -> None:
+    async def reconfigure(self, user_config: dict[str, Any] | None) -> None:
         """Agents updated in place by ``serve deploy`` (deployments/agent_updates.py)."""
-        self.agent_updates.reconfigure(user_config)
+        await self.agent_updates.reconfigure(user_config)
 
     async def reload_agents(self) -> dict[str, Any]:
         """``python serve_app.py`` reloads the agents file (SIGHUP, ``--watch-agents``)."""
-        return self.agent_updates.reload_file()
+        return await self.agent_updates.reload_file()
 
     def _find_agent(self, init: m.Init) -> tuple[Agent, str | None]:
         """The agent a session runs (AgentRefused when the policy says no); a server agent's greeting

@@ -140,28 +140,28 @@ def updates(tmp_path, models):
     return AgentUpdates(str(file), models, synthesizer, has_local_llm=False), synthesizer, file
 
 
-def test_serve_reconfigure_refuses_a_bad_update_without_raising_but_a_bad_first_config_fails_the_replica(tmp_path, models):
+async def test_serve_reconfigure_refuses_a_bad_update_without_raising_but_a_bad_first_config_fails_the_replica(tmp_path, models):
     ingress, synthesizer, _ = updates(tmp_path, models)
-    ingress.reconfigure(content(first={"llm_model": "echo"}, hello={"llm_model": "echo", "voices": VOICE,
+    await ingress.reconfigure(content(first={"llm_model": "echo"}, hello={"llm_model": "echo", "voices": VOICE,
                                                                     "greetings": {"choices": ["Welcome."]}}))
     assert set(ingress.agents.agents) == {"first", "hello"} and ingress.live.source == "the Ingress's user_config"
     assert [r["text"] for r in synthesizer.rendered[-1]] == ["Welcome."]  # only the new agent's greeting
-    ingress.reconfigure(content(first={"llm_model": "echo", "temperature": "hot"}))  # refused, no raise
+    await ingress.reconfigure(content(first={"llm_model": "echo", "temperature": "hot"}))  # refused, no raise
     assert set(ingress.agents.agents) == {"first", "hello"} and "temperature" in ingress.live.refused
     (tmp_path / "fresh").mkdir()
     fresh, _, _ = updates(tmp_path / "fresh", models)
     with pytest.raises(ConfigError, match="temperature"):  # a replica that starts with a bad config does not start
-        fresh.reconfigure(content(first={"llm_model": "echo", "temperature": "hot"}))
+        await fresh.reconfigure(content(first={"llm_model": "echo", "temperature": "hot"}))
 
 
-def test_the_file_reload_reports_and_stops_once_a_user_config_is_in_force(tmp_path, models):
+async def test_the_file_reload_reports_and_stops_once_a_user_config_is_in_force(tmp_path, models):
     ingress, _, file = updates(tmp_path, models)
     file.write_text("agents:\n  first:\n    llm_model: echo\n  added:\n    llm_model: echo\n")
-    outcome = ingress.reload_file()
+    outcome = (await ingress.reload_file())
     assert outcome["ok"] and "added added" in outcome["summary"] and outcome["agents"] == ["added", "first"]
     file.write_text("agents:\n  first:\n    llm_model: echo\n    max_tokens: -5\n")
-    outcome = ingress.reload_file()
+    outcome = (await ingress.reload_file())
     assert not outcome["ok"] and "agent 'first'" in outcome["error"] and "max_tokens" in outcome["error"]
     assert outcome["agents"] == ["added", "first"]  # the old config stays
-    ingress.reconfigure(content(first={"llm_model": "echo"}))
-    assert "user_config" in ingress.reload_file()["error"]
+    await ingress.reconfigure(content(first={"llm_model": "echo"}))
+    assert "user_config" in (await ingress.reload_file())["error"]
