@@ -60,7 +60,10 @@ INGRESS_REQUEST_HEADROOM = 16  # max_ongoing_requests above sessions + handshake
 api = FastAPI(title="Voi on Ray Serve", docs_url=None, redoc_url=None, openapi_url=None)
 
 
-@serve.deployment(name="Ingress", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
+# A rolling update starts the new replica before the old one drains (max_surge_percent), and Serve waits for the
+# drain (deployments/drain.py: drain_grace_s, 60 s by default) before it kills the old replica.
+@serve.deployment(name="Ingress", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1}, max_surge_percent=100,
+                  graceful_shutdown_timeout_s=120)
 @serve.ingress(api)
 class Ingress:
     def __init__(

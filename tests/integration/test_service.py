@@ -18,9 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from deployments.session import FAULT_HANG_TEXT, FAULT_HOST_START_ENV, FAULT_INJECTION_ENV
-from harness.server import TEST_API_KEY, TEST_SECRET, Server, start_server
+from harness.server import ROOT, TEST_API_KEY, TEST_SECRET, Server, start_server
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_MODELS
@@ -37,15 +38,21 @@ agents:
 """
 
 
+def server_args(agents: Path) -> list[str]:
+    """The module's graph (a redeploy builds the same)."""
+    # Host pings of 4 s, two missed in a row: a hung host is found within about 20 s (generous on 2 shared cores).
+    # A drained Ingress replica's calls get 20 s (60 in production).
+    return [f"agents={agents}", f"models={TEST_MODELS}", "min_session_hosts=1", "session_host_ping_timeout_s=4",
+            "session_host_ping_misses=2", "drain_grace_s=20"]
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> tuple[Server, Path]:
     folder = tmp_path_factory.mktemp("service")
     agents = folder / "agents.yaml"
     agents.write_text(AGENTS)
     fault = folder / "host_start_fault"  # written by a test: the next host to start takes it and is killed
-    # Pings of 4 s, two missed in a row: a hung host is found within about 20 s (generous on 2 shared cores).
-    server = start_server(folder / "serve.log", f"agents={agents}", f"models={TEST_MODELS}", "min_session_hosts=1",
-                          "session_host_ping_timeout_s=4", "session_host_ping_misses=2",
+    server = start_server(folder / "serve.log", *server_args(agents),
                           env_extra={FAULT_HOST_START_ENV: str(fault), FAULT_INJECTION_ENV: "1"})
     yield server, fault
     server.stop()
@@ -222,6 +229,50 @@ async def test_a_hung_host_is_replaced_and_its_caller_told(service):
     await start_session(after)
     assert "still here" in (await echo_turn(after, "Still here.")).lower()
     await after.close()
+
+
+async def test_a_rolling_update_tells_the_live_call_which_goes_on_then_closes(service, monkeypatch):
+    """A redeploy replaces the Ingress replica: the new one starts first (max_surge_percent), the old one tells its
+    live call (server_shutdown, with the reconnect hint) and lets it talk on for drain_grace_s, then closes it
+    (1001); a new caller reaches the new replica."""
+    import ray
+    from ray import serve
+
+    from deployments.shutdown import APP_NAME
+    from serve_app import build
+
+    server, fault = service
+    live = await VoiClient.connect(server.ws_url, issue_token(TEST_SECRET, "service"))
+    await start_session(live)
+    monkeypatch.setenv("TOKEN_SECRET_KEY", TEST_SECRET)  # what the builder reads, as the server has them
+    monkeypatch.setenv("API_KEY", TEST_API_KEY)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    ray.init(address=server.ray_address, namespace="serve", log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    try:
+        args = dict(a.split("=", 1) for a in server_args(fault.parent / "agents.yaml"))
+        redeploy = asyncio.create_task(asyncio.to_thread(serve.run, build(args), name=APP_NAME, route_prefix="/"))
+        told = await live.until(lambda r: r.type == "error" or ends_response(r), 300)  # the new replica first, then
+        assert told[-1].type == "error" and told[-1].header["code"] == "server_shutdown", told[-1].header
+        assert "reconnect" in told[-1].header["error"], told[-1].header
+        told_at = time.monotonic()
+        assert "one two" in (await echo_turn(live, "One two.")).lower()  # the told call still talks
+        fresh = await VoiClient.connect(server.ws_url, issue_token(TEST_SECRET, "service"))
+        await start_session(fresh)  # the new replica takes new callers, and tells them nothing
+        assert "three four" in (await echo_turn(fresh, "Three four.")).lower()
+        try:  # after drain_grace_s the drained replica closes the call as "going away"
+            while True:
+                await live.recv(90)
+        except websockets.ConnectionClosed:
+            pass
+        assert live.ws.close_code == 1001, live.ws.close_code
+        assert time.monotonic() - told_at >= 10, time.monotonic() - told_at  # not cut at once
+        assert "five six" in (await echo_turn(fresh, "Five six.")).lower()  # the new replica's call goes on
+        await fresh.close()
+        await asyncio.wait_for(redeploy, 300)
+    finally:
+        await live.close()
+        ray.shutdown()
 
 
 async def test_sigterm_stops_the_whole_server(service):

@@ -71,7 +71,8 @@ def asked(path: Path) -> dict[str, float]:
 
 def surge_replicas(name: str, deployments: dict[str, dict]) -> int:
     """Extra replicas a rolling update starts before it stops old ones (Ray Serve rounds up)."""
-    return math.ceil(max_replicas(name, deployments) * deployments.get(name, {}).get("max_surge_percent", 0) / 100)
+    percent = deployments.get(name, {}).get("max_surge_percent", CODE[name]._deployment_config.max_surge_percent)
+    return math.ceil(max_replicas(name, deployments) * percent / 100)
 
 
 def test_there_are_profiles():
@@ -153,5 +154,13 @@ def test_a_rolling_update_starts_new_ingress_replicas_first_and_lets_the_drain_f
     ingress = deployments["Ingress"]
     assert surge_replicas("Ingress", deployments) >= 1, path.name
     wait_loop = ingress.get("graceful_shutdown_wait_loop_s", 2.0)
-    assert ingress.get("graceful_shutdown_timeout_s", 20.0) >= args.drain_grace_s + DRAIN_POLL_S + 2 * wait_loop + 10, (
+    timeout = ingress.get("graceful_shutdown_timeout_s", CODE["Ingress"]._deployment_config.graceful_shutdown_timeout_s)
+    assert timeout >= args.drain_grace_s + DRAIN_POLL_S + 2 * wait_loop + 10, (
         path.name, ingress, args.drain_grace_s)
+
+
+def test_graphs_without_a_serve_config_surge_and_drain_too():
+    """``python serve_app.py`` and ``serve run`` use the code's settings: the same rolling update."""
+    config = Ingress._deployment_config
+    assert config.max_surge_percent == 100
+    assert config.graceful_shutdown_timeout_s >= AppArgs().drain_grace_s + DRAIN_POLL_S + 2 * config.graceful_shutdown_wait_loop_s + 10
