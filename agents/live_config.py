@@ -14,6 +14,7 @@ and starts another with the same config, which cannot start either; the live cal
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,3 +125,19 @@ def files_fingerprint(path: str | Path) -> tuple[tuple[str, int, int], ...]:
             continue
         found.append((file.name, stat.st_size, stat.st_mtime_ns))
     return tuple(found)
+
+
+def with_agents(serve_config: dict[str, Any], content: Any, app_name: str = "voi") -> dict[str, Any]:
+    """A copy of ``serve_config`` whose application ``app_name`` gives its Ingress ``content`` (an agents file's
+    content) as ``user_config``: what ``serve deploy`` then applies in place (docs/deploying.md)."""
+    config = copy.deepcopy(serve_config)
+    apps = [app for app in config.get("applications", []) if app.get("name") == app_name]
+    if len(apps) != 1:
+        raise ConfigError(f"the serve config has no application named {app_name!r}")
+    deployments = apps[0].setdefault("deployments", [])
+    ingress = next((d for d in deployments if d.get("name") == "Ingress"), None)
+    if ingress is None:
+        ingress = {"name": "Ingress"}
+        deployments.append(ingress)
+    ingress["user_config"] = content
+    return config

@@ -87,3 +87,25 @@ def test_serve_app_says_when_its_ray_address_is_dead(tmp_path):
                {"TOKEN_SECRET_KEY": SECRET, "API_KEY": "k"}, tmp_path)
     assert done.returncode == 2
     assert "no Ray cluster answers at" in done.stderr and "--address" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_agents_user_config_puts_checked_agents_into_a_serve_config(tmp_path):
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    agents = tmp_path / "agents.yaml"
+    agents.write_text("agents:\n  guide:\n    llm_model: echo\nprompt_patterns:\n  style: Be brief.\n")
+    out = tmp_path / "live.yaml"
+    done = run([str(ROOT / "scripts" / "agents_user_config.py"), str(agents), str(ROOT / "serve_config.yaml"), "-o", str(out)],
+               {}, tmp_path)
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load(out.read_text())
+    ServeDeploySchema.model_validate(config)  # serve deploy takes it
+    [ingress] = [d for d in config["applications"][0]["deployments"] if d["name"] == "Ingress"]
+    assert ingress["user_config"] == yaml.safe_load(agents.read_text())
+    assert ingress["max_surge_percent"] == 100  # the rest of the config is kept
+
+    agents.write_text("agents:\n  guide:\n    llm_model: echo\n    temperature: hot\n")
+    done = run([str(ROOT / "scripts" / "agents_user_config.py"), str(agents), str(ROOT / "serve_config.yaml")], {}, tmp_path)
+    assert done.returncode == 2
+    assert "agent 'guide'" in done.stderr and "temperature" in done.stderr and "Traceback" not in done.stderr
