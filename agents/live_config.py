@@ -99,6 +99,9 @@ class LiveAgents:
         except ConfigError as exc:
             self.refused = str(exc)
             raise
+        except Exception as exc:  # a check that broke (an MCP server's SDK, a file system error): refused the same way
+            self.refused = f"{source}: the check failed: {type(exc).__name__}: {exc}"
+            raise ConfigError(self.refused) from exc
         old = self.current.agents if self.current is not None else {}
         added, removed, changed = diff_agents(old, agents.agents)
         version = content_version(repr(agents))  # resolved agents: a file and the same content inline agree

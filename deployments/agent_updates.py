@@ -49,7 +49,8 @@ class AgentUpdates:
         if content is None:
             return load_agents_config(self._agents_path, self._models)
         # Greeting recordings and recording directories stay relative to the agents file's folder.
-        return agents_from_mapping(content, self._models, source=source, base_dir=Path(self._agents_path).parent)
+        path = Path(self._agents_path)
+        return agents_from_mapping(content, self._models, source=source, base_dir=path if path.is_dir() else path.parent)
 
     async def reconfigure(self, user_config: dict[str, Any] | None) -> None:
         """Serve's ``reconfigure``: the user_config is an agents file's content (``agents:``, ``prompt_patterns:``,

@@ -76,6 +76,14 @@ def test_a_bad_config_is_refused_naming_the_field_and_the_old_one_stays(live, ba
     assert live.status()["refused"] is None
 
 
+def test_a_check_that_breaks_is_a_refusal_too(models):
+    def load(data, source):
+        raise OSError("disk gone")
+
+    with pytest.raises(ConfigError, match="user_config: the check failed: OSError: disk gone"):
+        LiveAgents(load, has_local_llm=False).apply({}, "user_config")
+
+
 def test_a_local_model_is_refused_where_the_graph_has_no_local_llm(live):
     with pytest.raises(ConfigError, match=r"agent 'local': field 'llm_model'.*LocalLLM"):
         live.apply(content(first={"llm_model": "echo"}, local={"llm_model": "voi-local/smollm2"}), "user_config")
