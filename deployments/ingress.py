@@ -115,9 +115,10 @@ class Ingress:
         return agent, (self.agents.base_dir if init.agent_name in self.agents.agents else None)
 
     async def check_health(self) -> None:
-        """Serve calls this every health_check_period_s: the hosts start here at the latest (the constructor may
-        run without a loop), so the first caller finds a warm host. Async on purpose: Serve runs a sync
-        check_health in a worker thread, and the host pool lives on the replica's loop (deployments/host_pool.py)."""
+        """Serve calls this every health_check_period_s: the hosts and the drain watch start here at the latest (the
+        constructor may run without a loop), so the first caller finds a warm host; it fails when no session host
+        has answered for long. Async on purpose: Serve runs a sync check_health in a worker thread, and the host
+        pool lives on the replica's loop (deployments/host_pool.py)."""
         self.hosts.start()
         if self._drain_watch is None:
             self._drain_watch = asyncio.get_running_loop().create_task(watch_for_drain(self._drain))
