@@ -125,11 +125,10 @@ class LocalAgreement:
     def settle(self, window_words: list[Word] | None = None) -> None:
         """End of an utterance: the full-window hypothesis (the final pass, or else the latest one) replaces
         the window's words, so the early guesses made on a second of audio are corrected with the full
-        context. A final pass with fewer words than were already heard is not trusted over them."""
+        context. A final pass that left out a phrase already heard is not trusted over it."""
         words = self.window_hypothesis if window_words is None else window_words
         window = self._without_repeat(words)
-        known = self.in_window + len(self.pending)
-        if window and len(window) >= known:
+        if window and not self._drops_a_phrase(window):
             self.confirmed = self.confirmed[: len(self.confirmed) - self.in_window] + window
             self.in_window = len(window)
             self.pending = []
@@ -137,6 +136,15 @@ class LocalAgreement:
         else:
             self.confirm_all(window_words)
         self.window_hypothesis = []
+
+    def _drops_a_phrase(self, window: list[Word]) -> bool:
+        """Whether the full-window pass leaves out two or more words in a row of what this window had heard.
+        One word fewer is a correction: the last words of a short window are the least reliable, and two
+        passes cut mid-word can agree on a wrong one ("like in this" before "Lisbon" was heard whole)."""
+        heard = [normalize(w.text) for w in self.confirmed[len(self.confirmed) - self.in_window :] + self.pending]
+        final = [normalize(w.text) for w in window]
+        opcodes = SequenceMatcher(a=heard, b=final, autojunk=False).get_opcodes()
+        return any((i2 - i1) - (j2 - j1) >= 2 for tag, i1, i2, j1, j2 in opcodes if tag in ("delete", "replace"))
 
     def window_moved(self) -> None:
         """The window now starts after every confirmed word."""
