@@ -249,7 +249,7 @@ def plot_phone(report: dict, png: Path) -> None:
         result = report["lines"][line]["profiles"][name]
         right.bar([r + n * width for r in range(len(rates))], [result[k] * 100 for k in rates], width, label=f"{line}, {name}")
     right.set_xticks([r + width * (len(bars) - 1) / 2 for r in range(len(rates))],
-                     ["listener: cut at pause", "model: unfinished->finished", "model: finished->unfinished"])
+                     ["listener:\ncut at the pause", "model alone:\nunfinished -> finished", "model alone:\nfinished -> unfinished"])
     right.set_ylabel("%")
     right.legend()
     save_figure(fig, png)
