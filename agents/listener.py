@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from agents.services import SessionPolicy
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
 from common.clock import MONOTONIC, Clock
-from speech.audio import dbfs, pcm16_to_float
+from speech.audio import INPUT_RATE, dbfs, pcm16_to_float
 from speech.streaming import BYTES_PER_SECOND, StreamingConfig, StreamingTranscriber, Transcribe
 from speech.stt import Transcript
-from speech.vad import WINDOW_SECONDS, StreamingVad
+from speech.vad import WINDOW, WINDOW_SECONDS, StreamingVad
 
 log = logging.getLogger("voi.listener")
 
@@ -34,7 +34,8 @@ class UserTurn:
 
     streamer: StreamingTranscriber
     heard: str = ""  # the latest transcript reported for this turn (what the end-of-turn rule reads)
-    speech_end_s: float | None = None  # turn audio time where the last utterance ended
+    speech_end_s: float | None = None  # turn audio time where the last utterance's transcript window ends
+    origin: int = 0  # the stream position (samples) of the turn's first audio
     speaking: bool = False
     overflow_reported: bool = False
     ended_at: float = 0.0  # clock time when the turn was ended
@@ -79,6 +80,12 @@ ListenerEvent = TranscriptUpdate | SpeechStarted | TurnEnded | AudioOverflow
 OnListenerEvent = Callable[[ListenerEvent], Awaitable[None]]
 PredictEnd = Callable[[bytes], Awaitable[float]]  # 16 kHz PCM16 ending at an utterance's end -> P(turn complete)
 MODEL_AUDIO_S = 8.0  # what the end-of-turn model hears: the last seconds of the turn
+SETTLE_TAIL_S = 0.1  # quiet audio after an utterance kept in its transcript window (a word's soft end)
+
+
+def _windows(seconds: float) -> int:
+    """Seconds counted in VAD windows (VoiceActivity adds WINDOW_SECONDS per window) as a whole number of them."""
+    return int(round(seconds / WINDOW_SECONDS))
 
 
 @dataclass
@@ -99,6 +106,8 @@ class Listener:
         self._loud_speech_s = 0.0  # consecutive speech at barge-in level
         self._announced = False  # speech_started was reported for the current utterance
         self._tasks: set[asyncio.Task[None]] = set()
+        self._fed = 0  # samples of the stream so far: the clock of stream positions
+        self._judged = 0  # samples of the stream the VAD has judged (whole windows)
         self._whisper = asyncio.Lock()
         self.turn = self._new_turn()
 
@@ -144,16 +153,23 @@ class Listener:
                 turn.overflow_reported = True
                 await self.on_event(AudioOverflow(turn))
             return
-        started = ended = False
+        started = False
+        ends: list[int] = []  # stream positions (samples) where utterances' speech ended
+        onset: int | None = None  # stream position where this frame's first utterance began
         samples = pcm16_to_float(pcm)
+        self._fed += len(samples)
         loud = dbfs(samples) >= self.config.barge_in_min_dbfs
         # Off the event loop: a session host runs many conversations on one loop (ONNX releases the GIL).
         for probability in await asyncio.to_thread(self._vad.process, samples):
+            self._judged += WINDOW
             event = self.activity.update(probability)
-            ended |= event == "end"
-            if event == "start" and turn.speech_began_at is None:
-                turn.speech_began_at = self.clock.now()
+            if event == "start":
+                if onset is None:
+                    onset = self._judged - _windows(self.activity.speech_run_s) * WINDOW
+                if turn.speech_began_at is None:
+                    turn.speech_began_at = self.clock.now()
             if event == "end":
+                ends.append(self._judged - _windows(self.activity.silence_s) * WINDOW)
                 self._announced, self._loud_speech_s = False, 0.0
             speech = loud and probability >= self.config.speech_threshold
             self._loud_speech_s = self._loud_speech_s + WINDOW_SECONDS if speech else 0.0
@@ -162,36 +178,66 @@ class Listener:
             if not self._announced and self._loud_speech_s >= self.config.barge_in_min_speech_s:
                 self._announced = started = True
         if self.call_mode and turn.streamer.received_s == 0:
-            # Between turns only the last moments are kept, so an utterance's first syllable is not lost.
+            # Between turns only the last moments are kept, so an utterance's first syllable is not lost. The
+            # turn's audio starts pre_roll_s before the utterance's onset as the VAD placed it, wherever the
+            # client's frames happened to begin.
             self._preroll += pcm
-            keep = int(self.config.pre_roll_s * BYTES_PER_SECOND) // 2 * 2 + len(pcm)
+            keep = int((self.config.pre_roll_s + self.config.min_speech_s) * BYTES_PER_SECOND + 2 * WINDOW) // 2 * 2 + len(pcm)
             del self._preroll[: max(0, len(self._preroll) - keep)]
             if not self.activity.heard_speech:
                 return
-            turn.streamer.add(bytes(self._preroll))
-            self._remember(turn, bytes(self._preroll))
+            kept_from = self._fed - len(self._preroll) // 2
+            first = kept_from if onset is None else max(kept_from, onset - int(self.config.pre_roll_s * INPUT_RATE))
+            self._start_turn_audio(turn, bytes(self._preroll[(first - kept_from) * 2 :]))
             self._preroll.clear()
         else:
-            turn.streamer.add(pcm)
-            self._remember(turn, pcm)
+            self._start_turn_audio(turn, pcm) if turn.streamer.received_s == 0 else self._add(turn, pcm)
         turn.speaking = self.activity.speaking
         if turn.speaking:
             turn.complete, turn.predicting = None, False
         if started:
             await self.on_event(SpeechStarted())
-        if ended:
-            turn.speech_end_s = turn.streamer.received_s - self.activity.silence_s
+        if ends:
+            turn.speech_end_s = self._turn_time(turn, ends[-1] + self._tail_samples())
             turn.speech_ended_at = self.clock.now()
-            turn.utterances += 1
+            turn.utterances += len(ends)
             if self._model_decides():
                 turn.predicting = True
-                self._spawn(self._predict(turn, turn.utterances))
+                # The model hears the turn up to where the utterance was called ended, not to the frame's end.
+                called = ends[-1] + _windows(self.config.utterance_end_s) * WINDOW
+                cut = max(0, self._fed - called) * 2
+                self._spawn(self._predict(turn, turn.utterances, bytes(turn.recent[: len(turn.recent) - cut])))
             self._spawn(self._settle(turn, turn.utterances))
         elif self._update_wanted(turn):
-            self._spawn(self._update(turn))
+            self._spawn(self._update(turn, self._silence_cut(turn)))
         elif not self.activity.heard_speech and self.activity.silence_s > 2 * self.config.pre_roll_s:
             turn.streamer.drop_silence()  # chat mode before anyone spoke: do not hoard silence
         await self._maybe_end(turn)
+
+    def _start_turn_audio(self, turn: UserTurn, pcm: bytes) -> None:
+        turn.origin = self._fed - len(pcm) // 2
+        self._add(turn, pcm)
+
+    def _add(self, turn: UserTurn, pcm: bytes) -> None:
+        turn.streamer.add(pcm)
+        self._remember(turn, pcm)
+
+    def _turn_time(self, turn: UserTurn, position: int) -> float:
+        """A stream position (samples) as the turn's audio time."""
+        return (position - turn.origin) / INPUT_RATE
+
+    def _tail_samples(self) -> int:
+        """The quiet audio after the speech that its transcript window keeps (no more than an utterance's
+        end waits for, so the pass can start before the utterance is called ended)."""
+        return min(_windows(SETTLE_TAIL_S), _windows(self.config.utterance_end_s)) * WINDOW
+
+    def _silence_cut(self, turn: UserTurn) -> float | None:
+        """While the user is silent (after speaking): the turn time where this silence's transcript window ends,
+        once that much audio has been judged; None otherwise."""
+        silent = _windows(self.activity.silence_s) * WINDOW
+        if not self.activity.heard_speech or silent < self._tail_samples():
+            return None
+        return self._turn_time(turn, self._judged - silent + self._tail_samples())
 
     def _model_decides(self) -> bool:
         return self.call_mode and self.config.turn_detection == "model" and self.predict_end is not None
@@ -206,11 +252,11 @@ class Listener:
                                                                 turn.predicting, turn.settled >= turn.utterances):
             await self.on_event(TurnEnded(self.take_turn()))
 
-    async def _predict(self, turn: UserTurn, utterance: int) -> None:
+    async def _predict(self, turn: UserTurn, utterance: int, audio: bytes) -> None:
         """The model's answer for the utterance that just ended; the turn ends here when it is complete."""
         assert self.predict_end is not None
         try:
-            complete = await self.predict_end(bytes(turn.recent))
+            complete = await self.predict_end(audio)
         except Exception as exc:  # the timer decides instead
             log.warning("end-of-turn model failed (%s): the timer decides", exc)
             complete = None
@@ -222,16 +268,16 @@ class Listener:
     def _update_wanted(self, turn: UserTurn) -> bool:
         if not self.activity.speaking:
             return False
-        if turn.streamer.due():
-            return True
-        # Silence has begun: transcribe now, so the utterance's transcript is ready when the silence is long
-        # enough to call it ended.
-        silence_began = turn.streamer.received_s - self.activity.silence_s
-        return self.activity.silence_s > 0 and not turn.streamer.busy and turn.streamer.last_update_s < silence_began
+        cut = self._silence_cut(turn)
+        if cut is None:
+            return turn.streamer.due()
+        # Silence has begun: transcribe now, up to where it began, so the utterance's transcript is ready (and
+        # is the one its end would settle) when the silence is long enough to call it ended.
+        return not turn.streamer.busy and turn.streamer.last_update_s < cut
 
-    async def _update(self, turn: UserTurn) -> None:
+    async def _update(self, turn: UserTurn, until_s: float | None) -> None:
         try:
-            hypothesis = await turn.streamer.update()
+            hypothesis = await turn.streamer.update(until_s)
         except Exception as exc:  # a failed partial is not fatal: the final pass tries again
             log.warning("partial transcription failed: %s", exc)
             return

@@ -51,10 +51,26 @@ class TurnConfig(BaseModel):
     backchannel_max_words: int = Field(default=3, ge=1)
     backchannel_max_s: float = Field(default=1.2, gt=0)
 
+    def for_phone(self) -> TurnConfig:
+        """These settings for a caller on the phone network (8 kHz G.711): ``PHONE_PROFILE`` over them
+        (docs/listening.md). A transport whose audio is narrowband applies it before an agent's own
+        ``turn_taking`` fields (``with_agent``), which still win."""
+        return TurnConfig.model_validate({**self.model_dump(), **PHONE_PROFILE})
+
     def with_agent(self, override: Mapping[str, Any]) -> TurnConfig:
         """These server-wide settings with an agent's own ``turn_taking`` fields over them (checked by
         ``check_turn_taking`` when the agent was loaded)."""
         return TurnConfig.model_validate({**self.model_dump(), **override}) if override else self
+
+
+# What a phone line changes (docs/listening.md, "Phone-quality listening": measured by
+# scripts/bench_turns.py --phone); the phone transport picks it up with TurnConfig.for_phone().
+PHONE_PROFILE: dict[str, Any] = {
+    # Smart Turn scores unfinished speech higher on a phone line (three of ten cut sentences went from
+    # 0.14-0.52 to 0.70-0.76): ask more of it where the transcript does not end a sentence. Where it does, the
+    # punctuation threshold applies as before (the complete clips' phone scores stay >= 0.65).
+    "turn_complete_threshold": 0.8,
+}
 
 
 def check_turn_taking(override: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -31,9 +31,10 @@ from protocol import events as ev
 from protocol import messages as m
 from protocol.limits import AdmissionRefused
 from protocol.realtime import RealtimeAdapter
-from protocol.realtime_events import AUDIO_RATE, Events, SessionConfig, expires_at
+from protocol.realtime_events import AUDIO_RATE, AudioCodec, Events, SessionConfig, expires_at
 from protocol.tokens import DEFAULT_MAX_DAYS, SECONDS_PER_DAY, TokenError, issue_token, verify_token
-from speech.audio import INPUT_RATE, PcmResampler
+from speech.audio import INPUT_RATE, OUTPUT_RATE
+from speech.g711 import stream_decoder, stream_encoder
 from speech.models_config import ModelsConfig
 
 log = logging.getLogger("ray.serve")
@@ -84,6 +85,12 @@ def session_agent(agent: Agent, config: SessionConfig, instructions_allowed: boo
     if config.instructions and instructions_allowed:
         agent = replace(agent, persona=Persona(config.instructions, agent.persona.examples, wants_json(config.instructions)))
     return agent
+
+
+def realtime_audio() -> AudioCodec:
+    """The session's audio in its format (24 kHz PCM16 or G.711) to and from the conversation's rates."""
+    return AudioCodec(decoder=lambda f: stream_decoder(f, pcm_rate=AUDIO_RATE, to_rate=INPUT_RATE),
+                      encoder=lambda f: stream_encoder(f, from_rate=OUTPUT_RATE, pcm_rate=AUDIO_RATE))
 
 
 def client_secret(raw: bytes, token_secret: str, default_model: str) -> dict[str, Any]:
@@ -185,7 +192,7 @@ async def serve_realtime(ws: WebSocket, ingress: Any) -> None:
         return
     allowed = ingress.agents.client_agent_config.allow_override
     voices = agent_voices(agent, ingress.models)
-    adapter = RealtimeAdapter(SessionConfig(model=name), dialect, PcmResampler(AUDIO_RATE, INPUT_RATE), voices=voices,
+    adapter = RealtimeAdapter(SessionConfig(model=name), dialect, realtime_audio(), voices=voices,
                               voice=agent.character.voice or (voices[0] if voices else ""), instructions_allowed=allowed)
 
     def find_agent(init: m.Init) -> tuple[Agent, str | None]:

@@ -72,10 +72,21 @@ def speech_with_pause(text: str, after_words: int, pause_s: float) -> bytes:
     (found with Whisper's word times): the first part keeps the voice of a sentence that goes on, as a
     person pausing to think does, unlike the same words synthesized alone (which end like a sentence)."""
     pcm = speech_pcm16k(text)
+    offset = _pause_offset(pcm, after_words)
+    return pcm[:offset] + b"\x00\x00" * int(INPUT_RATE * pause_s) + pcm[offset:]
+
+
+def unfinished_part(text: str, after_words: int) -> bytes:
+    """The first ``after_words`` words of ``text`` spoken in one go, cut where ``speech_with_pause`` pauses:
+    a turn that is not finished."""
+    pcm = speech_pcm16k(text)
+    return pcm[: _pause_offset(pcm, after_words)]
+
+
+def _pause_offset(pcm: bytes, after_words: int) -> int:
     words = _whisper().transcribe(pcm16_to_float(pcm)).words
     at = (words[after_words - 1].end + words[after_words].start) / 2
-    offset = int(at * INPUT_RATE) * 2
-    return pcm[:offset] + b"\x00\x00" * int(INPUT_RATE * pause_s) + pcm[offset:]
+    return int(at * INPUT_RATE) * 2
 
 
 GREETING_FILE = CACHE.parent / "greeting.wav"  # named by the file_greeter agent of tests/integration/agents.yaml
@@ -88,3 +99,15 @@ def write_greeting_file() -> None:
 
     GREETING_FILE.parent.mkdir(parents=True, exist_ok=True)
     write_wav(GREETING_FILE, speech_pcm16k(GREETING_TEXT), INPUT_RATE)
+
+
+def phone_line(pcm16k: bytes, law: str = "pcmu") -> bytes:
+    """16 kHz PCM16 as a caller on the phone network is heard: resampled to 8 kHz and G.711-coded in 20 ms
+    frames, then decoded back to 16 kHz, through the same stream converters the transports use."""
+    from speech.g711 import G711_RATE, G711Decoder, G711Encoder
+
+    encoder, decoder = G711Encoder(law, INPUT_RATE), G711Decoder(law, INPUT_RATE)  # type: ignore[arg-type]
+    frame = INPUT_RATE // 50 * 2
+    coded = b"".join(encoder(pcm16k[i : i + frame]) for i in range(0, len(pcm16k), frame)) + encoder.flush()
+    out = b"".join(decoder(coded[i : i + G711_RATE // 50]) for i in range(0, len(coded), G711_RATE // 50))
+    return (out + decoder.flush())[: len(pcm16k)]

@@ -1,7 +1,7 @@
 """The OpenAI Realtime protocol as an adapter over the Voi conversation: a second transport, no second brain.
 
 ``RealtimeAdapter.inbound`` turns one client event into the typed Voi client messages the Conversation
-already handles (``input_audio_buffer.append`` -> ``Audio`` resampled to 16 kHz, ``response.create`` ->
+already handles (``input_audio_buffer.append`` -> ``Audio`` as 16 kHz PCM16 (from 24 kHz PCM16 or G.711), ``response.create`` ->
 ``CreateResponse``, ``response.cancel`` / ``conversation.item.truncate`` -> ``Interrupt``, a user text item
 -> ``Text``) plus the events answered at once (``session.updated``, ``input_audio_buffer.committed``,
 ``error`` for anything refused: never a closed socket). ``outbound`` turns each Voi server message into
@@ -21,7 +21,9 @@ from typing import Any
 from protocol import events as ev
 from protocol import messages as m
 from protocol.realtime_events import (
-    AUDIO_RATE,
+    BYTES_PER_MS,
+    AudioCodec,
+    AudioFormat,
     Dialect,
     Events,
     RealtimeError,
@@ -33,8 +35,6 @@ from protocol.realtime_events import (
 )
 from protocol.realtime_outbound import OutboundEvents
 
-BYTES_PER_MS = AUDIO_RATE * 2 // 1000
-
 
 @dataclass
 class Translation:
@@ -45,12 +45,13 @@ class Translation:
 class RealtimeAdapter:
     """One session's translation, both ways: ``inbound`` for client events, ``outbound`` for Voi messages."""
 
-    def __init__(self, config: SessionConfig, dialect: Dialect, resample_input: Callable[[bytes], bytes], *,
+    def __init__(self, config: SessionConfig, dialect: Dialect, audio: AudioCodec, *,
                  voices: tuple[str, ...], voice: str, instructions_allowed: bool = False) -> None:
         self.events = Events(dialect)
-        self.out = OutboundEvents(self.events, config)
+        self.out = OutboundEvents(self.events, config, audio.encoder)
         self.opened = False  # the conversation runs: voice and instructions are fixed from now on
-        self._resample = resample_input
+        self._audio = audio
+        self._decode = audio.decoder(config.input_format)  # the input stream's converter to 16 kHz PCM16
         self._voices = voices
         self.voice = voice  # the effective voice
         self._instructions_allowed = instructions_allowed
@@ -121,6 +122,8 @@ class RealtimeAdapter:
             config = replace(config, voice=self.config.voice)
         if self.opened:
             config = replace(config, instructions=self.config.instructions)
+        if config.input_format != self.config.input_format:  # a new stream: no samples of the old format carried over
+            self._decode = self._audio.decoder(config.input_format)
         self.config = config
         if config.voice in self._voices:
             self.voice = config.voice
@@ -132,11 +135,11 @@ class RealtimeAdapter:
         return out
 
     def _append(self, event: dict[str, Any]) -> Translation:
-        pcm = _b64_audio(event.get("audio"), "input_audio_buffer.append", "audio")
-        self.out.audio_ms += len(pcm) / BYTES_PER_MS
-        self.out.buffer_bytes += len(pcm)
-        resampled = self._resample(pcm)
-        return Translation(messages=[m.Audio(resampled)] if resampled else [])
+        data = _b64_audio(event.get("audio"), "input_audio_buffer.append", "audio", self.config.input_format)
+        self.out.audio_ms += len(data) / BYTES_PER_MS[self.config.input_format]
+        self.out.buffer_bytes += len(data)
+        pcm = self._decode(data)
+        return Translation(messages=[m.Audio(pcm)] if pcm else [])
 
     def _commit(self, event: dict[str, Any]) -> Translation:
         if self.out.buffer_bytes == 0:
@@ -171,9 +174,10 @@ class RealtimeAdapter:
                 self.out.typed.append((item_id, [m.text_part(part["text"])]))
                 text = part["text"] if text is None else f"{text}\n{part['text']}"
             elif kind == "input_audio":
-                pcm = _b64_audio(part.get("audio"), "conversation.item.create", f"item.content[{i}].audio")
-                self.out.audio_ms += len(pcm) / BYTES_PER_MS
-                out.messages.append(m.Audio(self._resample(pcm)))
+                data = _b64_audio(part.get("audio"), "conversation.item.create", f"item.content[{i}].audio",
+                                  self.config.input_format)
+                self.out.audio_ms += len(data) / BYTES_PER_MS[self.config.input_format]
+                out.messages.append(m.Audio(self._decode(data)))
             elif kind == "input_image" and isinstance(part.get("image_url"), str) and part["image_url"].startswith(("http", "data:image/")):
                 out.messages.append(m.ImageUrl(part["image_url"]))
                 self.out.typed.append((item_id, [m.image_part(part["image_url"])]))
@@ -240,13 +244,14 @@ class RealtimeAdapter:
         speech_id = None if response.voi_id is None else str(response.voi_id)
         return Translation(messages=[m.Interrupt(speech_id, None)], events=events)
 
-def _b64_audio(value: Any, event: str, name: str) -> bytes:
+def _b64_audio(value: Any, event: str, name: str, audio_format: AudioFormat) -> bytes:
     if not isinstance(value, str):
-        raise RealtimeError(f"{event}: '{name}' must be base64-encoded PCM16", "invalid_value", name)
+        raise RealtimeError(f"{event}: '{name}' must be base64-encoded audio in the session's input format "
+                            f"({audio_format})", "invalid_value", name)
     try:
-        pcm = base64.b64decode(value, validate=True)
+        data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise RealtimeError(f"{event}: '{name}' is not valid base64", "invalid_value", name) from None
-    if len(pcm) % 2:
+    if audio_format == "pcm16" and len(data) % 2:
         raise RealtimeError(f"{event}: '{name}' must hold whole 16-bit samples (an even number of bytes)", "invalid_value", name)
-    return pcm
+    return data

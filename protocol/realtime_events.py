@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from common.errors import CodedError
 from protocol.framing import FrameError
@@ -20,6 +21,11 @@ from protocol.messages import ClientTool, parse_client_tools, parse_tool_choice
 
 Dialect = Literal["beta", "ga"]
 AUDIO_RATE = 24_000  # the protocol's PCM16 rate, both ways
+AudioFormat = Literal["pcm16", "pcmu", "pcma"]  # 24 kHz PCM16, G.711 mu-law or A-law (8 kHz, a byte a sample)
+BETA_FORMATS: dict[AudioFormat, str] = {"pcm16": "pcm16", "pcmu": "g711_ulaw", "pcma": "g711_alaw"}
+GA_FORMATS: dict[AudioFormat, dict[str, Any]] = {"pcm16": {"type": "audio/pcm", "rate": AUDIO_RATE},
+                                                 "pcmu": {"type": "audio/pcmu"}, "pcma": {"type": "audio/pcma"}}
+BYTES_PER_MS: dict[AudioFormat, int] = {"pcm16": AUDIO_RATE * 2 // 1000, "pcmu": 8, "pcma": 8}
 BETA_NAMES = {  # GA name -> beta name, for the server events that differ
     "response.output_audio.delta": "response.audio.delta",
     "response.output_audio.done": "response.audio.done",
@@ -55,6 +61,8 @@ class SessionConfig:
     voice: str | None = None  # one of the agent's TTS voices
     tools: tuple[ClientTool, ...] = ()  # the client's function tools (it runs them; the server's own are not listed)
     tool_choice: str | None = None  # auto (None) | none | required
+    input_format: AudioFormat = "pcm16"  # what input_audio_buffer.append and input_audio parts carry
+    output_format: AudioFormat = "pcm16"  # what response.output_audio.delta carries
     expires_at: int = 0
 
     @property
@@ -62,18 +70,42 @@ class SessionConfig:
         return "audio" in self.modalities
 
 
-def _check_format(value: Any, where: str) -> None:
+class StreamConverter(Protocol):
+    """One audio stream's converter: chunks in order, ``flush`` at its end (what a resampler still holds)."""
+
+    def __call__(self, data: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class AudioCodec:
+    """How a session's audio is converted (speech/g711.py, wired by the deployment): ``decoder(format)`` makes
+    one input stream's converter to the Listener's 16 kHz PCM16, ``encoder(format)`` one reply's converter from
+    the Synthesizer's 24 kHz PCM16."""
+
+    decoder: Callable[[AudioFormat], StreamConverter]
+    encoder: Callable[[AudioFormat], StreamConverter]
+
+
+def _format(value: Any, where: str) -> AudioFormat | None:
+    """A format as the beta names it (``g711_ulaw``) or as a GA object (``{"type": "audio/pcmu"}``)."""
     if value is None:
-        return
+        return None
     if isinstance(value, str):
-        ok = value == "pcm16"
+        found = next((f for f, name in BETA_FORMATS.items() if name == value), None)
+    elif isinstance(value, dict) and value.get("type", "audio/pcm") == "audio/pcm":
+        found = "pcm16" if value.get("rate", AUDIO_RATE) == AUDIO_RATE else None
     elif isinstance(value, dict):
-        ok = value.get("type") in (None, "audio/pcm") and value.get("rate", AUDIO_RATE) == AUDIO_RATE
+        found = next((f for f, shape in GA_FORMATS.items() if shape["type"] == value.get("type")), None)
     else:
-        ok = False
-    if not ok:
-        raise RealtimeError(f"session.update: '{where}': only 24 kHz PCM16 audio is supported ('pcm16' or "
-                            "{'type': 'audio/pcm', 'rate': 24000})", "unsupported_audio_format", f"session.{where}")
+        found = None
+    if found is None:
+        raise RealtimeError(f"session.update: '{where}': supported formats are 24 kHz PCM16 ('pcm16' or "
+                            "{'type': 'audio/pcm', 'rate': 24000}) and G.711 at 8 kHz ('g711_ulaw' / 'g711_alaw' or "
+                            "{'type': 'audio/pcmu'} / {'type': 'audio/pcma'})", "unsupported_audio_format",
+                            f"session.{where}")
+    return found
 
 
 def _turn_detection(value: Any, where: str) -> str | None:
@@ -117,10 +149,13 @@ def apply_session_update(config: SessionConfig, session: Any) -> SessionConfig:
     audio = session.get("audio") if isinstance(session.get("audio"), dict) else {}
     audio_in = audio.get("input") if isinstance(audio.get("input"), dict) else {}
     audio_out = audio.get("output") if isinstance(audio.get("output"), dict) else {}
-    _check_format(session.get("input_audio_format"), "input_audio_format")
-    _check_format(session.get("output_audio_format"), "output_audio_format")
-    _check_format(audio_in.get("format"), "audio.input.format")
-    _check_format(audio_out.get("format"), "audio.output.format")
+    for key, where, value in (("input_format", "input_audio_format", session.get("input_audio_format")),
+                              ("output_format", "output_audio_format", session.get("output_audio_format")),
+                              ("input_format", "audio.input.format", audio_in.get("format")),
+                              ("output_format", "audio.output.format", audio_out.get("format"))):
+        found = _format(value, where)
+        if found is not None:
+            changes[key] = found
     for where, holder, key in (("turn_detection", session, "turn_detection"),
                                ("audio.input.turn_detection", audio_in, "turn_detection")):
         if key in holder:
@@ -175,16 +210,16 @@ class Events:
                                   "tools": [t.flat() for t in config.tools], "tool_choice": config.tool_choice or "auto",
                                   "expires_at": config.expires_at}
         if self.dialect == "beta":  # no model: beta's session.model admits only OpenAI's model names, not an agent's
-            return {**common, "modalities": list(config.modalities), "voice": voice, "input_audio_format": "pcm16",
-                    "output_audio_format": "pcm16", "input_audio_transcription": transcription, "turn_detection": turn,
-                    "max_response_output_tokens": "inf"}
-        pcm = {"type": "audio/pcm", "rate": AUDIO_RATE}
+            return {**common, "modalities": list(config.modalities), "voice": voice,
+                    "input_audio_format": BETA_FORMATS[config.input_format],
+                    "output_audio_format": BETA_FORMATS[config.output_format], "input_audio_transcription": transcription,
+                    "turn_detection": turn, "max_response_output_tokens": "inf"}
         return {**common, "type": "realtime", "model": config.model,
                 "output_modalities": ["audio"] if config.audio_out else ["text"],
                 "max_output_tokens": "inf",
-                "audio": {"input": {"format": pcm, "transcription": transcription, "turn_detection": turn,
-                                    "noise_reduction": None},
-                          "output": {"format": pcm, "voice": voice, "speed": 1.0}}}
+                "audio": {"input": {"format": dict(GA_FORMATS[config.input_format]), "transcription": transcription,
+                                    "turn_detection": turn, "noise_reduction": None},
+                          "output": {"format": dict(GA_FORMATS[config.output_format]), "voice": voice, "speed": 1.0}}}
 
     def item_created(self, item: dict[str, Any], previous_item_id: str | None, *, complete: bool = True) -> list[dict[str, Any]]:
         """A new conversation item: ``conversation.item.created`` (beta); ``.added``, and ``.done`` when it is

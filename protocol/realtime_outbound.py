@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import base64
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import events as ev
-from protocol.realtime_events import Events, SessionConfig, new_id, usage
+from protocol.realtime_events import AudioFormat, Events, SessionConfig, StreamConverter, new_id, usage
 
 SPEECH_ONSET_MS = 300  # speech_started is told after this much speech: its audio started about this much earlier
 SERVER_CODES = ("stt_failed", "tts_failed", "reply_failed", "internal", "session_lost", "server_busy")
@@ -48,15 +49,18 @@ class _Response:
     audio_done: bool = False
     error: dict[str, Any] | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)  # its function_call items (the client's tools)
+    encode: StreamConverter | None = None  # its audio in the session's output format (None: as it comes)
 
 
 
 class OutboundEvents:
     """Server events for one session; ``outbound`` takes each Voi server message in order."""
 
-    def __init__(self, events: Events, config: SessionConfig) -> None:
+    def __init__(self, events: Events, config: SessionConfig,
+                 encoder: Callable[[AudioFormat], StreamConverter] | None = None) -> None:
         self.events = events
         self.config = config
+        self._encoder = encoder  # a reply's converter from 24 kHz PCM16 to the output format (None: PCM16 only)
         self.audio_ms = 0.0  # input audio received in this session
         self.buffer_bytes = 0  # input audio since the last commit or clear
         self.user: _UserAudio | None = None  # the user's audio item being spoken (not committed yet)
@@ -91,14 +95,14 @@ class OutboundEvents:
             case ev.ResponseCreated():
                 events = self._complete_transcription()
                 audio = self.requested.popleft() if self.requested else self.config.audio_out
-                self.response = _Response(new_id("resp"), audio, input_text=self.last_input)
+                self.response = _Response(new_id("resp"), audio, input_text=self.last_input, encode=self._encode_audio())
                 return events + [self.events.event("response.created", response=self._body("in_progress", []))]
             case ev.ResponseDone() if self.response is not None:
                 self.response.text_done = True
                 return self._finish_if_complete()
             case ev.SpeechDone(speech_id=speech_id) if self.response is not None and speech_id == str(self.response.voi_id):
                 self.response.audio_done = True
-                return self._finish_if_complete()
+                return self._audio_tail(self.response) + self._finish_if_complete()
             case ev.ResponseCancelled(reason=reason):
                 return self._on_cancelled(reason or "")
             case ev.ToolCallStarted(client=True) if self.response is not None:
@@ -145,7 +149,7 @@ class OutboundEvents:
         events = self._complete_transcription()
         if self.requested:  # an explicit response.create with nothing to answer
             audio = self.requested.popleft()
-            self.response = _Response(new_id("resp"), audio)
+            self.response = _Response(new_id("resp"), audio, encode=self._encode_audio())
             events.append(self.events.event("response.created", response=self._body("in_progress", [])))
             events += self.finish("cancelled", {"type": "cancelled"})  # no reason: OpenAI's four name none for this
         return events
@@ -196,8 +200,23 @@ class OutboundEvents:
         response = self.response
         if response is None or not response.audio or str(response.voi_id) != speech_id or not pcm:
             return []
+        data = response.encode(pcm) if response.encode is not None else pcm
+        if not data:  # the output resampler holds the first milliseconds until it has a block
+            return []
         return [self.events.event("response.output_audio.delta", **self._where(response),
-                                  delta=base64.b64encode(pcm).decode("ascii"))]
+                                  delta=base64.b64encode(data).decode("ascii"))]
+
+    def _audio_tail(self, response: _Response) -> list[dict[str, Any]]:
+        """The reply's last milliseconds, held by the output resampler until its speech is done."""
+        data = response.encode.flush() if response.encode is not None and response.audio else b""
+        if not data:
+            return []
+        return [self.events.event("response.output_audio.delta", **self._where(response),
+                                  delta=base64.b64encode(data).decode("ascii"))]
+
+    def _encode_audio(self) -> StreamConverter | None:
+        """A new reply's audio converter: each reply is a stream of its own, so no reply begins with another's tail."""
+        return None if self._encoder is None else self._encoder(self.config.output_format)
 
     def _on_error(self, text: str, code: str) -> list[dict[str, Any]]:
         kind = "server_error" if code in SERVER_CODES or code.startswith("llm") else "invalid_request_error"

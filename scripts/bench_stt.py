@@ -3,11 +3,17 @@ real-time factor, at 1, 2 and 4 concurrent sessions with batching on and off.
 
     .venv/bin/python scripts/bench_stt.py            # full run (about 10 minutes on 2 CPU cores)
     .venv/bin/python scripts/bench_stt.py --quick    # fewer clips and levels, for a smoke run
+    .venv/bin/python scripts/bench_stt.py --phone    # 16 kHz against a phone line (8 kHz mu-law), in-process
 
 Fixtures are generated with Piper (several speeds, with and without added white noise) and cached. Every
 session streams real speech at real-time pace in 8192-byte frames over a real websocket to a real graph
 (started by this script), then sends ``create_response``; times are measured at the client.
 Prints a table and writes JSON (default bench_results/stt.json).
+
+``--phone`` starts no graph: each clip is transcribed as recorded (16 kHz) and as a caller is heard
+(harness.speech.phone_line: 8 kHz mu-law in 20 ms frames, back to 16 kHz), by the long-form pass and by the
+real Listener and Whisper streaming it in 20 ms frames on a virtual clock (harness/paced_listening.py);
+writes bench_results/stt_phone.json and a PNG.
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from _repo_path import ROOT
 
-from harness.report import ms, pct, write_report
+from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
 from harness.server import TEST_SECRET, start_server
-from harness.speech import speech_pcm16k, wer
+from harness.speech import phone_line, speech_pcm16k, wer
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from speech.audio import float_to_pcm16, pcm16_to_float
@@ -60,14 +66,19 @@ def fixtures(quick: bool) -> list[dict]:
     return clips
 
 
-def offline(clips: list[dict]) -> dict:
-    """The same model, one long-form pass per clip, in this process: the WER and RTF to compare against."""
+def default_backend():  # type: ignore[no-untyped-def]
+    """models.yaml's default STT model, in this process."""
     from speech.models_config import load_models_config, resolve_files
     from speech.stt import FasterWhisperBackend
 
     models = load_models_config(ROOT / "models.yaml")
     spec = models.stt.models[models.stt.default]
-    backend = FasterWhisperBackend(resolve_files(spec, base_dir=ROOT), spec)
+    return FasterWhisperBackend(resolve_files(spec, base_dir=ROOT), spec)
+
+
+def offline(clips: list[dict]) -> dict:
+    """The same model, one long-form pass per clip, in this process: the WER and RTF to compare against."""
+    backend = default_backend()
     backend.transcribe(pcm16_to_float(clips[0]["pcm"]))
     wers, compute, audio_s = [], 0.0, 0.0
     for clip in clips:
@@ -165,12 +176,75 @@ async def run_level(url: str, clips: list[dict], sessions: int) -> dict:
     }
 
 
+PHONE_PACING_FRAMES = 15  # a Whisper pass lasts 0.3 s of audio (15 phone frames of 20 ms)
+
+
+async def phone_rows(clips: list[dict]) -> list[dict]:
+    from harness.paced_listening import Pacing, listen_paced
+
+    backend = default_backend()
+    rows = []
+    for clip in clips:
+        row = {k: clip[k] for k in ("text", "speed", "noise")}
+        for line, pcm in (("wideband", clip["pcm"]), ("phone", phone_line(clip["pcm"]))):
+            offline_text = backend.transcribe(pcm16_to_float(pcm)).text
+            streamed = await listen_paced(backend, pcm + b"\x00\x00" * 8_000, Pacing(640, PHONE_PACING_FRAMES))
+            row[line] = {"offline": offline_text, "offline_wer": wer(clip["text"], offline_text),
+                         "streaming": streamed.final, "streaming_wer": wer(clip["text"], streamed.final)}
+        rows.append(row)
+        print(f"  {row['wideband']['streaming_wer']:.2f} / {row['phone']['streaming_wer']:.2f}  {clip['text'][:50]} "
+              f"(x{clip['speed']}{', noise' if clip['noise'] else ''})", flush=True)
+    return rows
+
+
+def phone_summary(rows: list[dict]) -> dict:
+    out: dict = {}
+    for line in ("wideband", "phone"):
+        for subset, keep in (("all", lambda r: True), ("clean", lambda r: not r["noise"]), ("noisy", lambda r: r["noise"])):
+            chosen = [r[line] for r in rows if keep(r)]
+            out[f"{line}_{subset}"] = {k: float(np.mean([c[k] for c in chosen])) if chosen else None
+                                       for k in ("offline_wer", "streaming_wer")}
+    return out
+
+
+def plot_phone(report: dict, png: Path) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    subsets, width = ["all", "clean", "noisy"], 0.2
+    for n, (line, kind) in enumerate([(w, k) for w in ("wideband", "phone") for k in ("offline_wer", "streaming_wer")]):
+        ax.bar([i + n * width for i in range(len(subsets))], [report["summary"][f"{line}_{s}"][kind] * 100 for s in subsets],
+               width, label=f"{line}, {kind.removesuffix('_wer')}")
+    ax.set_xticks([i + 1.5 * width for i in range(len(subsets))], subsets)
+    ax.set_ylabel("WER (%)")
+    ax.set_title("Whisper on 16 kHz speech and on a phone line (8 kHz mu-law)")
+    ax.legend()
+    save_figure(fig, png)
+
+
+def run_phone(args: argparse.Namespace) -> int:
+    clips = fixtures(args.quick)
+    print(f"{len(clips)} clips: WER wideband / phone line (streaming)", flush=True)
+    rows = asyncio.run(phone_rows(clips))
+    report = {**machine_and_date(), "clips": len(clips), "summary": phone_summary(rows), "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"\n{'clips':<8} {'16k offline':>11} {'16k stream':>10} {'phone offline':>13} {'phone stream':>12}")
+    for subset in ("all", "clean", "noisy"):
+        wide, phone = report["summary"][f"wideband_{subset}"], report["summary"][f"phone_{subset}"]
+        print(f"{subset:<8} {wide['offline_wer']:>11.3f} {wide['streaming_wer']:>10.3f} {phone['offline_wer']:>13.3f} "
+              f"{phone['streaming_wer']:>12.3f}")
+    write_report(report, args.out.with_name("stt_phone.json"), plot_phone)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--levels", default=None, help="comma-separated session counts (default 1,2,4)")
+    parser.add_argument("--phone", action="store_true", help="16 kHz against a phone line, in-process (no graph)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "stt.json")
     args = parser.parse_args(argv)
+    if args.phone:
+        return run_phone(args)
     levels = [int(x) for x in (args.levels or ("1,2" if args.quick else "1,2,4")).split(",")]
     clips = fixtures(args.quick)
     print(f"{len(clips)} clips, {sum(len(c['pcm']) for c in clips) / 32_000:.0f} s of speech; offline baseline ...", flush=True)

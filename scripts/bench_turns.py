@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_turns.py                 # 20 complete + 20 paused clips, 10 backchannels
     .venv/bin/python scripts/bench_turns.py --clips 6       # a smoke run
+    .venv/bin/python scripts/bench_turns.py --phone         # 16 kHz against a phone line, in-process
 
 For each of ``turn_detection=timer`` and ``turn_detection=model`` a real graph is started (default agents:
 the echo agent) and one client in call mode streams Piper-made clips at real-time pace over a websocket,
@@ -16,6 +17,13 @@ each followed by silence, as a microphone would:
   long after the speech began ``user_interrupt`` came.
 After each reply the client sends ``interrupt`` (as a client that stops playback), so the next clip is
 not spoken over the agent. Prints a table, writes JSON (default bench_results/turns.json) and a PNG.
+
+``--phone`` starts no graph: the complete clips and the unfinished first parts of the paused ones, as recorded
+(16 kHz) and as a caller is heard (harness.speech.phone_line: 8 kHz mu-law, back to 16 kHz), are put to the
+end-of-turn model alone (what it answers at the utterance's end) and streamed through the real call-mode
+Listener with Whisper and the model on a virtual clock (harness/paced_listening.py: turns cut at the pause,
+end of speech -> turn ended), with the default turn settings and with ``TurnConfig().for_phone()``; writes
+bench_results/turns_phone.json and a PNG.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from _repo_path import ROOT
 
 from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
 from harness.server import TEST_SECRET, start_server
-from harness.speech import speech_pcm16k, speech_with_pause, trim_trailing_silence
+from harness.speech import phone_line, speech_pcm16k, speech_with_pause, trim_trailing_silence, unfinished_part
 from protocol.client import Received, VoiClient
 from protocol.tokens import issue_token
 from speech.audio import pcm16_to_float
@@ -168,6 +176,85 @@ async def run_mode(mode: str, args: argparse.Namespace) -> dict:
     }
 
 
+PHONE_FRAME = 640  # 20 ms of 16 kHz PCM16: a phone frame
+UTTERANCE_END = b"\x00\x00" * 3_200  # the 0.2 s of silence after which an utterance ends and the model is asked
+
+
+async def phone_turns(args: argparse.Namespace) -> dict:
+    from agents.turns import TurnConfig
+    from harness.paced_listening import Pacing, listen_paced
+    from speech.models_config import load_models_config, resolve_files
+    from speech.stt import FasterWhisperBackend
+    from speech.turn_model import SmartTurn
+
+    models = load_models_config(ROOT / "models.yaml")
+    spec = models.stt.models[models.stt.default]
+    whisper = FasterWhisperBackend(resolve_files(spec, base_dir=ROOT), spec)
+    model = SmartTurn()
+    pacing = Pacing(PHONE_FRAME, 15)  # a Whisper pass (and a model answer) lasts 0.3 s of audio
+    profiles = {"default": TurnConfig(), "phone": TurnConfig().for_phone()}
+    complete = [trim_trailing_silence(speech_pcm16k((QUESTIONS + STATEMENTS)[i % 20])) for i in range(args.clips)]
+    paused = [PAUSED[i % len(PAUSED)] for i in range(args.clips)]
+    report: dict = {"lines": {}}
+    for line in ("wideband", "phone"):
+        heard = (lambda pcm: pcm) if line == "wideband" else phone_line
+        finished = [model.predict(pcm16_to_float(heard(pcm) + UTTERANCE_END)) for pcm in complete]
+        unfinished = [model.predict(pcm16_to_float(heard(unfinished_part(t, n)) + UTTERANCE_END)) for t, n in paused]
+        out: dict = {"finished_p": finished, "unfinished_p": unfinished, "profiles": {}}
+        for name, config in profiles.items():
+            threshold = config.turn_complete_threshold
+            result: dict = {"finished_judged_unfinished": sum(p < threshold for p in finished) / len(finished),
+                            "unfinished_judged_finished": sum(p >= threshold for p in unfinished) / len(unfinished)}
+            ended, cuts, splits = [], 0, 0
+            for pcm in complete:
+                run = await listen_paced(whisper, heard(pcm) + b"\x00\x00" * int(16_000 * TAIL_S), pacing, call_mode=True,
+                                         config=config, turn_model=model)
+                splits += run.turns != 1
+                if run.turn_ended_at_frame is not None:
+                    ended.append((run.turn_ended_at_frame + 1) * 20 - len(pcm) / 32)
+            for n, (text, after) in enumerate(paused):
+                pcm = trim_trailing_silence(speech_with_pause(text, after, PAUSES_S[n % len(PAUSES_S)]))
+                run = await listen_paced(whisper, heard(pcm) + b"\x00\x00" * int(16_000 * TAIL_S), pacing, call_mode=True,
+                                         config=config, turn_model=model)
+                cuts += run.turns > 1 or (run.turn_ended_at_frame is not None and (run.turn_ended_at_frame + 1) * 20 < len(pcm) / 32)
+            result.update({"turn_ended_p50_ms": pct(ended, 50), "turn_ended_p95_ms": pct(ended, 95),
+                           "complete_split_rate": splits / len(complete), "paused_cut_rate": cuts / len(paused)})
+            out["profiles"][name] = result
+            print(f"{line:<9} {name:<8} model alone: unfinished->finished {result['unfinished_judged_finished']:.0%}, "
+                  f"finished->unfinished {result['finished_judged_unfinished']:.0%}; listener: cut at pause "
+                  f"{result['paused_cut_rate']:.0%}, split {result['complete_split_rate']:.0%}, turn ended p50 "
+                  f"{ms(result['turn_ended_p50_ms'], 6)} p95 {ms(result['turn_ended_p95_ms'], 6)}", flush=True)
+        report["lines"][line] = out
+    report["profiles"] = {name: config.model_dump(exclude={"backchannels"}) for name, config in profiles.items()}
+    return report
+
+
+def plot_phone(report: dict, png: Path) -> None:
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for n, line in enumerate(report["lines"]):
+        data = report["lines"][line]
+        left.scatter([n - 0.1] * len(data["finished_p"]), data["finished_p"], alpha=0.6, label="finished" if not n else None,
+                     color="tab:green")
+        left.scatter([n + 0.1] * len(data["unfinished_p"]), data["unfinished_p"], alpha=0.6,
+                     label="unfinished" if not n else None, color="tab:red")
+    left.axhline(0.5, color="grey", linestyle=":")
+    left.set_xticks(range(len(report["lines"])), list(report["lines"]))
+    left.set_ylabel("Smart Turn P(complete) at the utterance's end")
+    left.legend()
+    bars = [(line, name) for line in report["lines"] for name in report["lines"][line]["profiles"]]
+    rates = ["paused_cut_rate", "unfinished_judged_finished", "finished_judged_unfinished"]
+    width = 0.8 / len(bars)
+    for n, (line, name) in enumerate(bars):
+        result = report["lines"][line]["profiles"][name]
+        right.bar([r + n * width for r in range(len(rates))], [result[k] * 100 for k in rates], width, label=f"{line}, {name}")
+    right.set_xticks([r + width * (len(bars) - 1) / 2 for r in range(len(rates))],
+                     ["listener:\ncut at the pause", "model alone:\nunfinished -> finished", "model alone:\nfinished -> unfinished"])
+    right.set_ylabel("%")
+    right.legend()
+    save_figure(fig, png)
+
+
 def plot(report: dict, png: Path) -> None:
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -196,9 +283,14 @@ def main() -> None:
     parser.add_argument("--backchannels", type=int, default=10)
     parser.add_argument("--interruptions", type=int, default=5)
     parser.add_argument("--modes", default="timer,model")
+    parser.add_argument("--phone", action="store_true", help="16 kHz against a phone line, in-process (no graph)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "turns.json")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.phone:
+        report = {**machine_and_date(), "clips": args.clips, **asyncio.run(phone_turns(args))}
+        write_report(report, args.out.with_name("turns_phone.json"), plot_phone)
+        return
     report = {**machine_and_date(), "clips": args.clips, "modes": {}}
     for mode in args.modes.split(","):
         report["modes"][mode] = asyncio.run(run_mode(mode, args))

@@ -77,9 +77,23 @@ class PcmResampler:
     chunk edges add no clicks): a transport whose clients send 24 kHz audio feeds Whisper 16 kHz."""
 
     def __init__(self, from_rate: int, to_rate: int) -> None:
-        self._stream = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="HQ") if from_rate != to_rate else None
+        self._rates = (from_rate, to_rate)
+        self._stream = self._new_stream()
+
+    def _new_stream(self) -> soxr.ResampleStream | None:
+        from_rate, to_rate = self._rates
+        return soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="HQ") if from_rate != to_rate else None
 
     def __call__(self, pcm: bytes) -> bytes:
         if self._stream is None or not pcm:
             return pcm
         return float_to_pcm16(self._stream.resample_chunk(pcm16_to_float(pcm)))
+
+    def flush(self) -> bytes:
+        """The end of the stream: the samples soxr still holds (it works in blocks of tens of milliseconds);
+        the next chunk starts a new stream."""
+        if self._stream is None:
+            return b""
+        tail = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        self._stream = self._new_stream()
+        return float_to_pcm16(tail)

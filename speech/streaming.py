@@ -125,11 +125,10 @@ class LocalAgreement:
     def settle(self, window_words: list[Word] | None = None) -> None:
         """End of an utterance: the full-window hypothesis (the final pass, or else the latest one) replaces
         the window's words, so the early guesses made on a second of audio are corrected with the full
-        context. A final pass with fewer words than were already heard is not trusted over them."""
+        context. A final pass that left out a phrase already heard is not trusted over it."""
         words = self.window_hypothesis if window_words is None else window_words
         window = self._without_repeat(words)
-        known = self.in_window + len(self.pending)
-        if window and len(window) >= known:
+        if window and not self._drops_a_phrase(window):
             self.confirmed = self.confirmed[: len(self.confirmed) - self.in_window] + window
             self.in_window = len(window)
             self.pending = []
@@ -137,6 +136,15 @@ class LocalAgreement:
         else:
             self.confirm_all(window_words)
         self.window_hypothesis = []
+
+    def _drops_a_phrase(self, window: list[Word]) -> bool:
+        """Whether the full-window pass leaves out two or more words in a row of what this window had heard.
+        One word fewer is a correction: the last words of a short window are the least reliable, and two
+        passes cut mid-word can agree on a wrong one ("like in this" before "Lisbon" was heard whole)."""
+        heard = [normalize(w.text) for w in self.confirmed[len(self.confirmed) - self.in_window :] + self.pending]
+        final = [normalize(w.text) for w in window]
+        opcodes = SequenceMatcher(a=heard, b=final, autojunk=False).get_opcodes()
+        return any((i2 - i1) - (j2 - j1) >= 2 for tag, i1, i2, j1, j2 in opcodes if tag in ("delete", "replace"))
 
     def window_moved(self) -> None:
         """The window now starts after every confirmed word."""
@@ -169,6 +177,7 @@ class StreamingTranscriber:
         self._window_start_s = 0.0  # turn time of the window's first sample
         self._received_s = 0.0
         self._last_update_s = 0.0
+        self._last_cut_s: float | None = None  # where the latest update's window was cut (None: at what had arrived)
         self._lock = asyncio.Lock()
         self.updates = 0
         self.loops = 0  # passes that fell into a repetition loop (each was repaired)
@@ -218,10 +227,18 @@ class StreamingTranscriber:
         text = LocalAgreement.text(before)
         return text[-self.config.prompt_chars :] if text else None
 
-    async def _run(self) -> tuple[Transcript, float, float]:
-        """Transcribe the current window; returns the transcript, the window's start and its length."""
-        start, audio = self._window_start_s, bytes(self._window)
-        self._last_update_s = self._received_s
+    def _audio_until(self, until_s: float | None) -> bytes:
+        if until_s is None:
+            return bytes(self._window)
+        end = int(round((until_s - self._window_start_s) * BYTES_PER_SECOND)) // 2 * 2
+        return bytes(self._window[: max(0, end)])
+
+    async def _run(self, until_s: float | None = None) -> tuple[Transcript, float, float]:
+        """Transcribe the current window (up to turn time ``until_s`` when given); returns the transcript,
+        the window's start and its length."""
+        start, audio = self._window_start_s, self._audio_until(until_s)
+        self._last_update_s = self._received_s if until_s is None else min(until_s, self._received_s)
+        self._last_cut_s = until_s
         transcript = await self._without_loop(audio, self._prompt())
         return transcript, start, len(audio) / BYTES_PER_SECOND
 
@@ -252,11 +269,13 @@ class StreamingTranscriber:
     def _absolute(transcript: Transcript, offset: float) -> list[Word]:
         return [Word(w.text, w.start + offset, w.end + offset, w.probability) for w in transcript.words]
 
-    async def update(self) -> Hypothesis:
+    async def update(self, until_s: float | None = None) -> Hypothesis:
+        """Transcribe the window so far, or up to turn time ``until_s`` (where the user fell silent: a window
+        whose end does not depend on how the audio was cut into frames)."""
         async with self._lock:
             if not self._window:
                 return self.hypothesis()
-            transcript, start, seconds = await self._run()
+            transcript, start, seconds = await self._run(until_s)
             self.updates += 1
             self.agreement.insert(self._absolute(transcript, start))
             self._trim(nothing_heard=not transcript.words, analyzed_end_s=start + seconds)
@@ -265,14 +284,16 @@ class StreamingTranscriber:
     async def finish(self, speech_end_s: float | None = None) -> str:
         """Confirm everything and return the settled transcript of the turn so far.
 
-        When the last update already covered all the speech (it started after ``speech_end_s``, the turn
-        time where voice activity last ended), its hypothesis is confirmed as is: no further Whisper pass.
+        ``speech_end_s`` (the turn time where the user's speech ended, its short tail included) is where the
+        last pass cuts the window: the settled words then depend on the audio, not on how it arrived in
+        frames (a window ending 0.5 s later once made Whisper hear "in Lisbon" as "and listen"). When the last
+        update was already cut there, its hypothesis is confirmed as is: no further Whisper pass.
         """
         async with self._lock:
-            covered = speech_end_s is not None and self._last_update_s >= speech_end_s and self.updates > 0
+            covered = speech_end_s is not None and self._last_cut_s == speech_end_s and self.updates > 0
             analyzed_end_s = self._last_update_s
-            if self._window and self._received_s > self._last_update_s and not covered:
-                transcript, start, seconds = await self._run()
+            if self._window and not covered and (speech_end_s is not None or self._received_s > self._last_update_s):
+                transcript, start, seconds = await self._run(speech_end_s)
                 self.updates += 1
                 self.agreement.settle(self._absolute(transcript, start))
                 analyzed_end_s = start + seconds

@@ -23,6 +23,7 @@ from harness.server import TEST_API_KEY, TEST_SECRET, Server
 from harness.speech import speech_pcm16k, wer
 from protocol.realtime_events import Dialect
 from protocol.tokens import issue_token
+from speech import g711
 from speech.audio import float_to_pcm16, pcm16_to_float, resample
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
@@ -377,3 +378,56 @@ async def test_a_beta_client_gets_its_function_call_events(server):
         assert call.name == "weather" and json.loads(call.arguments) == {"city": "Oslo"}, call
         answer = await answer_call(conn, events, {"forecast": "snow"})
         assert "snow" in "".join(e.delta for e in answer if e.type == "response.text.delta")
+
+
+LISBON = "What will the weather be like in Lisbon tomorrow afternoon?"
+
+
+async def spoken_turn(server: Server, session: dict[str, Any], audio: bytes, chunk_bytes: int, *,
+                      pace_s: float = 0.0) -> list[Any]:
+    """One server-VAD turn of ``audio`` appended in chunks of ``chunk_bytes`` (``pace_s`` apart): its events
+    up to the reply's ``response.done``."""
+    async with connect(server, "stt_test") as conn:
+        await open_session(conn, session)
+        for i in range(0, len(audio), chunk_bytes):
+            await conn.input_audio_buffer.append(audio=b64(audio[i:i + chunk_bytes]))
+            if pace_s:
+                await asyncio.sleep(pace_s)
+        return await until(conn, "response.done", 90)
+
+
+def transcript_of(events: list[Any]) -> str:
+    return next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed").transcript
+
+
+async def test_the_transcript_does_not_depend_on_the_append_size(server):
+    """Issue 22: this 24 kHz clip appended in 100 ms chunks came back "... be like and list in tomorrow
+    afternoon." The same clip (after half a second of silence) in 20, 100 and 500 ms appends: one transcript."""
+    clip = b"\x00\x00" * 12_000 + pcm24k(LISBON) + b"\x00\x00" * 24_000 * 2
+    heard = {}
+    for chunk_ms in (20, 100, 500):
+        heard[chunk_ms] = transcript_of(await spoken_turn(server, VAD, clip, 48 * chunk_ms))
+    assert len(set(heard.values())) == 1, heard
+    assert wer(LISBON, heard[100]) <= 0.1, heard
+
+
+G711 = {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"}, "turn_detection": {"type": "server_vad"},
+                                                "transcription": {"model": "whisper-1"}},
+                                      "output": {"format": {"type": "audio/pcmu"}}}}
+
+
+async def test_mu_law_in_and_out(server):
+    """A phone-quality session: a spoken question as 8 kHz mu-law in 20 ms frames at real-time pace, the echo
+    agent's reply as mu-law, and that reply, sent back as mu-law, heard as the same words."""
+    question = "Can you book a table for two at seven tonight?"
+    narrowband = float_to_pcm16(resample(pcm16_to_float(speech_pcm16k(question)), 16_000, g711.G711_RATE))
+    mulaw = g711.encode(narrowband + b"\x00\x00" * g711.G711_RATE * 2, "pcmu")
+    events = await spoken_turn(server, G711, mulaw, 160, pace_s=0.02)
+    assert wer(question, transcript_of(events)) <= 0.2, transcript_of(events)
+    spoken = "".join(e.delta for e in events if e.type == "response.output_audio_transcript.delta")
+    reply = audio_of(events)  # mu-law bytes: one a sample at 8 kHz
+    assert len(reply) > g711.G711_RATE, len(reply)
+    # The reply's own mu-law sent back as a turn: Whisper hears what the agent said.
+    heard = transcript_of(await spoken_turn(server, G711, reply + b"\xff" * g711.G711_RATE * 2, 1_600))
+    assert wer(spoken, heard) <= 0.2, (spoken, heard)
+    assert wer(question, heard) <= 0.2, (question, heard)

@@ -9,13 +9,13 @@ from agents.agent import AgentConfig, build_agent
 from agents.conversation import Conversation
 from agents.services import Services, SessionPolicy
 from common.clock import Clock, VirtualClock
+from deployments.realtime import realtime_audio
 from harness.realtime_types import check_server_event
 from protocol import events as ev
 from protocol import messages as m
 from protocol.realtime import RealtimeAdapter, Translation
 from protocol.realtime_events import SessionConfig
 from protocol.voi_codec import VoiEncoder, to_frame
-from speech.audio import PcmResampler
 from speech.stt import Transcript, Word
 
 AGENT = build_agent(AgentConfig.model_validate({
@@ -123,7 +123,7 @@ class CheckedAdapter(RealtimeAdapter):
 
 
 def adapter(dialect="ga", **config) -> RealtimeAdapter:
-    return CheckedAdapter(SessionConfig(model="echo", **config), dialect, PcmResampler(24_000, 16_000),
+    return CheckedAdapter(SessionConfig(model="echo", **config), dialect, realtime_audio(),
                           voices=("joe", "joe_warm"), voice="joe")
 
 

@@ -30,3 +30,24 @@ def test_the_two_laws_differ_and_silence_is_their_known_byte():
 def test_an_unknown_law_is_refused():
     with pytest.raises(ValueError, match="unknown G.711 law"):
         g711.decode(b"\x00", "g729")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("law,rate", [("pcmu", 16_000), ("pcma", 24_000)])
+def test_streams_through_the_converters_in_phone_frames(law, rate):
+    """24/16 kHz PCM16 -> G.711 -> back, chunk by chunk in 20 ms frames: the tone and its length survive."""
+    encoder, decoder = g711.G711Encoder(law, rate), g711.G711Decoder(law, rate)
+    pcm = _tone(1.0, rate)
+    frame = rate // 50 * 2
+    coded = b"".join(encoder(pcm[i : i + frame]) for i in range(0, len(pcm), frame)) + encoder.flush()
+    assert len(coded) == pytest.approx(g711.G711_RATE, abs=8)  # 1 s at 8 kHz, a byte a sample
+    back = b"".join(decoder(coded[i : i + 160]) for i in range(0, len(coded), 160)) + decoder.flush()
+    assert len(back) == pytest.approx(2 * rate, abs=2 * rate // 500)
+    original, heard = pcm16_to_float(pcm)[rate // 10 : -rate // 10], pcm16_to_float(back)[rate // 10 : -rate // 10]
+    assert np.max(np.abs(original - heard)) < 0.05  # aligned: the resamplers' delays are taken out by soxr
+
+
+def test_stream_converters_by_format():
+    assert isinstance(g711.stream_decoder("pcmu", pcm_rate=24_000, to_rate=16_000), g711.G711Decoder)
+    assert isinstance(g711.stream_encoder("pcma", from_rate=24_000, pcm_rate=24_000), g711.G711Encoder)
+    pcm = _tone(0.1, 24_000)
+    assert g711.stream_encoder("pcm16", from_rate=24_000, pcm_rate=24_000)(pcm) == pcm  # nothing to convert

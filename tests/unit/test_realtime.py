@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 
+import numpy as np
 import pytest
 
 from harness.realtime_types import RealtimeEventMismatch, check_server_event
@@ -37,7 +38,8 @@ def test_session_update_ga_and_beta_names():
 
 
 @pytest.mark.parametrize("session,code", [
-    ({"input_audio_format": "g711_ulaw"}, "unsupported_audio_format"),
+    ({"input_audio_format": "opus"}, "unsupported_audio_format"),
+    ({"audio": {"output": {"format": {"type": "audio/g729"}}}}, "unsupported_audio_format"),
     ({"audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}, "unsupported_audio_format"),
     ({"turn_detection": {"type": "magic"}}, "invalid_value"),
     ({"output_modalities": ["video"]}, "invalid_value"),
@@ -46,6 +48,49 @@ def test_session_update_refusals_name_the_field(session, code):
     with pytest.raises(RealtimeError) as err:
         apply_session_update(SessionConfig(model="x"), session)
     assert err.value.code == code and err.value.param.startswith("session.")
+
+
+@pytest.mark.parametrize("dialect,session,shown", [
+    ("ga", {"audio": {"input": {"format": {"type": "audio/pcmu"}}, "output": {"format": {"type": "audio/pcma"}}}},
+     lambda s: (s["audio"]["input"]["format"], s["audio"]["output"]["format"])),
+    ("beta", {"input_audio_format": "g711_ulaw", "output_audio_format": "g711_alaw"},
+     lambda s: (s["input_audio_format"], s["output_audio_format"])),
+])
+def test_g711_formats_in_both_dialects(dialect, session, shown):
+    a = adapter(dialect)
+    event = send(a, "session.update", session=session).events[0]  # checked against the SDK's session types
+    assert (a.config.input_format, a.config.output_format) == ("pcmu", "pcma")
+    expected = {"ga": ({"type": "audio/pcmu"}, {"type": "audio/pcma"}), "beta": ("g711_ulaw", "g711_alaw")}[dialect]
+    assert shown(event["session"]) == expected
+    back = send(a, "session.update", session={"audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}}}})
+    assert a.config.input_format == "pcm16" and a.config.output_format == "pcma", back.events
+
+
+def test_mu_law_input_becomes_16k_pcm_and_the_reply_goes_out_as_mu_law():
+    from speech import g711
+    from speech.audio import float_to_pcm16, pcm16_to_float
+
+    a = adapter(input_format="pcmu", output_format="pcmu")
+    tone_8k = float_to_pcm16(0.3 * np.sin(2 * np.pi * 440 * np.arange(8_000) / 8_000))
+    pcm16k = b""
+    for i in range(0, 8_000, 160):  # 1 s of mu-law in 20 ms frames, as a phone sends it
+        out = send(a, "input_audio_buffer.append", audio=b64(g711.encode(tone_8k[2 * i : 2 * i + 320], "pcmu")))
+        pcm16k += b"".join(msg.data for msg in out.messages)
+    assert 0.85 * 32_000 <= len(pcm16k) <= 32_000
+    assert a.out.audio_ms == pytest.approx(1_000)
+    assert kinds(send(a, "input_audio_buffer.append", audio=b64(b"\xff" * 3)).events) == []  # odd byte counts are fine
+
+    tone_24k = float_to_pcm16(0.3 * np.sin(2 * np.pi * 440 * np.arange(24_000) / 24_000))
+    events = a.outbound(ev.ResponseCreated())
+    events += a.outbound(ev.Message("assistant", 1, [m.text_part("Hi.")]))
+    for i in range(0, len(tone_24k), 9_600):  # the speaker's 200 ms frames
+        events += a.outbound(ev.AudioChunk("1", tone_24k[i : i + 9_600]))
+    events += a.outbound(ev.ResponseDone()) + a.outbound(ev.SpeechDone("1"))
+    mulaw = b"".join(base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta")
+    assert len(mulaw) == pytest.approx(8_000, abs=16)  # one byte a sample at 8 kHz, the resampler's tail included
+    heard = pcm16_to_float(g711.decode(mulaw, "pcmu"))[200:-200]
+    assert np.sqrt(np.mean(heard**2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.1)
+    assert events[-1]["type"] == "response.done" and events[-1]["response"]["status"] == "completed"
 
 
 def test_voice_is_one_of_the_agents_and_fixed_once_the_conversation_runs():

@@ -71,13 +71,33 @@ async def test_finish_without_new_speech_needs_no_extra_pass():
 
     transcriber = StreamingTranscriber(transcribe)
     transcriber.add(b"\x00\x00" * 16_000)
-    await transcriber.update()
+    await transcriber.update(until_s=0.9)  # the listener's pass when the user fell silent, cut where they did
     transcriber.add(b"\x00\x00" * 3_200)  # only silence after the update
     assert await transcriber.finish(speech_end_s=0.9) == "a b"
-    assert len(calls) == 1
+    assert calls == [int(0.9 * 32_000)]
     transcriber.add(b"\x00\x00" * 3_200)
     await transcriber.finish(speech_end_s=None)
     assert len(calls) == 2
+
+
+async def test_the_settling_pass_ends_where_the_speech_ended_not_where_the_frames_did():
+    """A pass that ran to the end of whatever frame had arrived does not settle the utterance: the last pass
+    hears the window up to ``speech_end_s``, so the words do not depend on the client's frame size."""
+    calls = []
+
+    async def transcribe(pcm, prompt):
+        calls.append(len(pcm))
+        return Transcript("a b", words("a b"), len(pcm) / 32_000)
+
+    for frame_s in (0.02, 0.1, 0.5):
+        calls.clear()
+        transcriber = StreamingTranscriber(transcribe)
+        for _ in range(round(1.5 / frame_s)):
+            transcriber.add(b"\x00\x00" * round(16_000 * frame_s))
+            if transcriber.due():
+                await transcriber.update()
+        assert await transcriber.finish(speech_end_s=1.22) == "a b"
+        assert calls[-1] == int(1.22 * 32_000) // 2 * 2, (frame_s, calls)
 
 
 async def test_audio_that_arrives_during_an_update_is_never_trimmed():

@@ -89,3 +89,14 @@ def test_a_transcript_ending_on_a_dangling_word_is_unfinished():
         assert not end_of_turn(activity, unfinished, cfg, complete=0.95), unfinished
     assert end_of_turn(activity, "I would like to book a table for four.", cfg, complete=0.95)
     assert end_of_turn(activity, "Who is it for?", cfg, complete=0.95)  # a question is a question
+
+
+def test_the_phone_profile_goes_over_the_server_settings_and_under_an_agent_s():
+    from agents.turns import PHONE_PROFILE
+
+    server = TurnConfig(turn_max_wait_s=3.0)
+    phone = server.for_phone()
+    assert phone.turn_max_wait_s == 3.0 and PHONE_PROFILE
+    assert all(getattr(phone, key) == value for key, value in PHONE_PROFILE.items())
+    assert phone.turn_complete_threshold > server.turn_complete_threshold  # narrowband audio sounds finished sooner
+    assert phone.with_agent({"turn_complete_threshold": 0.6}).turn_complete_threshold == 0.6
