@@ -26,7 +26,8 @@ WORKDIR /app
 # Only what setup.sh reads, so a code change does not rebuild llama.cpp.
 COPY requirements.txt requirements-xtts.txt requirements-openai-whisper.txt ./
 COPY scripts/setup.sh scripts/setup.sh
-RUN if [ "$VARIANT" = cpu ]; then export PIP_EXTRA_INDEX_URL="$TORCH_CPU_INDEX"; fi \
+RUN if [ "$VARIANT" = cpu ] && [ "${SETUP_FLAGS#*--with-xtts}" != "$SETUP_FLAGS" ]; then \
+      export PIP_EXTRA_INDEX_URL="$TORCH_CPU_INDEX"; fi \
  && PYTHON=python3 bash scripts/setup.sh $SETUP_FLAGS \
  && if [ "$VARIANT" = cuda ]; then \
       .venv/bin/python -m pip install --quiet "nvidia-cublas-cu12==12.*" "nvidia-cudnn-cu12==9.*"; \
