@@ -31,8 +31,7 @@ RUN if [ "$VARIANT" = cpu ] && [ "${SETUP_FLAGS#*--with-xtts}" != "$SETUP_FLAGS"
  && PYTHON=python3 bash scripts/setup.sh $SETUP_FLAGS \
  && if [ "$VARIANT" = cuda ]; then \
       .venv/bin/python -m pip install --quiet "nvidia-cublas-cu12==12.*" "nvidia-cudnn-cu12==9.*"; \
-    elif [ "$VARIANT" != cpu ]; then echo "VARIANT must be cpu or cuda, not $VARIANT" >&2; exit 2; fi \
- && rm -rf /root/.cache
+    elif [ "$VARIANT" != cpu ]; then echo "VARIANT must be cpu or cuda, not $VARIANT" >&2; exit 2; fi
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu
