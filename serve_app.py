@@ -192,6 +192,37 @@ def build(args: dict[str, Any] | None = None) -> Application:
                         secrets, options)
 
 
+def read_profile(path: str) -> dict[str, Any]:
+    """A serve config profile for `python serve_app.py --serve-config`: one application, this one."""
+    from common.yaml_files import read_yaml_mapping
+
+    config = read_yaml_mapping(Path(path), "a serve config must be a mapping (applications:, http_options:, ...)")
+    apps = config.get("applications") or []
+    if len(apps) != 1 or apps[0].get("import_path") != "serve_app:app":
+        raise ValueError(f"{path}: applications: --serve-config takes a profile with one application, serve_app:app")
+    return config
+
+
+def deploy_profile(config: dict[str, Any], builder_args: dict[str, Any], http_options: dict[str, Any],
+                   timeout_s: float = 900.0) -> None:
+    """Deploy a profile as `serve run profile.yaml` does (its deployments' settings, replicas and resources),
+    with the command line's builder args and HTTP options winning; block until the application is running."""
+    from ray.serve._private import api as serve_api
+    from ray.serve.schema import ServeDeploySchema
+
+    app = {"runtime_env": {"env_vars": {"PYTHONPATH": str(ROOT)}}, **config["applications"][0]}
+    config = {**config, "http_options": {**config.get("http_options", {}), **http_options},
+              "applications": [{**app, "name": APP_NAME, "route_prefix": "/", "args": builder_args}]}
+    schema = ServeDeploySchema.model_validate(config)
+    client = serve_api.serve_start(http_options=schema.http_options.model_dump(), proxy_location=schema.proxy_location)
+    client.deploy_apps(schema)
+    deadline = time.monotonic() + timeout_s
+    while (status := serve.status().applications.get(APP_NAME)) is None or status.status != "RUNNING":
+        if (status is not None and status.status == "DEPLOY_FAILED") or time.monotonic() > deadline:
+            raise RuntimeError(f"the application did not start: {status.message if status else 'not deployed'}")
+        time.sleep(1)
+
+
 def wait_for_session_hosts(url: str, api_key: str, timeout_s: float = 180.0) -> None:
     """"Ready" means a caller is answered at once: wait until the Ingress has a started session host."""
     import httpx
@@ -232,6 +263,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="reload the agents file when it changes (SIGHUP reloads it in any case)")
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("VOI_METRICS_PORT", "0")) or None,
                         help="Prometheus metrics port of this Ray node (default: Ray picks one)")
+    parser.add_argument("--serve-config", default=os.environ.get("VOI_SERVE_CONFIG"),
+                        help="a serve config profile (serve_config.gpu.yaml): its deployments' settings and builder args")
     parser.add_argument("builder_args", nargs="*", help="key=value arguments of the application builder")
     ns = parser.parse_args(argv)
     if bool(ns.ssl_certfile) != bool(ns.ssl_keyfile):
@@ -239,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     builder_args = dict(a.split("=", 1) for a in ns.builder_args)
     started = time.monotonic()
     try:
+        if ns.serve_config:  # the profile's args, under those of the command line
+            builder_args = {**(read_profile(ns.serve_config)["applications"][0].get("args") or {}), **builder_args}
         application = build(builder_args)  # fails fast on missing secrets or bad config, before Ray starts
         if ns.address:
             check_ray_address(ns.address)
@@ -274,8 +309,11 @@ def serve_until_stopped(ns: argparse.Namespace, application: Application, builde
         http_options.update(ssl_certfile=_absolute(ns.ssl_certfile), ssl_keyfile=_absolute(ns.ssl_keyfile))
     agents_path = _absolute(AppArgs.model_validate(builder_args).agents)
     reloads = AgentReloads(APP_NAME, agents_path, watch=ns.watch_agents)  # SIGHUP is ours from here on
-    serve.start(http_options=http_options)
-    serve.run(application, name=APP_NAME, route_prefix="/")
+    if ns.serve_config:
+        deploy_profile(read_profile(ns.serve_config), builder_args, http_options)
+    else:
+        serve.start(http_options=http_options)
+        serve.run(application, name=APP_NAME, route_prefix="/")
     scheme = "https" if ns.ssl_certfile else "http"
     local_url = f"{scheme}://{'127.0.0.1' if ns.host in ('0.0.0.0', '::') else ns.host}:{ns.port}"
     secrets = load_secrets(dotenv_path=Path(builder_args.get("env_file", ROOT / ".env")))

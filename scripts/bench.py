@@ -30,8 +30,9 @@ import numpy as np
 from _repo_path import ROOT
 
 from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
-from harness.server import TEST_API_KEY, TEST_SECRET, start_server
+from harness.server import TEST_API_KEY, TEST_SECRET, add_profile_arguments, profile_label, profile_options, start_server
 from harness.speech import speech_pcm16k, trim_trailing_silence
+from protocol import events as ev
 from protocol.client import AUDIO_FRAME_BYTES, VoiClient
 from protocol.tokens import issue_token
 
@@ -249,9 +250,9 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
                 at, msg = await asyncio.wait_for(events.get(), max(0.01, deadline - time.monotonic()))
             except TimeoutError:
                 break
-            if msg.type == "message" and msg.header["role"] == "user" and msg.header.get("final"):
+            if isinstance(msg, ev.Message) and msg.role == "user" and msg.final:  # the conversation's typed events
                 transcript = transcript or at
-            elif msg.type == "audio":
+            elif isinstance(msg, ev.AudioChunk):
                 first_audio = at
         await asyncio.sleep(0.6)
         if silence_sender:
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="chat,call")
     parser.add_argument("--transports", default="voi", help="voi (/ws), realtime (/v1/realtime), or both")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "bench.json")
+    add_profile_arguments(parser)
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
     modes = args.modes.split(",")
@@ -317,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"in-process baseline, {mode} mode ...", flush=True)
         report["inprocess"][mode] = summarize([asyncio.run(inprocess_caller(mode, clips, args.turns))])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    server = start_server(args.out.parent / "bench_server.log")
+    server = start_server(args.out.parent / "bench_server.log", **profile_options(args))
+    report["serve_config"] = profile_label(args)
     try:
         for transport in args.transports.split(","):
             for mode in modes:

@@ -29,7 +29,7 @@ from _repo_path import ROOT
 from bench import CallerResult, graph_caller, summarize, turn_audio
 
 from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
-from harness.server import TEST_SECRET, Server, start_server
+from harness.server import TEST_SECRET, Server, add_profile_arguments, profile_label, profile_options, start_server
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 
@@ -272,17 +272,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--churn-parallel", type=int, default=4)
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "bench_sessions.json")
     parser.add_argument("server_args", nargs="*", help="key=value builder arguments for the server")
+    add_profile_arguments(parser)
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # Every caller here uses one token (app "bench"): lift the per-app cap (64 by default) above the 200 idle
     # sessions and the bursts, unless the command line sets it.
     server: Server = start_server(args.out.parent / "bench_sessions_server.log", "max_sessions_per_app=256",
-                                  *args.server_args)
+                                  *args.server_args, **profile_options(args))
     import ray
 
     os.environ["RAY_AUTH_MODE"] = "disabled"  # as the test server runs it
     ray.init(address=server.ray_address, namespace="serve", log_to_driver=False)
-    report: dict[str, Any] = {**machine_and_date(), "server_args": args.server_args,
+    report: dict[str, Any] = {**machine_and_date(), "server_args": args.server_args, "serve_config": profile_label(args),
                               "server_start_s": round(server.started_s, 1), "burst": [], "hold": []}
     try:
         time.sleep(3.0)  # the warm hosts finish starting

@@ -29,7 +29,7 @@ import numpy as np
 from _repo_path import ROOT
 
 from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
-from harness.server import TEST_SECRET, start_server
+from harness.server import TEST_SECRET, add_profile_arguments, profile_label, profile_options, start_server
 from harness.speech import phone_line, speech_pcm16k, wer
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default=None, help="comma-separated session counts (default 1,2,4)")
     parser.add_argument("--phone", action="store_true", help="16 kHz against a phone line, in-process (no graph)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "stt.json")
+    add_profile_arguments(parser)
     args = parser.parse_args(argv)
     if args.phone:
         return run_phone(args)
@@ -250,11 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(clips)} clips, {sum(len(c['pcm']) for c in clips) / 32_000:.0f} s of speech; offline baseline ...", flush=True)
     base = offline(clips)
     report: dict = {"machine": f"{platform.machine()} {platform.processor() or ''} cpus={__import__('os').cpu_count()}",
-                    "date": time.strftime("%Y-%m-%d"), "clips": len(clips), "offline": base, "runs": []}
+                    "date": time.strftime("%Y-%m-%d"), "clips": len(clips), "offline": base, "runs": [],
+                    "serve_config": profile_label(args)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for batching in (True, False):
         log = args.out.parent / f"stt_server_{'batch' if batching else 'nobatch'}.log"
-        server = start_server(log, *([] if batching else ["stt_batch_max_size=1"]))
+        server = start_server(log, *([] if batching else ["stt_batch_max_size=1"]), **profile_options(args))
         try:
             for n in levels:
                 print(f"batching={'on' if batching else 'off'} sessions={n} ...", flush=True)
