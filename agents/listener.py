@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from agents.mode import SessionMode
 from agents.services import SessionPolicy
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
 from common.clock import MONOTONIC, Clock
@@ -44,7 +45,6 @@ class UserTurn:
     predicting: bool = False  # ... still on its way
     utterances: int = 0  # utterance ends so far (a model answer for an older one is stale)
     settled: int = 0  # utterance ends whose transcript has settled into ``heard`` (or failed)
-    over_agent: bool = False  # started while the agent spoke: a backchannel until heard otherwise
     speech_began_at: float | None = None  # clock time when voice activity first began in this turn
     loud_s: float = 0.0  # speech at barge-in level in this turn (the agent's own echo has none)
     voiced_s: float = 0.0  # speech (voice activity) in this turn, the silences between utterances left out
@@ -85,7 +85,7 @@ MODEL_AUDIO_S = 8.0  # what the end-of-turn model hears: the last seconds of the
 class Listener:
     transcribe: Transcribe
     on_event: OnListenerEvent
-    call_mode: bool
+    mode: SessionMode
     config: TurnConfig = field(default_factory=TurnConfig)
     max_turn_s: float = SessionPolicy.max_turn_seconds
     stream_partials: bool = True
@@ -108,6 +108,10 @@ class Listener:
         ends turns in quick succession cannot push ahead of everyone else."""
         async with self._whisper:
             return await self.transcribe(pcm16, prompt)
+
+    @property
+    def call_mode(self) -> bool:
+        return self.mode.call
 
     def _new_turn(self) -> UserTurn:
         streaming = StreamingConfig(update_interval_s=self.config.update_interval_s, max_window_s=self.config.max_window_s)

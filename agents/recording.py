@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 
 from agents.recording_files import RecordingFiles, conversation_id
 from agents.recording_settings import RecordingSettings
-from agents.services import Emit, ReportTurn, SessionPolicy
+from agents.services import SessionPolicy
 from agents.timeline import TurnReport
 from common.clock import MONOTONIC, Clock
 from protocol import events as ev
@@ -82,7 +82,9 @@ class _Audio:
 
 
 class Recorder:
-    """One conversation's recording. Every method returns at once: files are written by the writer thread."""
+    """One conversation's recording. It is told what happens, by plain calls (the Conversation tells it what is
+    sent, the turns and the user's audio; the Speaker its speeches' ends and cuts); every call returns at once:
+    files are written by the writer thread."""
 
     def __init__(self, settings: RecordingSettings, session_id: str, meta: dict[str, Any],
                  max_turn_seconds: float = SessionPolicy.max_turn_seconds, clock: Clock = MONOTONIC) -> None:
@@ -105,37 +107,18 @@ class Recorder:
     def _record(self, line: dict[str, Any]) -> None:
         WRITER.put(lambda: self._files.append(line))
 
-    def tap(self, emit: Emit) -> Emit:
-        """``emit`` that also records what the client is sent: settled messages, statuses, errors, audio."""
-        async def recorded(event: ev.ConversationEvent) -> None:
-            self.sent(event)
-            await emit(event)
-        return recorded
+    def turn_reported(self, report: TurnReport) -> None:
+        """An answered turn's timeline."""
+        self._record({"event": "turn", "t": self._t(), **asdict(report)})
 
-    def tap_turns(self, report_turn: ReportTurn | None) -> ReportTurn:
-        async def recorded(report: TurnReport) -> None:
-            self._record({"event": "turn", "t": self._t(), **asdict(report)})
-            if report_turn is not None:
-                await report_turn(report)
-        return recorded
-
-    def tap_user_audio(self, feed: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
-        """``feed`` (16 kHz PCM16 to the Listener) that also records the user's audio."""
-        async def recorded(pcm16k: bytes) -> None:
-            self.user_audio(pcm16k)
-            await feed(pcm16k)
-        return recorded
-
-    def tap_input(self, write: Callable[[bytes], Awaitable[None]], compressed: bool) -> Callable[[bytes], Awaitable[None]]:
-        """``write`` (the client's audio bytes) that also notes when a compressed turn began to arrive: an
-        uploaded file may be decoded in one burst, so its length says nothing about when the user spoke."""
-        async def noted(data: bytes) -> None:
-            if compressed and self._user.arrived_t is None:
-                self._user.arrived_t = self._t()
-            await write(data)
-        return noted if self.settings.audio else write
+    def input_arrived(self) -> None:
+        """Compressed audio bytes came in: an uploaded file may be decoded in one burst, so its length says
+        nothing about when the user spoke; the turn's audio starts no earlier than its first bytes."""
+        if self.settings.audio and self._user.arrived_t is None:
+            self._user.arrived_t = self._t()
 
     def sent(self, event: ev.ConversationEvent) -> None:
+        """What the client is sent: settled messages, statuses, errors, tool calls, audio."""
         msg = to_frame(event)  # recordings keep the Voi vocabulary, whatever the transport
         header = msg.header
         kind = header["type"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,34 @@ class Reply:
     ended: bool = False  # response_done or response_cancelled was sent
     base_text: str = ""  # what the reply said before the current LLM round (earlier rounds, a filler)
     filler_said: bool = False
+
+
+class RunningReply:
+    """The reply being written now (at most one): the turn worker runs it; the client's interrupt or a barge-in
+    stops it. Stopping it cancels the reply's task, never the worker that waits for it."""
+
+    def __init__(self) -> None:
+        self._reply: Reply | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def current(self) -> Reply | None:
+        """The reply while it is being written, else None."""
+        return self._reply if self.running() else None
+
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def run(self, reply: Reply, work: Coroutine[Any, Any, None]) -> None:
+        """Write ``reply`` with ``work``; returns when it ends or is stopped."""
+        self._reply, self._task = reply, asyncio.create_task(work, name="reply")
+        await asyncio.wait({self._task})
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [self._task] if self._task is not None else []
 
 
 class ReplyWriter:
@@ -90,7 +119,7 @@ class ReplyWriter:
             return
         reply.ended = True
         if reply.speech is not None:
-            reply.speech.segments.put_nowait(None)
+            reply.speech.end()
         interrupted = reply.speech is not None and reply.speech.interrupted
         if reply.stored is not None and not interrupted and reply.stored.text != reply.sent_text:
             reply.sent_text = reply.stored.text
@@ -215,4 +244,4 @@ class ReplyWriter:
             await self._emit(ev.Message("assistant", reply.stored.id, reply.stored.content, final=False))
         for segment in segments:
             assert reply.speech is not None
-            reply.speech.segments.put_nowait(segment)
+            reply.speech.say(segment)
