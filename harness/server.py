@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SECRET = "test-token-secret-key-0123456789-abcdefghijklmnop"
 TEST_API_KEY = "test-api-key-for-integrations"
@@ -136,9 +134,3 @@ def start_server(log_path: Path, *extra_args: str, tls: tuple[Path, Path] | None
     server.stop()
     raise RuntimeError(f"server not ready after {timeout:.0f} s:\n{server.log_tail()}")
 
-
-def http_get_ok(url: str, verify: object = True) -> bool:
-    try:
-        return httpx.get(url, timeout=5, verify=verify).status_code == 200
-    except httpx.HTTPError:
-        return False
