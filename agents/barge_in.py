@@ -25,7 +25,7 @@ from agents.speaker import Speaker
 from agents.turns import TurnConfig
 from common.clock import Clock
 from protocol import events as ev
-from speech.streaming import BYTES_PER_SECOND
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from speech.stt import Transcript
 
 log = logging.getLogger("voi.conversation")
@@ -106,7 +106,7 @@ class BargeIn:
         while turn is self._listener.turn and turn in self._judged:
             audio = turn.streamer.window_audio()
             ended = not turn.speaking or turn.utterances > utterances  # (a slow pass may miss the silence)
-            if ended or len(audio) - judged_bytes >= JUDGE_EVERY_S * BYTES_PER_SECOND:
+            if ended or len(audio) - judged_bytes >= JUDGE_EVERY_S * INPUT_BYTES_PER_SECOND:
                 judged_bytes = len(audio)
                 try:
                     text = (await self._transcribe(audio, None)).text

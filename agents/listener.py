@@ -21,8 +21,9 @@ from agents.mode import SessionMode
 from agents.services import SessionPolicy
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
 from common.clock import MONOTONIC, Clock
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from speech.audio import dbfs, pcm16_to_float
-from speech.streaming import BYTES_PER_SECOND, StreamingConfig, StreamingTranscriber, Transcribe
+from speech.streaming import StreamingConfig, StreamingTranscriber, Transcribe
 from speech.stt import Transcript
 from speech.vad import WINDOW_SECONDS, StreamingVad
 
@@ -143,7 +144,7 @@ class Listener:
 
     async def feed(self, pcm: bytes) -> None:
         turn = self.turn
-        if turn.streamer.received_s + len(pcm) / BYTES_PER_SECOND > self.max_turn_s:
+        if turn.streamer.received_s + len(pcm) / INPUT_BYTES_PER_SECOND > self.max_turn_s:
             if not turn.overflow_reported:
                 turn.overflow_reported = True
                 await self.on_event(AudioOverflow(turn))
@@ -168,7 +169,7 @@ class Listener:
         if self.call_mode and turn.streamer.received_s == 0:
             # Between turns only the last moments are kept, so an utterance's first syllable is not lost.
             self._preroll += pcm
-            keep = int(self.config.pre_roll_s * BYTES_PER_SECOND) // 2 * 2 + len(pcm)
+            keep = int(self.config.pre_roll_s * INPUT_BYTES_PER_SECOND) // 2 * 2 + len(pcm)
             del self._preroll[: max(0, len(self._preroll) - keep)]
             if not self.activity.heard_speech:
                 return
@@ -203,7 +204,7 @@ class Listener:
     def _remember(self, turn: UserTurn, pcm: bytes) -> None:
         if self._model_decides():
             turn.recent += pcm
-            del turn.recent[: max(0, len(turn.recent) - int(MODEL_AUDIO_S * BYTES_PER_SECOND) // 2 * 2)]
+            del turn.recent[: max(0, len(turn.recent) - int(MODEL_AUDIO_S * INPUT_BYTES_PER_SECOND) // 2 * 2)]
 
     async def _maybe_end(self, turn: UserTurn) -> None:
         if self.call_mode and turn is self.turn and end_of_turn(self.activity, turn.heard, self.config, turn.complete,

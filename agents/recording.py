@@ -26,6 +26,7 @@ from agents.services import SessionPolicy
 from agents.timeline import TurnReport
 from common.clock import MONOTONIC, Clock
 from protocol import events as ev
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from protocol.voi_codec import to_frame
 from speech.audio import INPUT_RATE, OUTPUT_RATE
 
@@ -93,7 +94,7 @@ class Recorder:
         self.id = conversation_id(datetime.now(UTC), session_id)
         self._files = RecordingFiles(Path(settings.directory) / self.id)
         self._started = self._clock.now()
-        self._max_user_bytes = int(max_turn_seconds * INPUT_RATE * 2)
+        self._max_user_bytes = int(max_turn_seconds * INPUT_BYTES_PER_SECOND)
         self._user = _Audio()
         self._user_turns = 0
         self._speeches: dict[str, _Audio] = {}
@@ -151,7 +152,7 @@ class Recorder:
         if len(self._user.pcm) >= self._max_user_bytes:  # a long call-mode silence: a file per max_turn_seconds
             self.end_user_turn()
         if self._user.started_t is None:
-            spoken_t = round(self._t() - len(pcm16k) / (2 * INPUT_RATE), 3)
+            spoken_t = round(self._t() - len(pcm16k) / INPUT_BYTES_PER_SECOND, 3)
             self._user.started_t = max(spoken_t, self._user.arrived_t or 0.0)
         self._user.pcm += pcm16k
 

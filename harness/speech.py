@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from protocol.pcm import BYTES_PER_SAMPLE
 from speech.audio import INPUT_RATE, float_to_pcm16, pcm16_to_float, read_wav, resample, write_wav
 from speech.models_config import ModelFiles, resolve_files
 from speech.tts import PiperBackend
@@ -74,7 +75,7 @@ def speech_with_pause(text: str, after_words: int, pause_s: float) -> bytes:
     pcm = speech_pcm16k(text)
     words = _whisper().transcribe(pcm16_to_float(pcm)).words
     at = (words[after_words - 1].end + words[after_words].start) / 2
-    offset = int(at * INPUT_RATE) * 2
+    offset = int(at * INPUT_RATE) * BYTES_PER_SAMPLE
     return pcm[:offset] + b"\x00\x00" * int(INPUT_RATE * pause_s) + pcm[offset:]
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from protocol import events as ev
 from protocol import messages as m
+from protocol.pcm import BYTES_PER_SAMPLE
 from protocol.realtime_events import (
     AUDIO_RATE,
     Dialect,
@@ -33,7 +34,7 @@ from protocol.realtime_events import (
 )
 from protocol.realtime_outbound import OutboundEvents
 
-BYTES_PER_MS = AUDIO_RATE * 2 // 1000
+BYTES_PER_MS = AUDIO_RATE * BYTES_PER_SAMPLE // 1000
 
 
 @dataclass

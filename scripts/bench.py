@@ -33,6 +33,7 @@ from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write
 from harness.server import TEST_API_KEY, TEST_SECRET, start_server
 from harness.speech import speech_pcm16k, trim_trailing_silence
 from protocol.client import AUDIO_FRAME_BYTES, VoiClient
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from protocol.tokens import issue_token
 
 QUESTIONS = [
@@ -68,7 +69,7 @@ async def stream(send, pcm: bytes, pace_from: float) -> float:
     """Send PCM in 8192-byte frames at real-time pace; returns when the last frame went out."""
     last = pace_from
     for i, offset in enumerate(range(0, len(pcm), AUDIO_FRAME_BYTES)):
-        await asyncio.sleep(max(0.0, pace_from + i * AUDIO_FRAME_BYTES / 32_000 - time.monotonic()))
+        await asyncio.sleep(max(0.0, pace_from + i * AUDIO_FRAME_BYTES / INPUT_BYTES_PER_SECOND - time.monotonic()))
         await send(pcm[offset : offset + AUDIO_FRAME_BYTES])
         last = time.monotonic()
     return last
@@ -128,7 +129,7 @@ async def keep_silent(send) -> None:
     started = time.monotonic()
     i = 0
     while True:
-        await asyncio.sleep(max(0.0, started + i * AUDIO_FRAME_BYTES / 32_000 - time.monotonic()))
+        await asyncio.sleep(max(0.0, started + i * AUDIO_FRAME_BYTES / INPUT_BYTES_PER_SECOND - time.monotonic()))
         await send(SILENCE_FRAME)
         i += 1
 
