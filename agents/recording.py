@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agents.recording_files import RecordingFiles, conversation_id
+from agents.recording_files import RecordingFiles, audio_file_name, conversation_id
 from agents.recording_settings import RecordingSettings
 from agents.services import SessionPolicy
 from agents.timeline import TurnReport
@@ -161,8 +161,7 @@ class Recorder:
         if not audio.pcm:
             return
         self._user_turns += 1
-        name = f"user-{self._user_turns:04d}.ogg"
-        self._write_audio(name, "user", audio, INPUT_RATE, {"turn": self._user_turns})
+        self._write_audio(audio_file_name("user", self._user_turns), "user", audio, INPUT_RATE, {"turn": self._user_turns})
 
     def _speech_audio(self, speech_id: str, payload: bytes, audio_format: str | None) -> None:
         audio = self._speeches.setdefault(speech_id, _Audio())
@@ -176,7 +175,7 @@ class Recorder:
     def end_speech(self, speech_id: str) -> None:
         audio = self._speeches.pop(speech_id, None)
         if audio is not None and (audio.pcm or audio.ogg):
-            self._write_audio(f"assistant-{int(speech_id):04d}.ogg", "assistant", audio, OUTPUT_RATE,
+            self._write_audio(audio_file_name("assistant", int(speech_id)), "assistant", audio, OUTPUT_RATE,
                               {"speech_id": speech_id})
 
     def cut(self, speech_id: str, played_s: float) -> None:

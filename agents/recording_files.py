@@ -33,6 +33,11 @@ JSONL = "conversation.jsonl"
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}$")
 
 
+def audio_file_name(role: str, number: int) -> str:
+    """A user turn's or an assistant speech's file: ``user-0001.ogg``, ``assistant-0002.ogg``."""
+    return f"{role}-{number:04d}.ogg"
+
+
 def conversation_id(started: datetime, session_id: str) -> str:
     """Sortable by time; the rest is the server's own random session id (a client never names a path)."""
     suffix = re.sub(r"[^0-9a-f]", "", session_id.lower())[:12].rjust(12, "0")
