@@ -32,7 +32,8 @@ log = logging.getLogger("voi.listener")
 
 @dataclass(eq=False)  # compared and hashed by identity: the Conversation keys what it showed of a turn by the turn
 class UserTurn:
-    """What the user said in one turn: its audio, its streaming transcript and when speech ended."""
+    """What the user said in one turn: its audio, its streaming transcript and when speech ended. Written only
+    by the Listener; the other rooms read it."""
 
     streamer: StreamingTranscriber
     heard: str = ""  # the latest transcript reported for this turn (what the end-of-turn rule reads)
