@@ -61,7 +61,7 @@ class Conversation:
                                 services=services, emit=self._emit, report_turn=self._report_turn,
                                 stream_audio=init.stream_output_audio, recorder=recorder, clock=clock)
         self._replies = ReplyWriter(agent_name=agent_name, agent=agent, history=self.history,
-                                    speaker=self._speaker, services=services, emit=self._emit, rng=self._rng)
+                                    speaker=self._speaker, services=services, emit=self._emit, rng=self._rng, clock=clock)
         self._reply = RunningReply()
         self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event, mode=self.mode,
                                   config=listening, max_turn_s=policy.max_turn_seconds, stream_partials=init.stream_user_stt,

@@ -22,6 +22,7 @@ from agents.services import Emit, Services
 from agents.speaker import Speaker, Speech
 from agents.timeline import TurnTimeline
 from agents.tool_round import TurnTools, run_round
+from common.clock import Clock
 from llm.client import LlmError, LlmRequest
 from llm.tool_calls import ToolCall, ToolCalls
 from protocol import events as ev
@@ -70,7 +71,8 @@ class RunningReply:
 
 class ReplyWriter:
     def __init__(self, *, agent_name: str, agent: Agent, history: History, speaker: Speaker, services: Services,
-                 emit: Emit, rng: random.Random) -> None:
+                 emit: Emit, rng: random.Random, clock: Clock) -> None:
+        self._clock = clock
         self._agent_name = agent_name
         self._agent = agent
         self._persona = agent.persona
@@ -185,7 +187,7 @@ class ReplyWriter:
 
         outcome = await run_round(step, tools, self._emit, message_id=reply.stored.id,
                                   filler_after_s=self._agent.tool_filler_after_s, say_filler=say_filler,
-                                  clock=self._speaker.clock)
+                                  clock=self._clock)
         timeline.add_tool_time(outcome.elapsed_ms)
         log.info("agent=%s tool round: %s in %.0f ms", self._agent_name,
                  ", ".join(c.name for c in calls)[:200], outcome.elapsed_ms)
