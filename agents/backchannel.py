@@ -1,8 +1,8 @@
 """Backchannels: "mhm", "yeah", "okay" said while the agent speaks are listening, not interrupting.
 
-In call mode the user's voice over the agent's reply used to stop it at once (barge-in after
-``barge_in_min_speech_s`` of speech). A listener's "mhm" then cut the agent off and became a turn of its
-own. Now speech over the agent is judged first: as soon as sustained speech starts, what was said so far
+In call mode the user's voice over the agent's reply stops it (barge-in after ``barge_in_min_speech_s`` of
+speech), and a listener's "mhm" would cut the agent off and become a turn of its own. So with backchannels
+configured, speech over the agent is judged first: as soon as sustained speech starts, what was said so far
 is transcribed (one short Whisper pass); a word that is not a backchannel, more than
 ``backchannel_max_words`` words, or speech going on past ``backchannel_max_s`` is a real interruption and
 stops the agent; an utterance that ends as a backchannel is dropped: no barge-in, no user message, no turn.

@@ -1,27 +1,31 @@
 """Barge-in: the user speaking over the agent in call mode, a backchannel to let pass or an interruption.
 
-Sustained speech over the agent's reply used to stop it at once. With backchannels configured
-(agents/backchannel.py) it is judged first: what was said so far is transcribed as it grows, and a word that
-is no backchannel, too many words or too long an utterance interrupts the agent; an utterance that ends as
-a backchannel is dropped (no user message, no turn). The Conversation asks at three points: when sustained
-speech starts (``speech_started``), when a transcript would be shown (``hides``) and when the turn's transcript is
-settled (``turn_settled``); ``interrupt`` stops the reply and cuts its speech where the client is estimated to be.
+Without backchannels configured, sustained speech over the agent's reply stops it at once. With them
+(agents/backchannel.py) it is judged first, so an "uh-huh" does not cost the user the reply: what was said so
+far is transcribed as it grows, and a word that is no backchannel, too many words or too long an utterance
+interrupts the agent; an utterance that ends as a backchannel is dropped (no user message, no turn). The
+Conversation asks at three points: when sustained speech starts (``speech_started``), when a transcript would
+be shown (``hides``) and when the turn's transcript is settled (``turn_settled``); ``interrupt`` stops the
+running reply (``RunningReply.stop``) and has the Speaker cut its speech where the client is estimated to be
+(``Speaker.barge_in``). Barge-in writes no other room's state: which turns it is judging is its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from agents.backchannel import backchannel_words, could_become_backchannel, is_backchannel
 from agents.listener import Listener, UserTurn
+from agents.replies import RunningReply
 from agents.services import Emit
 from agents.speaker import Speaker
 from agents.turns import TurnConfig
 from common.clock import Clock
 from protocol import events as ev
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from speech.stt import Transcript
 
 log = logging.getLogger("voi.conversation")
@@ -32,7 +36,7 @@ WORD_S = 0.15  # loud speech in a turn that makes it the user's, not the agent's
 class BargeIn:
     def __init__(self, *, agent_name: str, config: TurnConfig, listener: Listener, speaker: Speaker, emit: Emit,
                  transcribe: Callable[[bytes, str | None], Awaitable[Transcript]],
-                 reply_task: Callable[[], asyncio.Task[None] | None], clock: Clock) -> None:
+                 reply: RunningReply, clock: Clock) -> None:
         self._clock = clock
         self._agent_name = agent_name
         self._config = config
@@ -41,12 +45,12 @@ class BargeIn:
         self._speaker = speaker
         self._emit = emit
         self._transcribe = transcribe
-        self._reply_task = reply_task  # the running reply, if any
+        self._reply = reply
+        # Turns that began over the agent: backchannels until heard otherwise (held weakly: a turn's life is the Listener's).
+        self._judged: weakref.WeakSet[UserTurn] = weakref.WeakSet()
 
     def agent_speaking(self, now: float) -> bool:
-        task = self._reply_task()
-        speech = self._speaker.get(None)
-        return (task is not None and not task.done()) or (speech is not None and speech.playing(now))
+        return self._reply.running() or self._speaker.speaking(now)
 
     async def speech_started(self, spawn: Callable[[Coroutine[Any, Any, None], str], None]) -> None:
         """Sustained, loud speech began: over the agent it interrupts, or is judged first (``spawn`` runs the
@@ -64,23 +68,17 @@ class BargeIn:
             return
         log.info("agent=%s barge-in: the user speaks over the reply (heard %r)", self._agent_name, heard[:60])
         await self._emit(ev.UserInterrupt())
-        task = self._reply_task()
-        if task is not None and not task.done():
-            task.cancel()
-        speech = self._speaker.get(None)
-        if speech is not None and not speech.interrupted:
-            speech.barged_in = True
-            await self._speaker.cut(speech, speech.played_s(now))
+        self._reply.stop()
+        await self._speaker.barge_in(now)
 
     def _over_agent(self, turn: UserTurn) -> bool:
         """The turn's speech began while the agent spoke, or the agent speaks now. A short "uh-huh" that never
         reached barge-in level and that the end-of-turn model kept open until after the reply's end is still
         one said over it."""
-        if turn.over_agent or self.agent_speaking(self._clock.now()):
+        if turn in self._judged or self.agent_speaking(self._clock.now()):
             return True
-        speech, began = self._speaker.get(None), turn.speech_began_at
-        return (began is not None and speech is not None and speech.first_audio_at is not None
-                and speech.first_audio_at <= began and speech.playing(began))
+        began = turn.speech_began_at
+        return began is not None and self._speaker.was_playing_at(began)
 
     def _is(self, text: str, *, so_far: bool = False) -> bool:
         judge = could_become_backchannel if so_far else is_backchannel
@@ -102,13 +100,13 @@ class BargeIn:
         return False
 
     async def _judge(self, turn: UserTurn) -> None:
-        turn.over_agent = True
+        self._judged.add(turn)
         utterances, judged_bytes, text = turn.utterances, 0, ""
         # Until the turn ends: then the turn worker judges its settled transcript (turn_settled).
-        while turn is self._listener.turn and turn.over_agent:
+        while turn is self._listener.turn and turn in self._judged:
             audio = turn.streamer.window_audio()
             ended = not turn.speaking or turn.utterances > utterances  # (a slow pass may miss the silence)
-            if ended or len(audio) - judged_bytes >= JUDGE_EVERY_S * 32_000:
+            if ended or len(audio) - judged_bytes >= JUDGE_EVERY_S * INPUT_BYTES_PER_SECOND:
                 judged_bytes = len(audio)
                 try:
                     text = (await self._transcribe(audio, None)).text
@@ -130,5 +128,5 @@ class BargeIn:
             await self._clock.sleep(0.03)
         else:
             return
-        turn.over_agent = False  # a real interruption: shown and answered as usual
+        self._judged.discard(turn)  # a real interruption: shown and answered as usual
         await self.interrupt(text)

@@ -1,11 +1,11 @@
 """One conversation: the state and turn-taking of a session, independent of Ray and of the websocket.
 
-A Conversation gets typed client messages in order through ``handle`` and sends server messages through
-the injected ``emit``; it reaches the models only through the injected ``Services`` callables, so the same
-class runs in unit tests, in a benchmark's in-process baseline and inside a session host. It dispatches
-client messages and runs turns; the rooms it hands work to are the History (messages), the Listener
-(audio in), the TurnQueue (turns in order), the ReplyWriter (text out) and the Speaker (audio out). Its time
-comes from the ``clock`` it is given (common/clock.py).
+A Conversation gets typed client messages in order through ``handle`` and sends events through the injected
+``emit``; it reaches the models only through the injected ``Services`` callables, so the same class runs in unit
+tests, in a benchmark's in-process baseline and inside a session host. It dispatches client messages to its
+rooms: History, Listener (audio in), BargeIn, TurnQueue, ReplyWriter with the RunningReply (text out), Speaker
+(audio out); rooms call each other's methods and write only their own state. It owns the session's mode
+(``SessionMode``) and tells the Recorder what happens; its time comes from its ``clock`` (common/clock.py).
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from agents.greeting import choose_greeting, speak_greeting
 from agents.history import History, StoredMessage, TranscriptMessages
 from agents.invoke import prepare_invoke
 from agents.listener import AudioOverflow, Listener, ListenerEvent, SpeechStarted, TranscriptUpdate, TurnEnded, UserTurn
+from agents.mode import SessionMode
 from agents.recording import Recorder
-from agents.replies import Reply, ReplyWriter
+from agents.replies import Reply, ReplyWriter, RunningReply
 from agents.services import Emit, ReportTurn, Services, SessionPolicy
 from agents.session_tools import SessionTools
 from agents.speaker import Speaker
-from agents.timeline import TurnTimeline
+from agents.timeline import TurnReport, TurnTimeline
 from agents.tool_round import ServerTools
 from agents.turn_queue import TurnQueue, TurnRequest
 from agents.turns import TurnConfig
@@ -47,39 +48,38 @@ class Conversation:
                  listening: TurnConfig = TurnConfig(), greeting_dir: Path | None = None,
                  rng: random.Random | None = None, recorder: Recorder | None = None,
                  tools: ServerTools | None = None, clock: Clock = MONOTONIC) -> None:
-        self.clock = clock
-        self.agent_name = agent_name
-        self.recorder = recorder
-        if recorder is not None:  # the recording sees what the client is sent and each turn's timeline
-            emit, report_turn = recorder.tap(emit), recorder.tap_turns(report_turn)
-        self.agent, self.init, self.policy = agent, init, policy
+        self.clock, self.agent_name, self.recorder = clock, agent_name, recorder
+        self.agent, self._init, self.policy = agent, init, policy
+        self.mode = SessionMode(init.mode)
         listening = listening.with_agent(agent.turn_taking)  # the agent's own turn-taking fields over the server's
         self.history = History()
         self._services = services
-        self._emit = emit
+        self._send, self._report = emit, report_turn
         self._greeting_dir = greeting_dir
         self._rng = rng or random.Random()
-        self._speaker = Speaker(agent_name=agent_name, mode=init.mode, agent=agent, history=self.history,
-                                services=services, emit=emit, report_turn=report_turn,
+        self._speaker = Speaker(agent_name=agent_name, mode=self.mode, agent=agent, history=self.history,
+                                services=services, emit=self._emit, report_turn=self._report_turn,
                                 stream_audio=init.stream_output_audio, recorder=recorder, clock=clock)
         self._replies = ReplyWriter(agent_name=agent_name, agent=agent, history=self.history,
-                                    speaker=self._speaker, services=services, emit=emit, rng=self._rng)
-        self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event,
-                                  call_mode=init.mode == "call", config=listening, max_turn_s=policy.max_turn_seconds,
-                                  stream_partials=init.stream_user_stt, predict_end=services.predict_end_of_turn, clock=clock)
+                                    speaker=self._speaker, services=services, emit=self._emit, rng=self._rng, clock=clock)
+        self._reply = RunningReply()
+        self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event, mode=self.mode,
+                                  config=listening, max_turn_s=policy.max_turn_seconds, stream_partials=init.stream_user_stt,
+                                  predict_end=services.predict_end_of_turn, clock=clock)
         self._barge_in = BargeIn(agent_name=agent_name, config=listening, listener=self._listener, speaker=self._speaker,
-                                 emit=emit, transcribe=services.transcribe, reply_task=lambda: self._reply_task, clock=clock)
-        hear = recorder.tap_user_audio(self._listener.feed) if recorder is not None else self._listener.feed
-        self._input = AudioInput(init.input_audio_format, feed=hear, report=lambda exc: emit(ev.Error(str(exc), exc.code)),
-                                 stream_per_turn=init.mode == "chat")
-        self._hear_bytes = recorder.tap_input(self._input.write, self._input.compressed) if recorder is not None else self._input.write
+                                 emit=self._emit, transcribe=services.transcribe, reply=self._reply, clock=clock)
+        self._input = AudioInput(init.input_audio_format, feed=self._hear, stream_per_turn=init.mode == "chat",
+                                 report=lambda exc: self._emit(ev.Error(str(exc), exc.code)))
         self._transcripts = TranscriptMessages(self.history)
         self.tools = SessionTools(tools, init.tools, init.tool_choice)
-        self._turns = TurnQueue(self.history, emit, clock)
+        self._turns = TurnQueue(self.history, self._emit, clock)
         self._worker: asyncio.Task[None] | None = None
-        self._reply: Reply | None = None
-        self._reply_task: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def init(self) -> m.Init:
+        """The session's ``init``, with the mode it is in now."""
+        return replace(self._init, mode=self.mode.value)
 
     @property
     def messages(self) -> list[StoredMessage]:
@@ -91,11 +91,11 @@ class Conversation:
         recording_id = self.recorder.id if self.recorder is not None else None  # (ext) the user may ask for its deletion
         await self._emit(ev.SessionReady(self.agent_name, recording_id))
         greeting = choose_greeting(self.agent.greetings, self.agent.greeting_tone, self._rng, self._greeting_dir)
-        if self.init.init_greeting and greeting is not None:
+        if self._init.init_greeting and greeting is not None:
             await speak_greeting(greeting, self.history, self._speaker, self._emit)
 
     async def close(self) -> None:
-        tasks = [t for t in (*self._speaker.tasks(), self._worker, self._reply_task, *self._side_tasks) if t is not None]
+        tasks = [t for t in (*self._speaker.tasks(), self._worker, *self._reply.tasks(), *self._side_tasks) if t is not None]
         await self._input.close()
         await self._listener.close()
         for task in tasks:
@@ -110,6 +110,22 @@ class Conversation:
         await asyncio.gather(*self._speaker.tasks(), return_exceptions=True)
         await asyncio.gather(*self._side_tasks, return_exceptions=True)
 
+    async def _emit(self, event: ev.ConversationEvent) -> None:
+        if self.recorder is not None:
+            self.recorder.sent(event)
+        await self._send(event)
+
+    async def _report_turn(self, report: TurnReport) -> None:
+        if self.recorder is not None:
+            self.recorder.turn_reported(report)
+        if self._report is not None:
+            await self._report(report)
+
+    async def _hear(self, pcm16k: bytes) -> None:
+        if self.recorder is not None:
+            self.recorder.user_audio(pcm16k)
+        await self._listener.feed(pcm16k)
+
     async def handle(self, msg: m.ClientMessage) -> None:
         try:
             await self._dispatch(msg)
@@ -118,7 +134,9 @@ class Conversation:
 
     async def _dispatch(self, msg: m.ClientMessage) -> None:
         if isinstance(msg, m.Audio):
-            await self._hear_bytes(msg.data)
+            if self.recorder is not None and self._input.compressed:
+                self.recorder.input_arrived()
+            await self._input.write(msg.data)
         elif isinstance(msg, m.Text):
             if not msg.content.strip():
                 await self._emit(ev.Error("'text' message has empty 'content'", "bad_field"))
@@ -141,8 +159,8 @@ class Conversation:
                                         self._services.complete_llm, self._emit)
             if work is not None:
                 self._spawn(work, "invoke_llm")
-        elif isinstance(msg, m.SetMode):
-            self._set_mode(msg.mode)
+        elif isinstance(msg, m.SetMode):  # a transport whose clients switch turn-taking (OpenAI's turn_detection)
+            self.mode.value = msg.mode
         elif isinstance(msg, m.ClearAudio):
             self._listener.take_turn()  # the audio heard so far in this turn is dropped
         elif isinstance(msg, m.ForgetMessage):
@@ -150,18 +168,12 @@ class Conversation:
         elif isinstance(msg, m.Init):
             await self._emit(ev.Error("'init' was already received; ignoring the second one", "duplicate_init"))
 
-    def _set_mode(self, mode: m.Mode) -> None:
-        """Switch turn-taking (a transport whose clients may change it mid-session: OpenAI's turn_detection)."""
-        self.init = replace(self.init, mode=mode)
-        self._listener.call_mode = mode == "call"
-        self._speaker.mode = mode
-
     async def _on_listener_event(self, event: ListenerEvent) -> None:
         if isinstance(event, TranscriptUpdate):
             await self._show_transcript(event.turn, event.text, final=event.final)
         elif isinstance(event, SpeechStarted):
             await self._emit(ev.UserSpeechStarted())
-            if self.init.mode == "call":
+            if self.mode.call:
                 await self._barge_in.speech_started(self._spawn)
         elif isinstance(event, TurnEnded):
             await self._emit(ev.UserSpeechStopped())
@@ -179,7 +191,7 @@ class Conversation:
     async def _show_transcript(self, turn: UserTurn, text: str, *, final: bool) -> None:
         """Send the user's growing transcript as one message with a stable id (``final`` once settled).
         Speech over the agent that may still be a backchannel is not shown yet."""
-        if self.init.mode == "call" and self._barge_in.hides(turn, text):
+        if self.mode.call and self._barge_in.hides(turn, text):
             return
         stored = self._transcripts.show(turn, text, final=final)
         if stored is not None:
@@ -194,14 +206,12 @@ class Conversation:
 
     async def _on_interrupt(self, msg: m.Interrupt) -> None:
         speech = self._speaker.get(msg.speech_id)
-        reply = self._reply
-        reply_running = reply is not None and self._reply_task is not None and not self._reply_task.done()
-        if reply_running and (msg.speech_id is None or (reply is not None and reply.speech is speech)):
+        reply = self._reply.current()
+        if reply is not None and (msg.speech_id is None or reply.speech is speech):
             # The text is still streaming (a null speech_id names the running reply, also before it speaks):
             # stop the LLM too.
-            assert self._reply_task is not None
-            self._reply_task.cancel()
-            if reply is not None and reply.speech is None:
+            self._reply.stop()
+            if reply.speech is None:
                 return
         if speech is None:
             await self._emit(ev.Error(f"interrupt names no speech of this session ({str(msg.speech_id)[:20]!r})",
@@ -211,8 +221,8 @@ class Conversation:
 
     async def _run_turn(self, request: TurnRequest) -> None:
         turn = request.turn
-        timeline = TurnTimeline(self.agent_name, self.init.mode, clock=self.clock)
-        call_speech_end = turn.speech_ended_at if self.init.mode == "call" and turn.speech_ended_at else None
+        timeline = TurnTimeline(self.agent_name, self.mode.value, clock=self.clock)
+        call_speech_end = turn.speech_ended_at if self.mode.call and turn.speech_ended_at else None
         timeline.mark("speech_end", call_speech_end or request.requested_at)
         transcript = ""
         if turn.streamer.received_s:
@@ -221,7 +231,7 @@ class Conversation:
             except Exception as exc:
                 log.warning("transcription failed for agent '%s': %s", self.agent_name, exc)
                 await self._emit(ev.Error("speech recognition failed for this turn; please try again", "stt_failed"))
-            if self.init.mode == "call" and await self._barge_in.turn_settled(turn, transcript):
+            if self.mode.call and await self._barge_in.turn_settled(turn, transcript):
                 self._transcripts.take(turn)  # a backchannel: no turn of its own
                 return
             await self._show_transcript(turn, transcript, final=True)
@@ -235,6 +245,5 @@ class Conversation:
             log.info("turn %s audio_s=%.1f: no speech or text, response_cancelled", timeline.log_line(),
                      turn.streamer.received_s)
             return
-        reply = self._reply = Reply()
-        self._reply_task = asyncio.create_task(self._replies.respond(reply, inputs, timeline, request.tools), name="reply")
-        await asyncio.wait({self._reply_task})  # a barge-in cancels the reply, not this worker
+        reply = Reply()
+        await self._reply.run(reply, self._replies.respond(reply, inputs, timeline, request.tools))

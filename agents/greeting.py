@@ -44,8 +44,8 @@ async def speak_greeting(greeting: Greeting, history: History, speaker: Speaker,
     await emit(ev.Message("assistant", stored.id, stored.content))
     speech = speaker.start(stored, None, file=greeting.file, cached=True)
     for segment in greeting.segments:
-        speech.segments.put_nowait(segment)
-    speech.segments.put_nowait(None)
+        speech.say(segment)
+    speech.end()
 
 
 def greeting_renders(agents: dict[str, Agent]) -> list[dict[str, Any]]:

@@ -17,11 +17,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from agents.mode import SessionMode
 from agents.services import SessionPolicy
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
 from common.clock import MONOTONIC, Clock
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from speech.audio import INPUT_RATE, dbfs, pcm16_to_float
-from speech.streaming import BYTES_PER_SECOND, StreamingConfig, StreamingTranscriber, Transcribe
+from speech.streaming import StreamingConfig, StreamingTranscriber, Transcribe
 from speech.stt import Transcript
 from speech.vad import WINDOW, WINDOW_SECONDS, StreamingVad
 
@@ -30,7 +32,8 @@ log = logging.getLogger("voi.listener")
 
 @dataclass(eq=False)  # compared and hashed by identity: the Conversation keys what it showed of a turn by the turn
 class UserTurn:
-    """What the user said in one turn: its audio, its streaming transcript and when speech ended."""
+    """What the user said in one turn: its audio, its streaming transcript and when speech ended. Written only
+    by the Listener; the other rooms read it."""
 
     streamer: StreamingTranscriber
     heard: str = ""  # the latest transcript reported for this turn (what the end-of-turn rule reads)
@@ -45,7 +48,6 @@ class UserTurn:
     predicting: bool = False  # ... still on its way
     utterances: int = 0  # utterance ends so far (a model answer for an older one is stale)
     settled: int = 0  # utterance ends whose transcript has settled into ``heard`` (or failed)
-    over_agent: bool = False  # started while the agent spoke: a backchannel until heard otherwise
     speech_began_at: float | None = None  # clock time when voice activity first began in this turn
     loud_s: float = 0.0  # speech at barge-in level in this turn (the agent's own echo has none)
     voiced_s: float = 0.0  # speech (voice activity) in this turn, the silences between utterances left out
@@ -92,7 +94,7 @@ def _windows(seconds: float) -> int:
 class Listener:
     transcribe: Transcribe
     on_event: OnListenerEvent
-    call_mode: bool
+    mode: SessionMode
     config: TurnConfig = field(default_factory=TurnConfig)
     max_turn_s: float = SessionPolicy.max_turn_seconds
     stream_partials: bool = True
@@ -117,6 +119,10 @@ class Listener:
         ends turns in quick succession cannot push ahead of everyone else."""
         async with self._whisper:
             return await self.transcribe(pcm16, prompt)
+
+    @property
+    def call_mode(self) -> bool:
+        return self.mode.call
 
     def _new_turn(self) -> UserTurn:
         streaming = StreamingConfig(update_interval_s=self.config.update_interval_s, max_window_s=self.config.max_window_s)
@@ -148,7 +154,7 @@ class Listener:
 
     async def feed(self, pcm: bytes) -> None:
         turn = self.turn
-        if turn.streamer.received_s + len(pcm) / BYTES_PER_SECOND > self.max_turn_s:
+        if turn.streamer.received_s + len(pcm) / INPUT_BYTES_PER_SECOND > self.max_turn_s:
             if not turn.overflow_reported:
                 turn.overflow_reported = True
                 await self.on_event(AudioOverflow(turn))
@@ -182,7 +188,7 @@ class Listener:
             # turn's audio starts pre_roll_s before the utterance's onset as the VAD placed it, wherever the
             # client's frames happened to begin.
             self._preroll += pcm
-            keep = int((self.config.pre_roll_s + self.config.min_speech_s) * BYTES_PER_SECOND + 2 * WINDOW) // 2 * 2 + len(pcm)
+            keep = int((self.config.pre_roll_s + self.config.min_speech_s) * INPUT_BYTES_PER_SECOND + 2 * WINDOW) // 2 * 2 + len(pcm)
             del self._preroll[: max(0, len(self._preroll) - keep)]
             if not self.activity.heard_speech:
                 return
@@ -245,7 +251,7 @@ class Listener:
     def _remember(self, turn: UserTurn, pcm: bytes) -> None:
         if self._model_decides():
             turn.recent += pcm
-            del turn.recent[: max(0, len(turn.recent) - int(MODEL_AUDIO_S * BYTES_PER_SECOND) // 2 * 2)]
+            del turn.recent[: max(0, len(turn.recent) - int(MODEL_AUDIO_S * INPUT_BYTES_PER_SECOND) // 2 * 2)]
 
     async def _maybe_end(self, turn: UserTurn) -> None:
         if self.call_mode and turn is self.turn and end_of_turn(self.activity, turn.heard, self.config, turn.complete,

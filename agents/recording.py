@@ -14,18 +14,19 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agents.recording_files import RecordingFiles, conversation_id
+from agents.recording_files import RecordingFiles, audio_file_name, conversation_id
 from agents.recording_settings import RecordingSettings
-from agents.services import Emit, ReportTurn, SessionPolicy
+from agents.services import SessionPolicy
 from agents.timeline import TurnReport
 from common.clock import MONOTONIC, Clock
 from protocol import events as ev
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from protocol.voi_codec import to_frame
 from speech.audio import INPUT_RATE, OUTPUT_RATE
 
@@ -82,7 +83,9 @@ class _Audio:
 
 
 class Recorder:
-    """One conversation's recording. Every method returns at once: files are written by the writer thread."""
+    """One conversation's recording. It is told what happens, by plain calls (the Conversation tells it what is
+    sent, the turns and the user's audio; the Speaker its speeches' ends and cuts); every call returns at once:
+    files are written by the writer thread."""
 
     def __init__(self, settings: RecordingSettings, session_id: str, meta: dict[str, Any],
                  max_turn_seconds: float = SessionPolicy.max_turn_seconds, clock: Clock = MONOTONIC) -> None:
@@ -91,7 +94,7 @@ class Recorder:
         self.id = conversation_id(datetime.now(UTC), session_id)
         self._files = RecordingFiles(Path(settings.directory) / self.id)
         self._started = self._clock.now()
-        self._max_user_bytes = int(max_turn_seconds * INPUT_RATE * 2)
+        self._max_user_bytes = int(max_turn_seconds * INPUT_BYTES_PER_SECOND)
         self._user = _Audio()
         self._user_turns = 0
         self._speeches: dict[str, _Audio] = {}
@@ -105,37 +108,18 @@ class Recorder:
     def _record(self, line: dict[str, Any]) -> None:
         WRITER.put(lambda: self._files.append(line))
 
-    def tap(self, emit: Emit) -> Emit:
-        """``emit`` that also records what the client is sent: settled messages, statuses, errors, audio."""
-        async def recorded(event: ev.ConversationEvent) -> None:
-            self.sent(event)
-            await emit(event)
-        return recorded
+    def turn_reported(self, report: TurnReport) -> None:
+        """An answered turn's timeline."""
+        self._record({"event": "turn", "t": self._t(), **asdict(report)})
 
-    def tap_turns(self, report_turn: ReportTurn | None) -> ReportTurn:
-        async def recorded(report: TurnReport) -> None:
-            self._record({"event": "turn", "t": self._t(), **asdict(report)})
-            if report_turn is not None:
-                await report_turn(report)
-        return recorded
-
-    def tap_user_audio(self, feed: Callable[[bytes], Awaitable[None]]) -> Callable[[bytes], Awaitable[None]]:
-        """``feed`` (16 kHz PCM16 to the Listener) that also records the user's audio."""
-        async def recorded(pcm16k: bytes) -> None:
-            self.user_audio(pcm16k)
-            await feed(pcm16k)
-        return recorded
-
-    def tap_input(self, write: Callable[[bytes], Awaitable[None]], compressed: bool) -> Callable[[bytes], Awaitable[None]]:
-        """``write`` (the client's audio bytes) that also notes when a compressed turn began to arrive: an
-        uploaded file may be decoded in one burst, so its length says nothing about when the user spoke."""
-        async def noted(data: bytes) -> None:
-            if compressed and self._user.arrived_t is None:
-                self._user.arrived_t = self._t()
-            await write(data)
-        return noted if self.settings.audio else write
+    def input_arrived(self) -> None:
+        """Compressed audio bytes came in: an uploaded file may be decoded in one burst, so its length says
+        nothing about when the user spoke; the turn's audio starts no earlier than its first bytes."""
+        if self.settings.audio and self._user.arrived_t is None:
+            self._user.arrived_t = self._t()
 
     def sent(self, event: ev.ConversationEvent) -> None:
+        """What the client is sent: settled messages, statuses, errors, tool calls, audio."""
         msg = to_frame(event)  # recordings keep the Voi vocabulary, whatever the transport
         header = msg.header
         kind = header["type"]
@@ -168,7 +152,7 @@ class Recorder:
         if len(self._user.pcm) >= self._max_user_bytes:  # a long call-mode silence: a file per max_turn_seconds
             self.end_user_turn()
         if self._user.started_t is None:
-            spoken_t = round(self._t() - len(pcm16k) / (2 * INPUT_RATE), 3)
+            spoken_t = round(self._t() - len(pcm16k) / INPUT_BYTES_PER_SECOND, 3)
             self._user.started_t = max(spoken_t, self._user.arrived_t or 0.0)
         self._user.pcm += pcm16k
 
@@ -177,8 +161,7 @@ class Recorder:
         if not audio.pcm:
             return
         self._user_turns += 1
-        name = f"user-{self._user_turns:04d}.ogg"
-        self._write_audio(name, "user", audio, INPUT_RATE, {"turn": self._user_turns})
+        self._write_audio(audio_file_name("user", self._user_turns), "user", audio, INPUT_RATE, {"turn": self._user_turns})
 
     def _speech_audio(self, speech_id: str, payload: bytes, audio_format: str | None) -> None:
         audio = self._speeches.setdefault(speech_id, _Audio())
@@ -192,7 +175,7 @@ class Recorder:
     def end_speech(self, speech_id: str) -> None:
         audio = self._speeches.pop(speech_id, None)
         if audio is not None and (audio.pcm or audio.ogg):
-            self._write_audio(f"assistant-{int(speech_id):04d}.ogg", "assistant", audio, OUTPUT_RATE,
+            self._write_audio(audio_file_name("assistant", int(speech_id)), "assistant", audio, OUTPUT_RATE,
                               {"speech_id": speech_id})
 
     def cut(self, speech_id: str, played_s: float) -> None:

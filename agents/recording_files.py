@@ -24,13 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from speech.audio import OUTPUT_RATE
+from speech.audio import OUTPUT_RATE, pcm16_seconds
 from speech.codecs import decode_file, encode_ogg_opus
 
 log = logging.getLogger("voi.recording")
 
 JSONL = "conversation.jsonl"
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}$")
+
+
+def audio_file_name(role: str, number: int) -> str:
+    """A user turn's or an assistant speech's file: ``user-0001.ogg``, ``assistant-0002.ogg``."""
+    return f"{role}-{number:04d}.ogg"
 
 
 def conversation_id(started: datetime, session_id: str) -> str:
@@ -70,7 +75,7 @@ class RecordingFiles:
     def write_audio(self, name: str, pcm16: bytes, rate: int, ogg: bytes | None = None) -> float | None:
         """Write one audio file atomically; returns its length in seconds (None when it could not be written)."""
         data = ogg if ogg is not None else encode_ogg_opus(pcm16, rate)
-        seconds = len(decode_file(ogg, OUTPUT_RATE)) / (2 * OUTPUT_RATE) if ogg is not None else len(pcm16) / (2 * rate)
+        seconds = pcm16_seconds(decode_file(ogg, OUTPUT_RATE), OUTPUT_RATE) if ogg is not None else pcm16_seconds(pcm16, rate)
         path = self.directory / name
         tmp = path.with_name(f".{name}.tmp")
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from agents.services import Emit, Services
 from agents.speaker import Speaker, Speech
 from agents.timeline import TurnTimeline
 from agents.tool_round import TurnTools, run_round
+from common.clock import Clock
 from llm.client import LlmError, LlmRequest
 from llm.tool_calls import ToolCall, ToolCalls
 from protocol import events as ev
@@ -39,9 +41,38 @@ class Reply:
     filler_said: bool = False
 
 
+class RunningReply:
+    """The reply being written now (at most one): the turn worker runs it; the client's interrupt or a barge-in
+    stops it. Stopping it cancels the reply's task, never the worker that waits for it."""
+
+    def __init__(self) -> None:
+        self._reply: Reply | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def current(self) -> Reply | None:
+        """The reply while it is being written, else None."""
+        return self._reply if self.running() else None
+
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def run(self, reply: Reply, work: Coroutine[Any, Any, None]) -> None:
+        """Write ``reply`` with ``work``; returns when it ends or is stopped."""
+        self._reply, self._task = reply, asyncio.create_task(work, name="reply")
+        await asyncio.wait({self._task})
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [self._task] if self._task is not None else []
+
+
 class ReplyWriter:
     def __init__(self, *, agent_name: str, agent: Agent, history: History, speaker: Speaker, services: Services,
-                 emit: Emit, rng: random.Random) -> None:
+                 emit: Emit, rng: random.Random, clock: Clock) -> None:
+        self._clock = clock
         self._agent_name = agent_name
         self._agent = agent
         self._persona = agent.persona
@@ -90,7 +121,7 @@ class ReplyWriter:
             return
         reply.ended = True
         if reply.speech is not None:
-            reply.speech.segments.put_nowait(None)
+            reply.speech.end()
         interrupted = reply.speech is not None and reply.speech.interrupted
         if reply.stored is not None and not interrupted and reply.stored.text != reply.sent_text:
             reply.sent_text = reply.stored.text
@@ -156,7 +187,7 @@ class ReplyWriter:
 
         outcome = await run_round(step, tools, self._emit, message_id=reply.stored.id,
                                   filler_after_s=self._agent.tool_filler_after_s, say_filler=say_filler,
-                                  clock=self._speaker.clock)
+                                  clock=self._clock)
         timeline.add_tool_time(outcome.elapsed_ms)
         log.info("agent=%s tool round: %s in %.0f ms", self._agent_name,
                  ", ".join(c.name for c in calls)[:200], outcome.elapsed_ms)
@@ -215,4 +246,4 @@ class ReplyWriter:
             await self._emit(ev.Message("assistant", reply.stored.id, reply.stored.content, final=False))
         for segment in segments:
             assert reply.speech is not None
-            reply.speech.segments.put_nowait(segment)
+            reply.speech.say(segment)

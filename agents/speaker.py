@@ -1,10 +1,11 @@
 """The agent's voice: each speech's segments synthesized and sent as wire frames, one speech at a time.
 
-A speech belongs to one assistant message (``speech_id`` is the message id). The reply writer queues its
-segments as they are parsed and ends the queue with None; the Speaker synthesizes them in order, adds the
+A speech belongs to one assistant message (``speech_id`` is the message id). The reply writer hands it its
+segments as they are parsed (``Speech.say``) and then ``Speech.end``; the Speaker synthesizes them in order, adds the
 voices' silences and narrator asides, estimates how much the client has played (playback starts with the
 first frame and runs in real time), and cuts a speech on interrupt: its stored message becomes what was
-heard plus "... (interrupted)".
+heard plus "... (interrupted)". A speech's state is written here only: the reply writer and the greeting hand
+it segments, barge-in asks the Speaker whether the agent speaks and to cut it (``barge_in``).
 
 With ``stream_output_audio: false`` (the init flag of the original Voi) a speech is sent as ONE ``audio``
 frame holding an Ogg/Opus file once it is complete, instead of PCM frames while it is made; the played-time
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from agents.agent import Agent
 from agents.history import History, StoredMessage
+from agents.mode import SessionMode
 from agents.recording import Recorder
 from agents.reply_parser import Segment
 from agents.services import Emit, ReportTurn, Services
@@ -38,13 +40,25 @@ log = logging.getLogger("voi.conversation")
 class Speech:
     speech_id: str
     message_id: int
-    segments: asyncio.Queue[Segment | None] = field(default_factory=asyncio.Queue)
+    _segments: asyncio.Queue[Segment | None] = field(default_factory=asyncio.Queue, repr=False)
     timeline: SpeechTimeline = field(default_factory=SpeechTimeline)
     task: asyncio.Task[None] | None = None
     interrupted: bool = False
     barged_in: bool = False  # cut by the server's barge-in (an estimate the client's interrupt may refine)
     first_audio_at: float | None = None  # clock time of its first audio frame
     unsent: bytearray = field(default_factory=bytearray, repr=False)  # whole-file mode: the audio made so far
+
+    def say(self, segment: Segment) -> None:
+        """Queue ``segment``: it is spoken after the ones before it."""
+        self._segments.put_nowait(segment)
+
+    def end(self) -> None:
+        """No more segments: the speech ends when the queued ones are spoken."""
+        self._segments.put_nowait(None)
+
+    async def next_segment(self) -> Segment | None:
+        """The next segment to speak, when it comes; None after ``end``."""
+        return await self._segments.get()
 
     def played_s(self, now: float) -> float:
         """Seconds the client has played, estimated: playback starts with the first frame, in real time."""
@@ -62,12 +76,12 @@ class Speech:
 
 
 class Speaker:
-    def __init__(self, *, agent_name: str, mode: str, agent: Agent, history: History, services: Services,
+    def __init__(self, *, agent_name: str, mode: SessionMode, agent: Agent, history: History, services: Services,
                  emit: Emit, report_turn: ReportTurn | None = None, stream_audio: bool = True,
                  recorder: Recorder | None = None, clock: Clock = MONOTONIC) -> None:
         self.clock = clock
         self._agent_name = agent_name
-        self.mode = mode  # "chat" or "call": the label of turn reports (another transport may switch it)
+        self._mode = mode  # the label of turn reports
         self._character = agent.character
         self._voices = agent.voices
         self._history = history
@@ -87,6 +101,25 @@ class Speaker:
 
     def any_playing(self, now: float) -> bool:
         return any(s.playing(now) for s in self._speeches.values())
+
+    def speaking(self, now: float) -> bool:
+        """The latest speech is still being made or played."""
+        speech = self.get(None)
+        return speech is not None and speech.playing(now)
+
+    def was_playing_at(self, at: float) -> bool:
+        """The latest speech had reached the client by ``at`` and was still playing then."""
+        speech = self.get(None)
+        return (speech is not None and speech.first_audio_at is not None and speech.first_audio_at <= at
+                and speech.playing(at))
+
+    async def barge_in(self, now: float) -> None:
+        """The user spoke over the agent: cut the latest speech where the client is estimated to be (an
+        estimate that the client's own ``interrupt`` may refine)."""
+        speech = self.get(None)
+        if speech is not None and not speech.interrupted:
+            speech.barged_in = True
+            await self.cut(speech, speech.played_s(now))
 
     def start(self, stored: StoredMessage, timeline: TurnTimeline | None, *, file: Path | None = None,
               cached: bool = False) -> Speech:
@@ -123,7 +156,7 @@ class Speaker:
 
     async def _play(self, speech: Speech, timeline: TurnTimeline | None, file: Path | None, cached: bool) -> None:
         """Speak the segments queued for ``speech`` as they come; a reply's ``timeline`` gets its TTS marks."""
-        marks = timeline or TurnTimeline(self._agent_name, self.mode, clock=self.clock)
+        marks = timeline or TurnTimeline(self._agent_name, self._mode.value, clock=self.clock)
         character = self._character
         async with self._lock:
             if speech.interrupted:
@@ -133,11 +166,11 @@ class Speaker:
                 if file is not None and self._services.load_greeting_audio is not None:
                     speech.timeline.add(self._history[speech.message_id].text, 0.0)
                     await self._send(speech, marks, await self._services.load_greeting_audio(file))
-                    while await speech.segments.get() is not None:
+                    while await speech.next_segment() is not None:
                         pass
                 else:
                     failed = False
-                    while (segment := await speech.segments.get()) is not None:
+                    while (segment := await speech.next_segment()) is not None:
                         failed = await self._speak(speech, marks, segment, cached, failed)
                 await self._silence(speech, marks, character.trailing_silence)
                 await self._send_file(speech, marks)

@@ -36,6 +36,7 @@ from protocol import events as ev
 from protocol import messages as m
 from protocol.framing import Frame, FrameError, decode_frame, encode_frame
 from protocol.limits import AdmissionLimits, ClientLimits, SocketRates, check_message
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from protocol.voi_codec import VoiEncoder
 
 log = logging.getLogger("ray.serve")
@@ -163,7 +164,7 @@ class Connection:
             if isinstance(msg, m.Init):
                 return msg, early_audio
             if isinstance(msg, m.Audio):  # call-mode clients stream audio before init: keep the first seconds
-                if kept_bytes + len(msg.data) <= self.options.limits.early_audio_s * 32_000:
+                if kept_bytes + len(msg.data) <= self.options.limits.early_audio_s * INPUT_BYTES_PER_SECOND:
                     early_audio.append(msg)
                     kept_bytes += len(msg.data)
                 continue

@@ -8,7 +8,7 @@ llama.cpp is not re-entrant, so a replica runs one generation at a time in its o
 token as the caller asks for them (common/threads.py), and the other requests wait their turn on an asyncio
 lock (FIFO); the event loop only moves chunks. A
 caller's ``response.cancel()`` (barge-in) stops generation after the token being computed. Outside a Serve
-request (e.g. in the SessionActor) cancelling the task that iterates the response does NOT reach the replica
+request (e.g. in a session host) cancelling the task that iterates the response does NOT reach the replica
 in Ray 2.60: call ``cancel()`` on the response too (in a ``finally``). The lock is handed on only
 when the worker thread has really finished, so two generations never overlap. A stream the caller
 abandoned while still waiting for its turn never starts. ``complete`` is not interruptible: once

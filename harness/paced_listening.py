@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agents.listener import Listener, ListenerEvent, TranscriptUpdate, TurnEnded
+from agents.mode import SessionMode
 from agents.turns import TurnConfig
 from speech.audio import pcm16_to_float
 from speech.stt import SpeechToText, Transcript
@@ -125,7 +126,7 @@ async def listen_paced(stt: SpeechToText, pcm: bytes, pacing: Pacing, *, call_mo
             finals.append(event.turn)
 
     finals: list = []
-    listener = Listener(transcribe=transcribe, on_event=on_event, call_mode=call_mode, config=config or TurnConfig(),
+    listener = Listener(transcribe=transcribe, on_event=on_event, mode=SessionMode("call" if call_mode else "chat"), config=config or TurnConfig(),
                         predict_end=predict_end if turn_model is not None else None)
     try:
         for index, offset in enumerate(range(0, len(pcm), pacing.frame_bytes)):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from protocol.pcm import BYTES_PER_SAMPLE
 from speech.audio import INPUT_RATE, float_to_pcm16, pcm16_to_float, read_wav, resample, write_wav
 from speech.models_config import ModelFiles, resolve_files
 from speech.tts import PiperBackend
@@ -86,7 +87,7 @@ def unfinished_part(text: str, after_words: int) -> bytes:
 def _pause_offset(pcm: bytes, after_words: int) -> int:
     words = _whisper().transcribe(pcm16_to_float(pcm)).words
     at = (words[after_words - 1].end + words[after_words].start) / 2
-    return int(at * INPUT_RATE) * 2
+    return int(at * INPUT_RATE) * BYTES_PER_SAMPLE
 
 
 GREETING_FILE = CACHE.parent / "greeting.wav"  # named by the file_greeter agent of tests/integration/agents.yaml

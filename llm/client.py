@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +42,6 @@ class LlmSettings:
     api_base: str | None = None  # LITELLM_API_BASE: a LiteLLM proxy (or any OpenAI-compatible server)
     api_key: str | None = None  # LITELLM_API_KEY
     max_retries: int = 0  # a voice reply is better failed fast than late: the user can just ask again
-
-    @classmethod
-    def from_env(cls) -> LlmSettings:
-        return cls(api_base=os.environ.get("LITELLM_API_BASE") or None, api_key=os.environ.get("LITELLM_API_KEY") or None)
 
 
 def import_litellm() -> Any:

@@ -1,7 +1,7 @@
 """Warming LiteLLM up before a session needs it.
 
 LiteLLM loads most of itself lazily: the first streamed completion in a process costs about a second (imports,
-the OpenAI client, the stream wrapper). A SessionActor pays that while it waits in the warm pool, by
+the OpenAI client, the stream wrapper). A session host pays that once, while it is started ahead of need, by
 streaming one completion from a throw-away OpenAI-compatible stub on loopback, never from a real provider.
 """
 

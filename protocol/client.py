@@ -17,6 +17,7 @@ from urllib.parse import quote
 import websockets
 
 from protocol.framing import decode_frame, encode_frame
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 
 JS_JUNK = b"undefined"  # what the JS client appends to every control message
 AUDIO_FRAME_BYTES = 8192  # 256 ms of 16 kHz PCM16, as the JS client sends
@@ -74,7 +75,7 @@ class VoiClient:
         last = started
         for i, offset in enumerate(range(0, len(pcm16k), frame_bytes)):
             if realtime:
-                due = started + i * frame_bytes / 32_000
+                due = started + i * frame_bytes / INPUT_BYTES_PER_SECOND
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
             await self.ws.send(encode_frame({"type": "audio"}, pcm16k[offset : offset + frame_bytes]))
             last = time.monotonic()

@@ -24,8 +24,7 @@ from common.rate import TokenBucket
 from protocol import events as ev
 from protocol import messages as m
 from protocol.framing import FrameError
-
-AUDIO_BYTES_PER_SECOND = 32_000  # 16 kHz PCM16
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ class SocketRates:
         return False, error if first else None
 
     def admit_audio(self, pcm_bytes: int) -> tuple[bool, ev.Error | None]:
-        return self._admit("audio", self._audio, pcm_bytes / AUDIO_BYTES_PER_SECOND, ev.Error(
+        return self._admit("audio", self._audio, pcm_bytes / INPUT_BYTES_PER_SECOND, ev.Error(
             f"audio arrives faster than {self.limits.audio_speed:g}x real time; frames beyond that are dropped "
             "(send audio at real-time pace)", "audio_too_fast"))
 

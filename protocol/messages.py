@@ -28,7 +28,6 @@ class Init:
     agent_config: dict[str, Any] | None = None
     mode: Mode = "chat"
     stream_user_stt: bool = True
-    final_stt_correction: bool = True
     stream_output_audio: bool = True
     init_greeting: bool = True
     input_audio_format: str = "pcm16"
@@ -192,12 +191,14 @@ def _parse_init(header: dict[str, Any]) -> Init:
     if audio_format not in INPUT_AUDIO_FORMATS:
         raise FrameError(f"'init' field 'input_audio_format' must be one of {', '.join(INPUT_AUDIO_FORMATS)}",
                          "bad_field")
+    # The original Voi's ``final_stt_correction`` is checked and then ignored: every utterance's transcript is
+    # settled by a final pass over its whole audio (speech/streaming.py) because the reply is written from it.
+    _bool(header, "final_stt_correction", True)
     return Init(
         agent_name=agent_name,
         agent_config=agent_config,
         mode=mode,
         stream_user_stt=_bool(header, "stream_user_stt", True),
-        final_stt_correction=_bool(header, "final_stt_correction", True),
         stream_output_audio=_bool(header, "stream_output_audio", True),
         init_greeting=_bool(header, "init_greeting", True),
         input_audio_format=audio_format,

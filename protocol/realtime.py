@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from common.safe_json import JsonRefused, parse_json
 from protocol import events as ev
 from protocol import messages as m
 from protocol.realtime_events import (
@@ -88,8 +88,8 @@ class RealtimeAdapter:
     def inbound(self, raw: str | bytes) -> Translation:
         """One client event (a text frame) in; never raises: what is refused comes back as an ``error`` event."""
         try:
-            event = json.loads(raw)
-        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            event = parse_json(raw)
+        except JsonRefused:
             return Translation(events=[self.events.error("the event is not valid JSON", "invalid_json")])
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return Translation(events=[self.events.error("an event must be a JSON object with a 'type'", "invalid_event")])

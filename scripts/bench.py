@@ -34,6 +34,7 @@ from harness.server import TEST_API_KEY, TEST_SECRET, add_profile_arguments, pro
 from harness.speech import speech_pcm16k, trim_trailing_silence
 from protocol import events as ev
 from protocol.client import AUDIO_FRAME_BYTES, VoiClient
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from protocol.tokens import issue_token
 
 QUESTIONS = [
@@ -69,7 +70,7 @@ async def stream(send, pcm: bytes, pace_from: float) -> float:
     """Send PCM in 8192-byte frames at real-time pace; returns when the last frame went out."""
     last = pace_from
     for i, offset in enumerate(range(0, len(pcm), AUDIO_FRAME_BYTES)):
-        await asyncio.sleep(max(0.0, pace_from + i * AUDIO_FRAME_BYTES / 32_000 - time.monotonic()))
+        await asyncio.sleep(max(0.0, pace_from + i * AUDIO_FRAME_BYTES / INPUT_BYTES_PER_SECOND - time.monotonic()))
         await send(pcm[offset : offset + AUDIO_FRAME_BYTES])
         last = time.monotonic()
     return last
@@ -129,7 +130,7 @@ async def keep_silent(send) -> None:
     started = time.monotonic()
     i = 0
     while True:
-        await asyncio.sleep(max(0.0, started + i * AUDIO_FRAME_BYTES / 32_000 - time.monotonic()))
+        await asyncio.sleep(max(0.0, started + i * AUDIO_FRAME_BYTES / INPUT_BYTES_PER_SECOND - time.monotonic()))
         await send(SILENCE_FRAME)
         i += 1
 
@@ -196,6 +197,7 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
     from agents.services import Services
     from common.threads import iterate_in_thread
     from protocol import messages as m
+    from protocol.voi_codec import to_frame
     from speech.audio import pcm16_to_float
     from speech.models_config import load_models_config, resolve_files
     from speech.stt import load_stt_backend
@@ -226,8 +228,8 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
 
     events: asyncio.Queue = asyncio.Queue()
 
-    async def emit(msg) -> None:
-        events.put_nowait((time.monotonic(), msg))
+    async def emit(event) -> None:  # read as the Voi frames the client would get
+        events.put_nowait((time.monotonic(), to_frame(event)))
 
     conv = Conversation(agent_name="stt_test", agent=agents.agents["stt_test"],
                         init=m.Init(agent_name="stt_test", mode=mode, init_greeting=False),

@@ -32,6 +32,7 @@ from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write
 from harness.server import TEST_SECRET, add_profile_arguments, profile_label, profile_options, start_server
 from harness.speech import phone_line, speech_pcm16k, wer
 from protocol.client import VoiClient
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from protocol.tokens import issue_token
 from speech.audio import float_to_pcm16, pcm16_to_float
 
@@ -115,7 +116,7 @@ def streaming_rtf(backend, clips: list[dict]) -> float:
             await streamer.finish()
 
     asyncio.run(run())
-    return spent / (sum(len(c["pcm"]) for c in clips) / 32_000)
+    return spent / (sum(len(c["pcm"]) for c in clips) / INPUT_BYTES_PER_SECOND)
 
 
 async def one_session(url: str, clips: list[dict]) -> list[dict]:
@@ -153,7 +154,7 @@ async def one_session(url: str, clips: list[dict]) -> list[dict]:
             "final_after_last_frame_s": (final.at - last_frame) if final else None,
             "first_partial_s": (partials[0] - first_frame) if partials else None,
             "partial_intervals_s": [b - a for a, b in zip(partials, partials[1:])],
-            "audio_s": len(clip["pcm"]) / 32_000,
+            "audio_s": len(clip["pcm"]) / INPUT_BYTES_PER_SECOND,
         })
     await client.close()
     return results
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_phone(args)
     levels = [int(x) for x in (args.levels or ("1,2" if args.quick else "1,2,4")).split(",")]
     clips = fixtures(args.quick)
-    print(f"{len(clips)} clips, {sum(len(c['pcm']) for c in clips) / 32_000:.0f} s of speech; offline baseline ...", flush=True)
+    print(f"{len(clips)} clips, {sum(len(c['pcm']) for c in clips) / INPUT_BYTES_PER_SECOND:.0f} s of speech; offline baseline ...", flush=True)
     base = offline(clips)
     report: dict = {"machine": f"{platform.machine()} {platform.processor() or ''} cpus={__import__('os').cpu_count()}",
                     "date": time.strftime("%Y-%m-%d"), "clips": len(clips), "offline": base, "runs": [],

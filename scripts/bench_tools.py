@@ -37,6 +37,7 @@ from harness.tool_server import ToolServer
 from llm.client import LlmClient, LlmRequest, LlmSettings
 from llm.tool_calls import ToolCalls
 from protocol.client import VoiClient
+from protocol.pcm import OUTPUT_BYTES_PER_SECOND
 from protocol.tokens import issue_token
 
 QUESTIONS = {"plain": "Please check the weather in Lisbon.", "tooled": "What is the weather in Lisbon?"}
@@ -69,7 +70,7 @@ async def one_turn(client: VoiClient, question: str) -> dict[str, Any]:
         if item.type == "audio" and first_audio is None:
             first_audio = item.at
     metrics = items[-1].header
-    audio_s = sum(len(i.payload) for i in items if i.type == "audio") / 48_000  # 24 kHz PCM16
+    audio_s = sum(len(i.payload) for i in items if i.type == "audio") / OUTPUT_BYTES_PER_SECOND
     if first_audio is not None:  # a listener hears the reply out before typing again: a turn asked for while
         await asyncio.sleep(max(0.0, first_audio + audio_s - time.monotonic()))  # it plays waits for it (turn_queue)
     return {"first_audio_ms": round((first_audio - sent) * 1000, 1) if first_audio else None,

@@ -40,6 +40,7 @@ from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write
 from harness.server import TEST_SECRET, start_server
 from harness.speech import phone_line, speech_pcm16k, speech_with_pause, trim_trailing_silence, unfinished_part
 from protocol.client import Received, VoiClient
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from protocol.tokens import issue_token
 from speech.audio import pcm16_to_float
 
@@ -94,7 +95,7 @@ async def one_clip(client: VoiClient, pcm: bytes) -> tuple[list[Received], float
         except TimeoutError:
             continue
     items += await client.drain(0.5)
-    return items, started + len(pcm) / 32_000, started + speech_onset_s(pcm)
+    return items, started + len(pcm) / INPUT_BYTES_PER_SECOND, started + speech_onset_s(pcm)
 
 
 def created(items: list[Received]) -> list[Received]:

@@ -23,6 +23,7 @@ from _repo_path import ROOT
 from common.settings import load_secrets
 from harness.media import compress
 from protocol.client import VoiClient, reply_audio
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from protocol.tokens import issue_token
 from speech.audio import INPUT_RATE, OUTPUT_RATE, float_to_pcm16, read_wav, resample, write_wav
 
@@ -55,7 +56,7 @@ async def talk(args: argparse.Namespace) -> int:
     out = bytearray()
     for turn in range(args.turns):
         if compressed is not None:  # one file per turn, as a push-to-talk recorder makes
-            last_frame = await client.send_compressed(compressed, len(pcm) / (2 * INPUT_RATE), realtime=not args.fast)
+            last_frame = await client.send_compressed(compressed, len(pcm) / INPUT_BYTES_PER_SECOND, realtime=not args.fast)
         else:
             last_frame = await client.send_audio(pcm, realtime=not args.fast)
         await client.send({"type": "create_response"})

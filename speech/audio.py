@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-INPUT_RATE = 16_000  # what clients send
-OUTPUT_RATE = 24_000  # what clients play
-BYTES_PER_SAMPLE = 2
+from protocol.pcm import BYTES_PER_SAMPLE as BYTES_PER_SAMPLE
+from protocol.pcm import INPUT_RATE as INPUT_RATE
+from protocol.pcm import OUTPUT_RATE as OUTPUT_RATE
 
 
 def pcm16_to_float(pcm: bytes) -> np.ndarray:

@@ -18,12 +18,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
 
+from protocol.pcm import INPUT_BYTES_PER_SECOND
 from speech.repetition import drop_repeats, has_loop, normalize, repeated_runs
 from speech.stt import Transcript, Word
 
 log = logging.getLogger("voi.streaming")
 
-BYTES_PER_SECOND = 32_000  # 16 kHz PCM16
 HARD_WINDOW_S = 25.0
 Transcribe = Callable[[bytes, "str | None"], Awaitable[Transcript]]
 
@@ -192,11 +192,11 @@ class StreamingTranscriber:
 
     @property
     def window_s(self) -> float:
-        return len(self._window) / BYTES_PER_SECOND
+        return len(self._window) / INPUT_BYTES_PER_SECOND
 
     def add(self, pcm: bytes) -> None:
         self._window += pcm
-        self._received_s += len(pcm) / BYTES_PER_SECOND
+        self._received_s += len(pcm) / INPUT_BYTES_PER_SECOND
 
     @property
     def busy(self) -> bool:
@@ -230,7 +230,7 @@ class StreamingTranscriber:
     def _audio_until(self, until_s: float | None) -> bytes:
         if until_s is None:
             return bytes(self._window)
-        end = int(round((until_s - self._window_start_s) * BYTES_PER_SECOND)) // 2 * 2
+        end = int(round((until_s - self._window_start_s) * INPUT_BYTES_PER_SECOND)) // 2 * 2
         return bytes(self._window[: max(0, end)])
 
     async def _run(self, until_s: float | None = None) -> tuple[Transcript, float, float]:
@@ -240,7 +240,7 @@ class StreamingTranscriber:
         self._last_update_s = self._received_s if until_s is None else min(until_s, self._received_s)
         self._last_cut_s = until_s
         transcript = await self._without_loop(audio, self._prompt())
-        return transcript, start, len(audio) / BYTES_PER_SECOND
+        return transcript, start, len(audio) / INPUT_BYTES_PER_SECOND
 
     async def _without_loop(self, audio: bytes, prompt: str | None) -> Transcript:
         """One windowed pass, free of repetition loops.
@@ -259,9 +259,9 @@ class StreamingTranscriber:
             # Trusted only if it heard about as much: an empty retry would read as silence and cut the window.
             if retry.words and len(retry.words) >= len(words) - 1 and not has_loop(retry.words):
                 log.info("repetition loop in a %.1f s window, fixed without the prompt: %r -> %r",
-                         len(audio) / BYTES_PER_SECOND, transcript.text[-120:], retry.text[-120:])
+                         len(audio) / INPUT_BYTES_PER_SECOND, transcript.text[-120:], retry.text[-120:])
                 return retry
-        log.info("repetition loop in a %.1f s window, repeated words dropped: %r", len(audio) / BYTES_PER_SECOND,
+        log.info("repetition loop in a %.1f s window, repeated words dropped: %r", len(audio) / INPUT_BYTES_PER_SECOND,
                  transcript.text[-120:])
         return replace(transcript, text=LocalAgreement.text(words), words=words)
 
@@ -309,9 +309,9 @@ class StreamingTranscriber:
 
     def _cut(self, at_s: float) -> None:
         at_s = max(self._window_start_s, min(at_s, self._window_start_s + self.window_s))
-        drop = int((at_s - self._window_start_s) * BYTES_PER_SECOND) // 2 * 2
+        drop = int((at_s - self._window_start_s) * INPUT_BYTES_PER_SECOND) // 2 * 2
         del self._window[:drop]
-        self._window_start_s += drop / BYTES_PER_SECOND
+        self._window_start_s += drop / INPUT_BYTES_PER_SECOND
 
     def _trim(self, nothing_heard: bool, analyzed_end_s: float) -> None:
         """Cut the window after an update. Only audio the update analyzed may go: more may have arrived

@@ -4,6 +4,7 @@ succession queues its windows behind each other, not ahead of other sessions' at
 import asyncio
 
 from agents.listener import Listener
+from agents.mode import SessionMode
 from common.clock import VirtualClock
 from speech.stt import Transcript
 
@@ -24,7 +25,7 @@ async def test_turns_of_one_conversation_take_turns_at_whisper():
     async def on_event(event) -> None:
         pass
 
-    listener = Listener(transcribe=transcribe, on_event=on_event, call_mode=True, clock=clock)
+    listener = Listener(transcribe=transcribe, on_event=on_event, mode=SessionMode("call"), clock=clock)
     turns = []
     for _ in range(5):  # five turns ended at once, each settling its audio
         listener.turn.streamer.add(b"\x00\x01" * 16_000)

@@ -176,7 +176,8 @@ async def test_narrator_aside_without_a_narrator_voice_is_spoken_by_the_characte
 async def test_the_interrupt_after_the_next_create_response_reaches_the_next_reply():
     """The JS client's order: text, create_response, then the interrupt of the reply still playing. The next
     reply waits for that message however late it comes while the previous one plays (here 0.3 s of its 0.4 s,
-    where a 20 ms wait used to be), so its LLM sees the previous reply cut where the client stopped it."""
+    far past any fixed wait that could stand in for the order), so its LLM sees the previous reply cut where the
+    client stopped it."""
     conv, out, requests, _ = make([["Once upon a time. ", "There was a cat. ", "It sat. ", "The end."], ["Yes?"]])
     await conv.start()
     await ask(conv, "A story")

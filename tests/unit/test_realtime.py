@@ -142,6 +142,7 @@ def test_append_is_resampled_to_16k():
     (json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "system", "content": []}}),
      "unsupported_item"),
     ("[" * 100_000 + "]" * 100_000, "invalid_json"),
+    ('{"type": "session.update", "x": ' + "[" * 500 + "]" * 500 + "}", "invalid_json"),  # common/safe_json.py's depth
     (b"\xff\xfe{", "invalid_json"),
     (json.dumps({"type": "session.update", "session": {"audio": {"input": {"transcription": {"model": 7}}}, "voice": 3}}),
      "invalid_value"),

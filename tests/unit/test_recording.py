@@ -111,9 +111,8 @@ async def test_tool_calls_and_their_results_are_recorded(tmp_path):
 
     conv, recorder, _ = conversation(tmp_path, audio=False)
     await conv.start()
-    tap = recorder.tap(Sent().emit)
-    await tap(ev.ToolCallStarted("call_1", "weather", '{"city": "Oslo"}', message_id=1))
-    await tap(ev.ToolCallDone("call_1", "weather", True, '{"forecast": "snow"}', 12.5))
+    recorder.sent(ev.ToolCallStarted("call_1", "weather", '{"city": "Oslo"}', message_id=1))
+    recorder.sent(ev.ToolCallDone("call_1", "weather", True, '{"forecast": "snow"}', 12.5))
     await conv.close()
     WRITER.flush()
     [c] = find_conversations(tmp_path)
