@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from agents.listener import Listener, ListenerEvent, TurnEnded
+from agents.mode import SessionMode
 from agents.turns import TurnConfig
 from harness.speech import speech_pcm16k
 from speech.stt import Transcript, Word
@@ -34,7 +35,7 @@ async def settling_window(frame_ms: int) -> tuple[bytes, bytes]:
         if isinstance(event, TurnEnded):
             ended.set()
 
-    listener = Listener(transcribe=transcribe, on_event=on_event, call_mode=True, predict_end=predict_end,
+    listener = Listener(transcribe=transcribe, on_event=on_event, mode=SessionMode("call"), predict_end=predict_end,
                         config=TurnConfig(update_interval_s=0.5))
     step = 32 * frame_ms
     audio = SPEECH + TAIL
