@@ -36,6 +36,7 @@ from protocol import events as ev
 from protocol import messages as m
 from protocol.framing import Frame, FrameError, decode_frame, encode_frame
 from protocol.limits import AdmissionLimits, ClientLimits, SocketRates, check_message
+from protocol.twilio_voice import PhoneOptions
 from protocol.voi_codec import VoiEncoder
 
 log = logging.getLogger("ray.serve")
@@ -61,6 +62,7 @@ class IngressOptions:
     limits: ClientLimits = ClientLimits()
     admission: AdmissionLimits = AdmissionLimits()
     max_token_days: float = 30.0  # tokens that live longer than this are refused
+    phone: PhoneOptions = PhoneOptions()  # the Twilio webhook and media stream (deployments/twilio.py)
     openapi: bool = False  # serve /openapi.json
 
 

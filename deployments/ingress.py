@@ -40,6 +40,7 @@ from deployments.openai_http import (
 )
 from deployments.playground import SECURITY_HEADERS, agent_list, load_static_files, wants_html
 from deployments.realtime import client_secret, serve_realtime
+from deployments.twilio import serve_twilio, twilio_webhook
 from llm.client import LlmSettings
 from llm.local_model import chat_arguments
 from llm.names import LOCAL_MODEL_NAME
@@ -192,6 +193,16 @@ class Ingress:
     async def realtime(self, ws: WebSocket) -> None:
         """The OpenAI Realtime protocol over the same conversations (deployments/realtime.py)."""
         await serve_realtime(ws, self)
+
+    @api.post("/twilio/voice")
+    async def twilio_voice(self, request: Request) -> Response:
+        """Twilio's call webhook: TwiML that connects the call to /twilio/stream (deployments/twilio.py)."""
+        return await twilio_webhook(request, self)
+
+    @api.websocket("/twilio/stream")
+    async def twilio_stream(self, ws: WebSocket) -> None:
+        """Twilio Media Streams: a phone call over the same conversations."""
+        await serve_twilio(ws, self)
 
     async def going_away(self, timeout_s: float = 5.0) -> int:
         """``python serve_app.py`` was told to stop (SIGTERM, SIGINT) and calls this before Serve shuts down: every

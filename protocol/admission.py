@@ -89,13 +89,15 @@ class Gate:
         return self.admission.pending
 
     def authorize(self, presented: str | None, *, api_key_ok: bool = True, token_ok: bool = True,
-                  single_call: bool = False) -> str:
+                  single_call: bool = False, call: str | None = None) -> str:
         """The caller's app (TokenError when refused); a single-call token is admitted once, and where
-        ``single_call`` no other credential is."""
+        ``single_call`` no other credential is (minted for ``call``, when it is given)."""
         claims = claims_of(presented, self.config.api_key, self.config.token_secret, self.config.max_token_s,
                            api_key_ok=api_key_ok and not single_call, token_ok=token_ok)
         if single_call and claims.call is None:
             raise TokenError("this route takes only a single-call token")
+        if call is not None and claims.call != call:
+            raise TokenError("this token was minted for another call")
         if claims.call is not None:
             self._forget_expired_calls()
             if claims.call in self._calls:
