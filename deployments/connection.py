@@ -35,7 +35,7 @@ from deployments.playground import turn_metrics_message
 from protocol import events as ev
 from protocol import messages as m
 from protocol.framing import Frame, FrameError, decode_frame, encode_frame
-from protocol.limits import AdmissionLimits, ClientLimits, SocketRates, check_message
+from protocol.limits import AdmissionLimits, AdmissionRefused, ClientLimits, SocketRates, check_message
 from protocol.twilio_voice import PhoneOptions
 from protocol.voi_codec import VoiEncoder
 
@@ -137,6 +137,8 @@ class Connection:
             await self.refuse("no 'init' message arrived in time", "init_timeout", CLOSE_POLICY_VIOLATION)
         except FrameError as exc:
             await self.refuse(str(exc), exc.code, CLOSE_PROTOCOL_ERROR)
+        except AdmissionRefused as exc:  # credentials that arrive in the handshake (the phone's token) were refused
+            await self.refuse(str(exc), exc.code, exc.close_code)
         except (_SessionClosed, WebSocketDisconnect):
             pass
         except Exception:  # a bug of ours: the client is told, the log has it

@@ -90,16 +90,6 @@ class TwilioConnection(Connection):
             raise _SessionClosed()
         return tw.parse_event(raw.get("text"))
 
-    async def handshake(self) -> tuple[m.Init, list[m.Audio]] | None:
-        try:
-            return await super().handshake()
-        except TokenError as exc:
-            log.warning("a media stream was refused: %s", exc)
-            await self.refuse(str(exc), "bad_token", CLOSE_POLICY_VIOLATION)
-        except AdmissionRefused as exc:
-            await self.refuse(str(exc), exc.code, exc.close_code)
-        return None
-
     async def _handshake(self) -> tuple[m.Init, list[m.Audio]]:
         """``connected``, then ``start``: its format, its token (single-call, for this call) and its agent."""
         deadline = time.monotonic() + self.options.init_timeout_s
@@ -110,7 +100,11 @@ class TwilioConnection(Connection):
             if not isinstance(event, tw.Start):
                 continue  # connected; media or marks before start mean nothing yet
             tw.check_format(event)
-            self._authorize(event.parameters.get("token"), event.call_sid)
+            try:
+                self._authorize(event.parameters.get("token"), event.call_sid)
+            except TokenError as exc:
+                log.warning("a media stream was refused: %s", exc)
+                raise AdmissionRefused(str(exc), "bad_token", CLOSE_POLICY_VIOLATION) from None
             self.start = event
             self.codec.stream_sid = event.stream_sid
             return m.Init(agent_name=event.parameters.get("agent", ""), mode="call"), []
