@@ -132,3 +132,17 @@ def test_the_signature_is_checked_against_the_public_url():
     assert not signature_valid("secret", url, fields, None)
     with pytest.raises(ValueError):
         form_fields(b"a=" + b"x" * 20_000)
+
+
+@pytest.mark.parametrize(("args", "named"), [({"phone_agent": "nobody"}, "nobody"),
+                                             ({"phone_numbers": '{"+15550001111": "ghost"}'}, "ghost"),
+                                             ({"phone_dtmf_template": "pressed {keys}"}, "phone_dtmf_template")])
+def test_a_phone_setting_naming_what_does_not_exist_stops_the_start(monkeypatch, tmp_path, args, named):
+    from common.config_errors import ConfigError
+    from serve_app import ROOT, build
+
+    monkeypatch.setenv("TOKEN_SECRET_KEY", "a-token-secret-key-of-at-least-32-characters")
+    monkeypatch.setenv("API_KEY", "key")
+    with pytest.raises(ConfigError, match=named):
+        build({"agents": str(ROOT / "tests" / "integration" / "agents.yaml"),
+               "models": str(ROOT / "tests" / "integration" / "models.yaml"), "env_file": str(tmp_path / ".env"), **args})
