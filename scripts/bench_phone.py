@@ -7,7 +7,7 @@ Phone callers are the simulated Twilio of harness/twilio_caller.py: the webhook,
 frames at real-time pace (silence between turns, as a phone line sends). /ws callers are scripts/bench.py's
 call-mode callers (16 kHz PCM16 in 8192-byte frames). Measured at the caller: the end of its speech -> the
 first reply audio (``media`` on the phone), p50/p95 per level; the barge-in: the interruption's onset -> the
-server's ``clear`` (N = 1); and Whisper's WER on the same clips as 16 kHz PCM and as 8 kHz mu-law (through
+server's ``clear`` (N = 1), beside /ws's ``user_interrupt``; and Whisper's WER on the same clips as 16 kHz PCM and as 8 kHz mu-law (through
 the codec and resampler the phone path uses), plus the echo agent's spoken reply heard back over the phone.
 Writes a table, JSON and a PNG plot (bench_results/bench_phone.*).
 """
@@ -26,9 +26,11 @@ from _repo_path import ROOT
 from bench import QUESTIONS, CallerResult, TurnResult, graph_caller, summarize, turn_audio
 
 from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
-from harness.server import start_server
+from harness.server import TEST_SECRET, start_server
 from harness.speech import speech_pcm16k, transcribe_pcm16k, trim_trailing_silence, wer
 from harness.twilio_caller import TwilioCaller, dial
+from protocol.client import VoiClient
+from protocol.tokens import issue_token
 from speech import g711
 from speech.audio import INPUT_RATE, PcmResampler, pcm16_to_float
 
@@ -103,6 +105,28 @@ async def barge_in(http_url: str) -> float | None:
         await caller.hang_up()
 
 
+async def ws_barge_in(ws_url: str) -> float | None:
+    """The same on /ws call mode: the interruption's onset -> ``user_interrupt`` (the Voi client's clear)."""
+    client = await VoiClient.connect(ws_url, issue_token(TEST_SECRET, "bench"))
+    try:
+        await client.init("stt_test", mode="call", init_greeting=False)
+        await client.until(lambda r: r.is_status("init_done"), 60)
+        await client.send_audio(trim_trailing_silence(speech_pcm16k(STORY)) + b"\x00\x00" * INPUT_RATE, realtime=True)
+        first = (await client.until(lambda r: r.type == "audio", TURN_TIMEOUT_S))[-1].at
+        await asyncio.sleep(max(0.0, first + 2.0 - time.monotonic()))
+        pcm = speech_pcm16k(INTERRUPTION)
+        onset = time.monotonic() + float(np.flatnonzero(np.abs(pcm16_to_float(pcm)) > 0.02)[0]) / INPUT_RATE
+        sender = asyncio.create_task(client.send_audio(pcm + b"\x00\x00" * INPUT_RATE, realtime=True))
+        try:
+            interrupted = (await client.until(lambda r: r.is_status("user_interrupt"), 10))[-1].at
+        except TimeoutError:
+            interrupted = None
+        await sender
+        return interrupted - onset if interrupted is not None else None
+    finally:
+        await client.close()
+
+
 def stt_wer(clips: list[bytes]) -> dict[str, float]:
     """Whisper (tiny.en, in this process) on each clip at 16 kHz and as the phone carries it."""
     wide = [wer(q, transcribe_pcm16k(c)) for q, c in zip(QUESTIONS, clips)]
@@ -151,9 +175,12 @@ def main(argv: list[str] | None = None) -> int:
                     run["echo_wer"] = round(float(np.mean(echo)), 3)
                 report["runs"].append(run)
         print("barge-in (N=1) ...", flush=True)
-        clears = [asyncio.run(barge_in(server.http_url)) for _ in range(args.barge_ins)]
-        report["barge_in_clear_ms"] = {"samples": [round(c * 1000, 1) if c is not None else None for c in clears],
-                                       "p50": pct([c * 1000 for c in clears if c is not None], 50)}
+        for name, measure in (("phone_clear_ms", lambda: barge_in(server.http_url)),
+                              ("ws_user_interrupt_ms", lambda: ws_barge_in(server.ws_url))):
+            found = [asyncio.run(measure()) for _ in range(args.barge_ins)]
+            report.setdefault("barge_in", {})[name] = {
+                "samples": [round(c * 1000, 1) if c is not None else None for c in found],
+                "p50": pct([c * 1000 for c in found if c is not None], 50)}
     finally:
         server.stop()
     print(f"\n{'path':>6} {'N':>3} {'turns':>5} {'fail':>4} {'drop':>4} {'v2v p50':>8} {'p95':>7} {'echo WER':>8}")
@@ -162,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['transport']:>6} {r['sessions']:>3} {r['turns']:>5} {r['failed_turns']:>4} {r['dropped_sessions']:>4} "
               f"{ms(r['v2v_ms']['p50'], 8)} {ms(r['v2v_ms']['p95'], 7)} {echo:>8}")
     print(f"Whisper WER on the clips: {report['stt_wer']} (16 kHz PCM vs 8 kHz mu-law)")
-    print(f"barge-in onset -> clear: {report['barge_in_clear_ms']}")
+    print(f"barge-in, the interruption's onset -> phone clear / ws user_interrupt: {report['barge_in']}")
     write_report(report, args.out, plot)
     return 0
 
