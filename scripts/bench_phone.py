@@ -7,7 +7,8 @@ Phone callers are the simulated Twilio of harness/twilio_caller.py: the webhook,
 frames at real-time pace (silence between turns, as a phone line sends). /ws callers are scripts/bench.py's
 call-mode callers (16 kHz PCM16 in 8192-byte frames). Measured at the caller: the end of its speech -> the
 first reply audio (``media`` on the phone), p50/p95 per level; the barge-in: the interruption's onset -> the
-server's ``clear`` (N = 1), beside /ws's ``user_interrupt``; and Whisper's WER on the same clips as 16 kHz PCM and as 8 kHz mu-law (through
+server's ``clear`` (N = 1, over the scripted agent's long story), beside /ws's ``user_interrupt``;
+and Whisper's WER on the same clips as 16 kHz PCM and as 8 kHz mu-law (through
 the codec and resampler the phone path uses), plus the echo agent's spoken reply heard back over the phone.
 Writes a table, JSON and a PNG plot (bench_results/bench_phone.*).
 """
@@ -23,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 from _repo_path import ROOT
-from bench import QUESTIONS, CallerResult, TurnResult, graph_caller, summarize, turn_audio
+from bench import QUESTIONS, CallerResult, TurnResult, graph_caller, keep_silent, summarize, turn_audio
 
 from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
+from harness.scripted_llm import API_KEY, ScriptedLlm
 from harness.server import TEST_SECRET, start_server
-from harness.speech import speech_pcm16k, transcribe_pcm16k, trim_trailing_silence, wer
+from harness.speech import speech_pcm16k, transcribe_pcm16k, wer, write_greeting_file
 from harness.twilio_caller import TwilioCaller, dial
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
@@ -35,9 +37,9 @@ from speech import g711
 from speech.audio import INPUT_RATE, PcmResampler, pcm16_to_float
 
 TURN_TIMEOUT_S = 30.0
-STORY = ("Please repeat after me: the old lighthouse keeper climbed the stairs every evening, lit the great lamp, "
-         "and watched the ships pass by until the morning came.")
+ASK_STORY = "Tell me a long story."  # the scripted agent tells 40 sentences (harness/scripted_llm.py)
 INTERRUPTION = "Stop, please wait."
+SCRIPTED_NUMBER = "+15550002000"  # the phone number of the scripted agent in this benchmark's server
 
 
 def narrowband(pcm16k: bytes) -> bytes:
@@ -85,22 +87,23 @@ async def phone_caller(http_url: str, clips: list[bytes], turns: int, seed: int)
 
 
 async def barge_in(http_url: str) -> float | None:
-    """The interruption's first loud sample -> the server's ``clear``, in seconds (None: no clear came)."""
-    caller = await TwilioCaller.connect(await dial(http_url))
+    """The interruption's first loud sample -> the server's ``clear``, in seconds (None: no clear came), over the
+    scripted agent's long story (the number SCRIPTED_NUMBER)."""
+    caller = await TwilioCaller.connect(await dial(http_url, to=SCRIPTED_NUMBER))
     try:
         await caller.wait_media_after(0.0, 60)
         await caller.wait_played_out(quiet_s=1.0, timeout=60)
-        ended = await caller.say(trim_trailing_silence(speech_pcm16k(STORY)))
+        ended = await caller.say(speech_pcm16k(ASK_STORY) + b"\x00\x00" * (INPUT_RATE // 2))
         first = await caller.wait_media_after(ended, TURN_TIMEOUT_S)
-        await asyncio.sleep(max(0.0, first + 2.0 - time.monotonic()))  # two seconds into the echo
+        await asyncio.sleep(max(0.0, first + 3.0 - time.monotonic()))  # three seconds into the story
         pcm = speech_pcm16k(INTERRUPTION)
         onset = time.monotonic() + float(np.flatnonzero(np.abs(pcm16_to_float(pcm)) > 0.02)[0]) / INPUT_RATE
-        clears = len(caller.log.clears_at)
         await caller.say(pcm + b"\x00\x00" * INPUT_RATE)
         deadline = time.monotonic() + 10
-        while len(caller.log.clears_at) == clears and time.monotonic() < deadline:
+        while time.monotonic() < deadline and not [t for t in caller.log.clears_at if t >= onset - 0.05]:
             await asyncio.sleep(0.01)
-        return caller.log.clears_at[clears] - onset if len(caller.log.clears_at) > clears else None
+        cleared = [t for t in caller.log.clears_at if t >= onset - 0.05]
+        return cleared[0] - onset if cleared else None
     finally:
         await caller.hang_up()
 
@@ -108,22 +111,28 @@ async def barge_in(http_url: str) -> float | None:
 async def ws_barge_in(ws_url: str) -> float | None:
     """The same on /ws call mode: the interruption's onset -> ``user_interrupt`` (the Voi client's clear)."""
     client = await VoiClient.connect(ws_url, issue_token(TEST_SECRET, "bench"))
+    silence = None
     try:
-        await client.init("stt_test", mode="call", init_greeting=False)
+        await client.init("scripted", mode="call", init_greeting=False)
         await client.until(lambda r: r.is_status("init_done"), 60)
-        await client.send_audio(trim_trailing_silence(speech_pcm16k(STORY)) + b"\x00\x00" * INPUT_RATE, realtime=True)
+        await client.send_audio(speech_pcm16k(ASK_STORY), realtime=True)
+        silence = asyncio.create_task(keep_silent(lambda frame: client.send({"type": "audio"}, frame)))
         first = (await client.until(lambda r: r.type == "audio", TURN_TIMEOUT_S))[-1].at
-        await asyncio.sleep(max(0.0, first + 2.0 - time.monotonic()))
+        await asyncio.sleep(max(0.0, first + 3.0 - time.monotonic()))
+        silence.cancel()
         pcm = speech_pcm16k(INTERRUPTION)
         onset = time.monotonic() + float(np.flatnonzero(np.abs(pcm16_to_float(pcm)) > 0.02)[0]) / INPUT_RATE
         sender = asyncio.create_task(client.send_audio(pcm + b"\x00\x00" * INPUT_RATE, realtime=True))
         try:
-            interrupted = (await client.until(lambda r: r.is_status("user_interrupt"), 10))[-1].at
+            got = await client.until(lambda r: r.is_status("user_interrupt") and r.at >= onset - 0.05, 10)
+            interrupted: float | None = got[-1].at
         except TimeoutError:
             interrupted = None
         await sender
         return interrupted - onset if interrupted is not None else None
     finally:
+        if silence is not None:
+            silence.cancel()
         await client.close()
 
 
@@ -153,11 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--barge-ins", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "bench_phone.json")
     args = parser.parse_args(argv)
-    levels = [int(x) for x in args.levels.split(",")]
+    levels = [int(x) for x in args.levels.split(",") if x]
     clips = turn_audio()
     report: dict = {**machine_and_date(), "turns_per_caller": args.turns, "stt_wer": stt_wer(clips), "runs": []}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    server = start_server(args.out.parent / "bench_phone_server.log", "phone_agent=stt_test")
+    write_greeting_file()  # named by one of the test agents
+    llm = ScriptedLlm().start()
+    server = start_server(args.out.parent / "bench_phone_server.log", f"agents={ROOT / 'tests/integration/agents.yaml'}",
+                          f"models={ROOT / 'tests/integration/models.yaml'}", "phone_agent=stt_test",
+                          f'phone_numbers={{"{SCRIPTED_NUMBER}": "scripted"}}',
+                          env_extra={"LITELLM_API_BASE": llm.url, "LITELLM_API_KEY": API_KEY})
     try:
         for n in levels:
             for transport in ("phone", "ws"):
@@ -183,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 "p50": pct([c * 1000 for c in found if c is not None], 50)}
     finally:
         server.stop()
+        llm.stop()
     print(f"\n{'path':>6} {'N':>3} {'turns':>5} {'fail':>4} {'drop':>4} {'v2v p50':>8} {'p95':>7} {'echo WER':>8}")
     for r in report["runs"]:
         echo = f"{r['echo_wer']:.3f}" if "echo_wer" in r else "-"
