@@ -144,7 +144,8 @@ class TwilioCaller:
     # ---- the caller's side ---------------------------------------------------------------------------
 
     async def say(self, pcm16k: bytes) -> float:
-        """Speak 16 kHz PCM16 into the call at real-time pace; returns when its last frame went out (monotonic)."""
+        """Speak 16 kHz PCM16 into the call at real-time pace; returns when its last frame went out (monotonic).
+        Silence follows on its own (the line): audio appended here delays the return past the server's answer."""
         mulaw = g711.encode(PcmResampler(INPUT_RATE, g711.G711_RATE)(pcm16k), "pcmu")
         self._said.clear()
         for offset in range(0, len(mulaw), FRAME_BYTES):

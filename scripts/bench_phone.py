@@ -93,7 +93,7 @@ async def barge_in(http_url: str) -> float | None:
     try:
         await caller.wait_media_after(0.0, 60)
         await caller.wait_played_out(quiet_s=1.0, timeout=60)
-        ended = await caller.say(speech_pcm16k(ASK_STORY) + b"\x00\x00" * (INPUT_RATE // 2))
+        ended = await caller.say(speech_pcm16k(ASK_STORY))  # the line goes on with silence
         first = await caller.wait_media_after(ended, TURN_TIMEOUT_S)
         await asyncio.sleep(max(0.0, first + 3.0 - time.monotonic()))  # three seconds into the story
         pcm = speech_pcm16k(INTERRUPTION)
