@@ -38,6 +38,7 @@ from deployments.shutdown import APP_NAME, Stop, shut_down, stop_on_signals  # n
 from deployments.synthesizer import Synthesizer  # noqa: E402
 from deployments.transcriber import Batching, Transcriber  # noqa: E402
 from protocol.limits import AdmissionLimits, ClientLimits  # noqa: E402
+from protocol.twilio_voice import PhoneOptions  # noqa: E402
 from speech.models_config import load_models_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -87,12 +88,20 @@ class AppArgs(BaseModel):
     turn_complete_threshold: float = borrow(TurnConfig, "turn_complete_threshold")
     turn_punctuation_threshold: float = borrow(TurnConfig, "turn_punctuation_threshold")
     turn_max_wait_s: float = borrow(TurnConfig, "turn_max_wait_s")
+    # The phone: Twilio's webhook and media stream (protocol/twilio_voice.py, docs/telephony.md)
+    phone_public_host: str = borrow(PhoneOptions, "public_host")
+    phone_trust_forwarded: bool = borrow(PhoneOptions, "trust_forwarded")
+    phone_numbers: dict[str, str] = borrow(PhoneOptions, "numbers")
+    phone_agent: str = borrow(PhoneOptions, "agent")
+    phone_dtmf_template: str = borrow(PhoneOptions, "dtmf_template")
+    phone_dtmf_wait_s: float = borrow(PhoneOptions, "dtmf_wait_s", gt=0)
+    phone_call_token_s: float = borrow(PhoneOptions, "call_token_s", gt=0)
     # Models: the Transcriber's batching (its user_config) and the LocalLLM's threads
     stt_batch_max_size: int = borrow(Batching, "batch_max_size")
     stt_batch_wait_s: float = borrow(Batching, "batch_wait_s")
     local_llm_threads: int | None = Field(default=None, ge=1)  # llama.cpp threads (default: half the cores)
 
-    @field_validator("session_host_resources", mode="before")
+    @field_validator("session_host_resources", "phone_numbers", mode="before")
     @classmethod
     def _json_mapping(cls, value: Any) -> Any:
         """On the command line a mapping comes as JSON: session_host_resources='{"voice_node": 0.01}'."""
@@ -175,7 +184,16 @@ def build(args: dict[str, Any] | None = None) -> Application:
                          f"hold (sessions_per_host x max_session_hosts = {hosts.capacity})")
     admission = AdmissionLimits(**values_for(AdmissionLimits, parsed),
                                 max_pending_per_app=max(1, min(parsed.max_sessions_per_app, parsed.max_pending_handshakes // 2)))
-    options = IngressOptions(agents_path=agents_path, models_path=models_path, hosts=hosts,
+    phone = PhoneOptions(**values_for(PhoneOptions, parsed))
+    for number, name in {**phone.numbers, "(any other)": phone.agent}.items():
+        if name and name not in agents.agents:
+            raise ConfigError(f"{agents_path}: the phone's agent for {number} is {name!r}, not an agent of this file "
+                              "(builder arguments phone_numbers / phone_agent)")
+    try:
+        phone.dtmf_template.format(digits="1")
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError("builder argument phone_dtmf_template: only '{digits}' may be named in it") from None
+    options = IngressOptions(agents_path=agents_path, models_path=models_path, hosts=hosts, phone=phone,
                              policy=SessionPolicy(**values_for(SessionPolicy, parsed)),
                              listening=TurnConfig(**values_for(TurnConfig, parsed)),
                              limits=ClientLimits(**values_for(ClientLimits, parsed)), admission=admission,

@@ -165,6 +165,8 @@ class Conversation:
             self._listener.take_turn()  # the audio heard so far in this turn is dropped
         elif isinstance(msg, m.ForgetMessage):
             self.history.forget(msg.message_id)
+        elif isinstance(msg, m.Played):
+            await self._speaker.confirm_played(msg.speech_id, msg.played_s)
         elif isinstance(msg, m.Init):
             await self._emit(ev.Error("'init' was already received; ignoring the second one", "duplicate_init"))
 

@@ -46,6 +46,7 @@ class Speech:
     interrupted: bool = False
     barged_in: bool = False  # cut by the server's barge-in (an estimate the client's interrupt may refine)
     first_audio_at: float | None = None  # clock time of its first audio frame
+    confirmed_s: float | None = None  # what the transport confirmed was played (m.Played), over the estimate
     unsent: bytearray = field(default_factory=bytearray, repr=False)  # whole-file mode: the audio made so far
 
     def say(self, segment: Segment) -> None:
@@ -61,7 +62,10 @@ class Speech:
         return await self._segments.get()
 
     def played_s(self, now: float) -> float:
-        """Seconds the client has played, estimated: playback starts with the first frame, in real time."""
+        """Seconds the client has played: as its transport confirmed, else estimated (playback starts with the
+        first frame and runs in real time)."""
+        if self.confirmed_s is not None:
+            return self.confirmed_s
         if self.first_audio_at is None:
             return 0.0
         return min(now - self.first_audio_at, self.timeline.seconds)
@@ -136,6 +140,16 @@ class Speaker:
             return
         speech.barged_in = interrupted_at is None  # an estimate, which a later interrupt with the client's number refines
         await self.cut(speech, played)
+
+    async def confirm_played(self, speech_id: str, played_s: float) -> None:
+        """The transport knows how much of ``speech_id`` was played (a phone's marks): a speech already cut by
+        the barge-in's estimate is cut again where the listener really stopped hearing it."""
+        speech = self._speeches.get(speech_id)
+        if speech is None:
+            return
+        speech.confirmed_s = max(0.0, played_s)
+        if speech.interrupted:
+            await self.cut(speech, speech.confirmed_s)
 
     async def cut(self, speech: Speech, played_s: float) -> None:
         """Stop ``speech`` and cut its stored message to what was heard plus "... (interrupted)"."""

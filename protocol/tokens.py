@@ -34,16 +34,19 @@ class TokenError(Exception):
 class TokenClaims:
     app: str
     expires_at: float  # unix seconds
+    call: str | None = None  # a single-call token (the phone's): the call it was minted for, admitted once
 
 
-def issue_token(secret: str, app: str, *, days: float = 1.0, now: float | None = None) -> str:
+def issue_token(secret: str, app: str, *, days: float = 1.0, now: float | None = None, call: str | None = None) -> str:
     if not secret:
         raise ValueError("TOKEN_SECRET_KEY is empty")
     check_app_name(app)
     if not (days > 0 and math.isfinite(days)):
         raise ValueError("a token must be valid for a positive, finite number of days")
     issued = int(now if now is not None else time.time())
-    claims = {"app": app, "iat": issued, "exp": issued + int(days * SECONDS_PER_DAY)}
+    claims: dict[str, object] = {"app": app, "iat": issued, "exp": max(issued + int(days * SECONDS_PER_DAY), issued + 1)}
+    if call is not None:
+        claims["call"] = call
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -111,4 +114,5 @@ def verify_token(token: str | None, secret: str, *, now: float | None = None,
         raise TokenError("access token has expired")
     if expires_at - current > max_lifetime_s:
         raise TokenError(f"access token lives longer than this server accepts ({max_lifetime_s / SECONDS_PER_DAY:g} days)")
-    return TokenClaims(app=app, expires_at=expires_at)
+    call = claims.get("call")
+    return TokenClaims(app=app, expires_at=expires_at, call=call if isinstance(call, str) and call else None)

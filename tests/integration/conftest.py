@@ -6,10 +6,11 @@ import pytest
 
 from deployments.session import FAULT_INJECTION_ENV
 from harness.scripted_llm import API_KEY, ScriptedLlm
-from harness.server import ROOT, TEST_SECRET, Server, start_server
+from harness.server import ROOT, TEST_SECRET, TEST_TWILIO_AUTH_TOKEN, Server, start_server
 from harness.speech import write_greeting_file
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
+from tests.integration.helpers import PHONE_SCRIPTED
 
 TEST_AGENTS = ROOT / "tests" / "integration" / "agents.yaml"
 TEST_MODELS = ROOT / "tests" / "integration" / "models.yaml"
@@ -31,10 +32,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, scripted_llm: ScriptedLlm) 
     # Two session hosts, so fault tests can end one host's conversations while another host's go on; the
     # fault switch lets a test make one conversation's handler raise. A 25 s turn limit lets a test pass it
     # within the audio burst allowance (30 s at once; beyond it audio is capped at 2x real time).
+    # The phone (test_phone.py): calls to PHONE_SCRIPTED reach the scripted agent, others the echo agent, and
+    # the webhook checks Twilio's signature.
     srv = start_server(log, f"agents={TEST_AGENTS}", f"models={TEST_MODELS}", "min_session_hosts=2",
-                       "max_turn_seconds=25",
+                       "max_turn_seconds=25", "phone_agent=stt_test", f'phone_numbers={{"{PHONE_SCRIPTED}": "scripted"}}',
                        env_extra={"LITELLM_API_BASE": scripted_llm.url, "LITELLM_API_KEY": API_KEY,
-                                  FAULT_INJECTION_ENV: "1"})
+                                  FAULT_INJECTION_ENV: "1", "TWILIO_AUTH_TOKEN": TEST_TWILIO_AUTH_TOKEN})
     yield srv
     srv.stop()
 

@@ -1,10 +1,23 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import websockets
 
 from protocol.client import Received, VoiClient
+
+# Ray Serve's proxy logs this traceback of its own when a websocket client drops while a frame is on its way to
+# it (ray-project/ray#64077, open in Ray 2.60: the proxy's response generator is closed at `yield`). Nothing of
+# ours raised and the client saw nothing; every other traceback still fails the log check below.
+RAY_PROXY_DISCONNECT = re.compile(
+    r"^(?P<who>\S*\(ProxyActor pid=\d+\)\S*) Traceback \(most recent call last\):\n"
+    r"(?P=who)   File \"[^\"\n]*/ray/serve/_private/proxy\.py\", line \d+, in send_request_to_replica\n"
+    r"(?P=who)     yield asgi_message\n"
+    r"(?P=who) GeneratorExit$", re.M)
+
+
+PHONE_SCRIPTED = "+15550002000"  # the test server's phone number of the scripted agent; others reach the echo agent
 
 
 async def start_session(client: VoiClient, agent: str = "stt_test", *, greeting: bool = False, **init: object) -> list[Received]:

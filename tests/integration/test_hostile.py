@@ -5,7 +5,6 @@ a secret, and a normal client is served promptly while the hostile one runs."""
 from __future__ import annotations
 
 import asyncio
-import re
 import struct
 import time
 
@@ -18,7 +17,14 @@ from harness.server import TEST_API_KEY, TEST_SECRET
 from harness.speech import speech_pcm16k
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
-from tests.integration.helpers import ends_response, expect_refused, final_user_text, start_session, text_of
+from tests.integration.helpers import (
+    RAY_PROXY_DISCONNECT,
+    ends_response,
+    expect_refused,
+    final_user_text,
+    start_session,
+    text_of,
+)
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
@@ -30,16 +36,6 @@ def assert_clean(text: str) -> None:
     """Nothing of the server's insides (tracebacks, paths, Ray's process details) and no secret."""
     found = [leak for leak in LEAKS if leak in text]
     assert not found, (found, text[:500])
-
-
-# Ray Serve's proxy logs this traceback of its own when a websocket client drops while a frame is on its way to
-# it (ray-project/ray#64077, open in Ray 2.60: the proxy's response generator is closed at `yield`). Nothing of
-# ours raised and the client saw nothing; every other traceback still fails the log check below.
-RAY_PROXY_DISCONNECT = re.compile(
-    r"^(?P<who>\S*\(ProxyActor pid=\d+\)\S*) Traceback \(most recent call last\):\n"
-    r"(?P=who)   File \"[^\"\n]*/ray/serve/_private/proxy\.py\", line \d+, in send_request_to_replica\n"
-    r"(?P=who)     yield asgi_message\n"
-    r"(?P=who) GeneratorExit$", re.M)
 
 
 def raw(header: bytes, payload: bytes = b"undefined") -> bytes:

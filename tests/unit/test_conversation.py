@@ -84,6 +84,21 @@ async def test_interrupt_truncates_to_what_was_heard():
     assert conv.messages[1].text == "one two... (interrupted)"
 
 
+async def test_a_transports_played_position_recuts_what_was_heard():
+    """A phone's marks say how much the caller heard (m.Played): a speech already cut is cut there instead; a
+    speech that was not cut keeps its text."""
+    conv, out = make()
+    await conv.start()
+    await ask(conv, "one two three four")
+    await conv.handle(m.Played("1", 0.5))
+    assert conv.messages[1].text == "one two three four"
+    await conv.handle(m.Interrupt("1", 0.1 + 0.25))
+    assert conv.messages[1].text == "one two... (interrupted)"
+    await conv.handle(m.Played("1", 0.1 + 0.125))  # the marks: the caller heard only "one"
+    assert conv.messages[1].text == "one... (interrupted)" and out[-1].header["content"][0]["text"] == conv.messages[1].text
+    await conv.handle(m.Played("99", 1.0))  # no such speech: nothing happens
+
+
 async def test_interrupt_after_everything_was_heard_changes_nothing():
     conv, out = make()
     await conv.start()

@@ -20,10 +20,11 @@ from deployments.connection import IngressOptions
 from deployments.placement import HostOptions
 from deployments.transcriber import Batching
 from protocol.limits import AdmissionLimits, ClientLimits
+from protocol.twilio_voice import PhoneOptions
 from serve_app import AppArgs
 
 ROOT = Path(__file__).resolve().parents[2]
-HOMES = (TurnConfig, SessionPolicy, HostOptions, IngressOptions, AdmissionLimits, ClientLimits, Batching)
+HOMES = (TurnConfig, SessionPolicy, HostOptions, IngressOptions, AdmissionLimits, ClientLimits, Batching, PhoneOptions)
 # Every class that declares settings with defaults; a name with a written-out default in two of them is a
 # setting defined twice.
 SETTING_CLASSES = (*HOMES, AppArgs, AgentConfig, Agent, Listener)

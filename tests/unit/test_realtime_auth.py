@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agents.agent import AgentConfig, build_agent
-from deployments.realtime import authorize, client_secret, session_agent
+from deployments.realtime import client_secret, session_agent
+from protocol.admission import authorize
 from protocol.realtime_events import SessionConfig
 from protocol.tokens import TokenError, issue_token, verify_token
 
