@@ -1,12 +1,11 @@
 """One conversation: the state and turn-taking of a session, independent of Ray and of the websocket.
 
-A Conversation gets typed client messages in order through ``handle`` and sends events through the injected
-``emit``; it reaches the models only through the injected ``Services`` callables, so the same class runs in unit
-tests, in a benchmark's in-process baseline and inside a session host. It dispatches client messages to its
-rooms: History, Listener (audio in), BargeIn, TurnQueue, ReplyWriter with the RunningReply (text out), Speaker
-(audio out); rooms call each other's methods and write only their own state. It owns the session's mode
-(``SessionMode``) and tells the Recorder what happens; its time comes from its ``clock`` (common/clock.py).
-"""
+It gets typed client messages in order through ``handle``, sends events through the injected ``emit`` and
+reaches the models only through the injected ``Services``, so the same class runs in unit tests, a benchmark's
+in-process baseline and a session host. Its rooms: History, Listener (audio in), BargeIn, TurnQueue, ReplyWriter
+with the RunningReply (text out), Speaker (audio out); they call each other's methods and write only their own
+state. It owns the session's mode (``SessionMode``), tells the Recorder what happens, and takes its time from
+its ``clock`` (common/clock.py)."""
 
 from __future__ import annotations
 
@@ -51,10 +50,9 @@ class Conversation:
         self.clock, self.agent_name, self.recorder = clock, agent_name, recorder
         self.agent, self._init, self.policy = agent, init, policy
         self.mode = SessionMode(init.mode)
-        listening = listening.with_agent(agent.turn_taking)  # the agent's own turn-taking fields over the server's
+        listening = (listening.for_phone() if init.narrowband else listening).with_agent(agent.turn_taking)  # phone line, agent
         self.history = History()
-        self._services = services
-        self._send, self._report = emit, report_turn
+        self._services, self._send, self._report = services, emit, report_turn
         self._greeting_dir = greeting_dir
         self._rng = rng or random.Random()
         self._speaker = Speaker(agent_name=agent_name, mode=self.mode, agent=agent, history=self.history,

@@ -107,7 +107,7 @@ class TwilioConnection(Connection):
                 raise AdmissionRefused(str(exc), "bad_token", CLOSE_POLICY_VIOLATION) from None
             self.start = event
             self.codec.stream_sid = event.stream_sid
-            return m.Init(agent_name=event.parameters.get("agent", ""), mode="call"), []
+            return m.Init(agent_name=event.parameters.get("agent", ""), mode="call", narrowband=True), []
 
     async def _receive(self, timeout: float | None = None) -> m.ClientMessage:
         """The next typed message: caller audio (in 100 ms pieces), keys pressed (as text for the agent, then a

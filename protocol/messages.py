@@ -35,6 +35,9 @@ class Init:
     send_tool_events: bool = False  # (ext) the client wants to see server-side tool calls and their results
     tools: tuple[ClientTool, ...] = ()  # (ext) functions the client runs itself when the LLM calls them
     tool_choice: str | None = None  # (ext) auto (None) | none | required
+    # Set by a transport whose caller audio is a phone line (8 kHz G.711), never by a client's init: the
+    # conversation listens with the phone profile of the turn settings (agents/turns.py TurnConfig.for_phone).
+    narrowband: bool = False
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ class RealtimeAdapter:
         """The Voi ``init`` of the conversation: no greeting, the mode of turn_detection."""
         self.opened = True
         return m.Init(agent_name=agent_name, mode=self._mode(), init_greeting=False, tools=self.config.tools,
-                      tool_choice=self.config.tool_choice)
+                      tool_choice=self.config.tool_choice, narrowband=self.config.input_format in ("pcmu", "pcma"))
 
     def _mode(self) -> m.Mode:
         return "call" if self.config.turn_detection else "chat"

@@ -100,3 +100,16 @@ def test_the_phone_profile_goes_over_the_server_settings_and_under_an_agent_s():
     assert all(getattr(phone, key) == value for key, value in PHONE_PROFILE.items())
     assert phone.turn_complete_threshold > server.turn_complete_threshold  # narrowband audio sounds finished sooner
     assert phone.with_agent({"turn_complete_threshold": 0.6}).turn_complete_threshold == 0.6
+
+
+def test_a_phone_line_listens_with_the_phone_profile():
+    """A transport whose caller audio is narrowband (Twilio, /v1/realtime with G.711 input) sets Init.narrowband;
+    the conversation's Listener and barge-in then judge turns with TurnConfig.for_phone()."""
+    from agents.turns import PHONE_PROFILE
+    from protocol import messages as m
+    from tests.unit.helpers import make
+
+    phone, _ = make(init=m.Init(agent_name="echo", init_greeting=False, mode="call", narrowband=True))
+    wide, _ = make(init=m.Init(agent_name="echo", init_greeting=False, mode="call"))
+    assert phone._listener.config.turn_complete_threshold == PHONE_PROFILE["turn_complete_threshold"]
+    assert wide._listener.config.turn_complete_threshold == TurnConfig().turn_complete_threshold != PHONE_PROFILE["turn_complete_threshold"]
