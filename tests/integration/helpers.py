@@ -17,6 +17,14 @@ RAY_PROXY_DISCONNECT = re.compile(
     r"(?P=who) GeneratorExit$", re.M)
 
 
+# A graph's agents file with the echo agent only (no LocalLLM: a quicker start), for modules that start their own
+ECHO_AGENTS = """
+agents:
+  stt_test:
+    llm_model: echo
+    voices:
+      character: {model: piper-joe, voice: joe}
+"""
 PHONE_SCRIPTED = "+15550002000"  # the test server's phone number of the scripted agent; others reach the echo agent
 
 

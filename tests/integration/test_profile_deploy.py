@@ -16,17 +16,10 @@ from harness.server import TEST_API_KEY, TEST_SECRET, Server, start_server
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_MODELS
-from tests.integration.helpers import ends_response, start_session, text_of
+from tests.integration.helpers import ECHO_AGENTS, ends_response, start_session, text_of
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
-AGENTS = """
-agents:
-  stt_test:
-    llm_model: echo
-    voices:
-      character: {model: piper-joe, voice: joe}
-"""
 PROFILE = {
     "proxy_location": "EveryNode",
     "http_options": {"host": "0.0.0.0", "port": 8000, "keep_alive_timeout_s": 75},  # the command line's win
@@ -45,7 +38,7 @@ PROFILE = {
 @pytest.fixture(scope="module")
 def profiled(tmp_path_factory: pytest.TempPathFactory) -> Server:
     folder = tmp_path_factory.mktemp("profile")
-    (folder / "agents.yaml").write_text(AGENTS)
+    (folder / "agents.yaml").write_text(ECHO_AGENTS)
     profile = folder / "profile.yaml"
     profile.write_text(yaml.safe_dump(PROFILE))
     server = start_server(folder / "serve.log", "--serve-config", str(profile), f"agents={folder / 'agents.yaml'}",

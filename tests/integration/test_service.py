@@ -25,17 +25,9 @@ from harness.server import ROOT, TEST_API_KEY, TEST_SECRET, Server, start_server
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_MODELS
-from tests.integration.helpers import ends_response, expect_refused, named_actors, start_session, text_of
+from tests.integration.helpers import ECHO_AGENTS, ends_response, expect_refused, named_actors, start_session, text_of
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
-
-AGENTS = """
-agents:
-  stt_test:
-    llm_model: echo
-    voices:
-      character: {model: piper-joe, voice: joe}
-"""
 
 
 def server_args(agents: Path) -> list[str]:
@@ -50,7 +42,7 @@ def server_args(agents: Path) -> list[str]:
 def service(tmp_path_factory: pytest.TempPathFactory) -> tuple[Server, Path]:
     folder = tmp_path_factory.mktemp("service")
     agents = folder / "agents.yaml"
-    agents.write_text(AGENTS)
+    agents.write_text(ECHO_AGENTS)
     fault = folder / "host_start_fault"  # written by a test: the next host to start takes it and is killed
     server = start_server(folder / "serve.log", *server_args(agents),
                           env_extra={FAULT_HOST_START_ENV: str(fault), FAULT_INJECTION_ENV: "1"})
@@ -169,7 +161,7 @@ async def test_agents_updated_live_while_a_call_goes_on(service):
     try:
         await start_session(old)
         assert "one two" in (await echo_turn(old, "One two.")).lower()
-        line = await reload_agents(server, agents_file, AGENTS + """
+        line = await reload_agents(server, agents_file, ECHO_AGENTS + """
   second:
     llm_model: echo
     voices:
@@ -187,7 +179,7 @@ async def test_agents_updated_live_while_a_call_goes_on(service):
         assert "five six" in (await echo_turn(old, "Five six.")).lower()  # the old call talks on
 
         view = sessions(server)["agents"]
-        line = await reload_agents(server, agents_file, AGENTS.replace("voice: joe}", "voice: joe, speed: -1}"))
+        line = await reload_agents(server, agents_file, ECHO_AGENTS.replace("voice: joe}", "voice: joe, speed: -1}"))
         assert "agents reload refused" in line and "agent 'stt_test'" in line and "voices.character.speed" in line, line
         assert f"still serving version {view['version']}" in line, (line, view)
         after = sessions(server)["agents"]
@@ -201,7 +193,7 @@ async def test_agents_updated_live_while_a_call_goes_on(service):
         await new.close()
     finally:
         await old.close()
-        agents_file.write_text(AGENTS)
+        agents_file.write_text(ECHO_AGENTS)
 
 
 async def test_a_hung_host_is_replaced_and_its_caller_told(service):
