@@ -81,3 +81,12 @@ def hosts(ray) -> dict[str, dict]:
     """Every live session host's describe() view, by actor name."""
     return {name: ray.get(ray.get_actor(name, namespace="serve").describe.remote())
             for name in named_actors(ray, "voi_host_")}
+
+
+async def echo_turn(client: VoiClient, text: str) -> str:
+    """One typed turn; the reply's text (the echo agent says what it was told)."""
+    await client.send({"type": "text", "content": text})
+    await client.send({"type": "create_response"})
+    items = await client.until(ends_response, 60)
+    assert items[-1].is_status("response_done"), [i.header for i in items if i.type != "audio"]
+    return text_of([i for i in items if i.type == "message" and i.header["role"] == "assistant"][-1])

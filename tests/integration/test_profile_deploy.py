@@ -1,6 +1,7 @@
 """`python serve_app.py --serve-config PROFILE`, what the container runs: the profile's deployment settings and
-builder args reach the graph (the command line's args win), a typed turn is answered, and SIGTERM still stops
-the whole server. One graph for the module: a small CPU profile with the echo agent only (no LocalLLM)."""
+builder args reach the graph (the command line's args win), a deploy of the same config with agents in the
+Ingress's user_config updates them in place (`reconfigure`) while a call goes on, a typed turn is answered,
+and SIGTERM still stops the whole server. One graph for the module: a small CPU profile with the echo agent only (no LocalLLM)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from harness.server import TEST_API_KEY, TEST_SECRET, Server, start_server
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_MODELS
-from tests.integration.helpers import ECHO_AGENTS, ends_response, start_session, text_of
+from tests.integration.helpers import ECHO_AGENTS, echo_turn, ends_response, start_session, text_of
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
@@ -50,15 +51,7 @@ def profiled(tmp_path_factory: pytest.TempPathFactory) -> Server:
 def test_the_profile_settings_reach_the_graph(profiled):
     view = httpx.get(f"{profiled.http_url}/sessions", headers={"Authorization": f"Bearer {TEST_API_KEY}"}, timeout=30).json()
     assert view["max_sessions"] == 6, view  # the profile's builder arg
-    import ray
-    from ray.serve.context import _get_global_client
-
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # as the test server runs it
-    ray.init(address=profiled.ray_address, namespace="serve", log_to_driver=False)
-    try:
-        details = _get_global_client().get_serve_details()
-    finally:
-        ray.shutdown()
+    details = serve_details(profiled)
     deployments = details["applications"]["voi"]["deployments"]
     config = {name: d["deployment_config"] for name, d in deployments.items()}
     assert config["Transcriber"]["max_ongoing_requests"] == 9 and config["Synthesizer"]["max_ongoing_requests"] == 7
@@ -67,6 +60,65 @@ def test_the_profile_settings_reach_the_graph(profiled):
     # The builder's derived number, from the command line's max_pending_handshakes (12) over the profile's (8).
     assert config["Ingress"]["max_ongoing_requests"] == 6 + 12 + 16
     assert details["http_options"]["host"] == "127.0.0.1", "the command line's host (start_server's), not the profile's"
+
+
+def serve_details(server: Server) -> dict:
+    import ray
+    from ray.serve.context import _get_global_client
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # as the test server runs it
+    ray.init(address=server.ray_address, namespace="serve", log_to_driver=False)
+    try:
+        return _get_global_client().get_serve_details()
+    finally:
+        ray.shutdown()
+
+
+def deploy_with_user_config(server: Server, agents: dict) -> None:
+    """What `serve deploy` of the running config with the agents under the Ingress's user_config does."""
+    import ray
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    ray.init(address=server.ray_address, namespace="serve", log_to_driver=False)
+    try:
+        client = _get_global_client()
+        details = client.get_serve_details()
+        app = details["applications"]["voi"]["deployed_app_config"]
+        for deployment in app["deployments"]:
+            if deployment["name"] == "Ingress":
+                deployment["user_config"] = agents
+        http = {key: details["http_options"][key] for key in ("host", "port")}
+        client.deploy_apps(ServeDeploySchema.model_validate({"http_options": http, "applications": [app]}))
+    finally:
+        ray.shutdown()
+
+
+async def test_agents_in_user_config_are_updated_in_place_while_a_call_goes_on(profiled):
+    old = await VoiClient.connect(profiled.ws_url, issue_token(TEST_SECRET, "profile"))
+    try:
+        await start_session(old)
+        assert "one two" in (await echo_turn(old, "One two.")).lower()
+        ingress = serve_details(profiled)["applications"]["voi"]["deployments"]["Ingress"]
+        replicas = {r["replica_id"] for r in ingress["replicas"]}
+        agents = yaml.safe_load(ECHO_AGENTS)
+        agents["agents"]["second"] = {"llm_model": "echo", "voices": {"character": {"model": "piper-joe", "voice": "joe"}}}
+        await asyncio.to_thread(deploy_with_user_config, profiled, agents)
+        headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
+        deadline = asyncio.get_running_loop().time() + 120
+        while "second" not in (view := httpx.get(f"{profiled.http_url}/sessions", headers=headers, timeout=30).json())["agents"]["agents"]:
+            assert asyncio.get_running_loop().time() < deadline, view["agents"]
+            await asyncio.sleep(1)
+        new = await VoiClient.connect(profiled.ws_url, issue_token(TEST_SECRET, "profile"))
+        await start_session(new, "second")
+        assert "three four" in (await echo_turn(new, "Three four.")).lower()
+        assert "five six" in (await echo_turn(old, "Five six.")).lower()  # the call started before goes on
+        await new.close()
+        ingress = serve_details(profiled)["applications"]["voi"]["deployments"]["Ingress"]
+        assert {r["replica_id"] for r in ingress["replicas"]} == replicas, "reconfigured in place, not restarted"
+    finally:
+        await old.close()
 
 
 async def test_a_typed_turn_is_answered_and_sigterm_stops_it(profiled):

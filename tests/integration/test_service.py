@@ -25,7 +25,7 @@ from harness.server import ROOT, TEST_API_KEY, TEST_SECRET, Server, start_server
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_MODELS
-from tests.integration.helpers import ECHO_AGENTS, ends_response, expect_refused, named_actors, start_session, text_of
+from tests.integration.helpers import ECHO_AGENTS, echo_turn, ends_response, expect_refused, named_actors, start_session, text_of
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
@@ -127,15 +127,6 @@ async def test_a_host_killed_while_it_starts_is_replaced_for_the_waiting_caller(
     assert len(failures) == 1 and "ActorDiedError" in failures[0], failures  # one clear line per failed start
     view = sessions(server)
     assert view["ready_hosts"] >= 1 and all(h["ready"] for h in view["hosts"].values()), view
-
-
-async def echo_turn(client: VoiClient, text: str) -> str:
-    """One typed turn; the reply's text (the echo agent says what it was told)."""
-    await client.send({"type": "text", "content": text})
-    await client.send({"type": "create_response"})
-    items = await client.until(ends_response, 60)
-    assert items[-1].is_status("response_done"), [i.header for i in items if i.type != "audio"]
-    return text_of([i for i in items if i.type == "message" and i.header["role"] == "assistant"][-1])
 
 
 async def reload_agents(server: Server, agents_file: Path, text: str) -> str:
