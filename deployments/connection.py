@@ -28,6 +28,7 @@ from agents.services import SessionPolicy
 from agents.timeline import TurnReport
 from agents.turns import TurnConfig
 from common.log_text import printable
+from deployments.drain import SHUTDOWN_NOTICE
 from deployments.host_pool import HostPool, HostsBusy
 from deployments.metrics import VoiMetrics
 from deployments.placement import HostOptions
@@ -89,6 +90,7 @@ class Connection:
         self.rates = SocketRates(options.limits)
         self._send_lock = asyncio.Lock()
         self.send_turn_metrics = False  # (ext) set by init
+        self.replying = False  # a response has started and not ended (response_created .. done/cancelled)
         self.encoder = VoiEncoder()  # what this client is sent of the conversation's events (set by init)
 
     async def send(self, event: ev.ConversationEvent) -> None:
@@ -112,9 +114,10 @@ class Connection:
             pass
 
     async def going_away(self) -> None:
-        """The server is stopping: one ``error`` (``server_shutdown``), then close 1001. The client learns why and
-        that it may reconnect to the next server, instead of a dropped connection (1006) when Ray goes down."""
-        await self.tell_draining("the server is shutting down; please reconnect in a moment")
+        """A socket that arrives while the server stops: one ``error`` (``server_shutdown``), then close 1001. (The
+        live ones are drained: deployments/drain.py.) The client learns why and that it may reconnect to the next
+        server, instead of a dropped connection (1006) when Ray goes down."""
+        await self.tell_draining(SHUTDOWN_NOTICE)
         await self.close_going_away()
 
     async def tell_draining(self, text: str) -> None:
@@ -285,6 +288,8 @@ class Connection:
                     if self.send_turn_metrics:  # (ext) the client asked for each turn's timeline
                         await self.send_frame(turn_metrics_message(item))
                 else:
+                    if isinstance(item, ev.ResponseCreated | ev.ResponseDone | ev.ResponseCancelled):
+                        self.replying = isinstance(item, ev.ResponseCreated)  # a stopping server lets it finish
                     await self.send(item)
         except (WebSocketDisconnect, RuntimeError):
             await asyncio.Event().wait()  # the client is gone: the other pump sees it and ends the session

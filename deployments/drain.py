@@ -22,27 +22,41 @@ log = logging.getLogger("ray.serve")
 
 DRAIN_POLL_S = 2.0
 DRAIN_NOTICE = "this server is being replaced: finish your turn and reconnect; the call ends within {grace:.0f} s"
+SHUTDOWN_NOTICE = "the server is shutting down; please reconnect in a moment"
 
 
 class Drainable(Protocol):
+    replying: bool  # a response is under way (deployments/connection.py keeps it from the events it sends)
+
     async def tell_draining(self, text: str) -> None: ...
 
     async def close_going_away(self) -> None: ...
 
 
 async def drain(connections: Collection[Drainable], grace_s: float, poll_s: float = 0.2,
-                sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> tuple[int, int]:
+                sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, *, finish_turn: bool = False) -> tuple[int, int]:
     """Tell every live socket, wait until they have all left or ``grace_s`` passed, close the rest (1001).
-    ``connections`` is the live set (sockets remove themselves when they end). Returns (told, closed)."""
+    ``connections`` is the live set (sockets remove themselves when they end). A rolling update's drain lets the
+    calls go on (new replicas take the reconnects); with ``finish_turn`` (the whole server stops: SIGTERM) a
+    socket is closed as soon as it is not in the middle of a response, so the reply under way is finished
+    first. Returns (told, closed when the grace ran out)."""
     live = list(connections)
-    text = DRAIN_NOTICE.format(grace=grace_s)
+    text = SHUTDOWN_NOTICE if finish_turn else DRAIN_NOTICE.format(grace=grace_s)
     await asyncio.gather(*(c.tell_draining(text) for c in live), return_exceptions=True)
+    closed: set[int] = set()
+
+    async def close(sockets: list[Drainable]) -> None:
+        closed.update(id(c) for c in sockets)
+        await asyncio.gather(*(c.close_going_away() for c in sockets), return_exceptions=True)
+
     waited = 0.0
     while connections and waited < grace_s:
+        if finish_turn:
+            await close([c for c in list(connections) if id(c) not in closed and not c.replying])
         await sleep(poll_s)
         waited += poll_s
-    left = list(connections)
-    await asyncio.gather(*(c.close_going_away() for c in left), return_exceptions=True)
+    left = [c for c in list(connections) if id(c) not in closed]
+    await close(left)
     return len(live), len(left)
 
 

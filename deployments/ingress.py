@@ -58,6 +58,8 @@ log = logging.getLogger("ray.serve")
 
 INGRESS_REQUEST_HEADROOM = 16  # max_ongoing_requests above sessions + handshakes: HTTP calls and refusals get through
 
+ENDING_S = 3.0  # at a stop, closed sockets' conversations get this long to end on their hosts
+
 # Serve's class-based ingress copies the route methods when the class is decorated: everything they use
 # must be defined above the Ingress class. /openapi.json is a route of its own, served only when asked.
 api = FastAPI(title="Voi on Ray Serve", docs_url=None, redoc_url=None, openapi_url=None)
@@ -238,19 +240,19 @@ class Ingress:
         """Twilio Media Streams: a phone call over the same conversations."""
         await serve_twilio(ws, self)
 
-    async def going_away(self, timeout_s: float = 5.0) -> int:
+    async def going_away(self, timeout_s: float = 10.0) -> int:
         """``python serve_app.py`` was told to stop (SIGTERM, SIGINT) and calls this before Serve shuts down: every
-        accepted socket gets ``error`` (``server_shutdown``) and close 1001, later ones are refused the same way,
-        and the conversations get up to ``timeout_s`` to end on their hosts. Returns how many sockets were told."""
+        accepted socket gets ``error`` (``server_shutdown``) at once, a reply under way gets up to ``timeout_s``
+        to finish, then each socket is closed 1001 (deployments/drain.py); later sockets are refused the same way.
+        Returns how many sockets were told."""
         self.stopping = True
-        live = list(self.connections)
-        await asyncio.gather(*(connection.going_away() for connection in live), return_exceptions=True)
-        deadline = time.monotonic() + timeout_s
+        told, cut = await drain(self.connections, timeout_s, finish_turn=True)
+        deadline = time.monotonic() + ENDING_S  # the closed sockets' conversations end on their hosts
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        log.info("the server is stopping: %d sockets told and closed (1001), %d still ending", len(live),
-                 len(self.connections))
-        return len(live)
+        log.info("the server is stopping: %d sockets told and closed (1001), %d cut in a reply, %d still ending",
+                 told, cut, len(self.connections))
+        return told
 
     @api.websocket("/ws")
     async def websocket(self, ws: WebSocket) -> None:

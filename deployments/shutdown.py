@@ -24,7 +24,7 @@ import ray
 from ray import serve
 
 APP_NAME = "voi"  # the application `python serve_app.py` deploys
-TELL_CLIENTS_S = 5.0  # conversations get this long to end once their clients were told
+TELL_CLIENTS_S = 10.0  # a reply under way gets this long to finish once its client was told (Ingress.going_away)
 REAP_GRACE_S = 10.0  # the Ray processes get this long to exit after ray.shutdown() before they are killed
 
 
@@ -76,7 +76,7 @@ def _tell_clients() -> int | None:
     Ingress replica, which a handle call reaches."""
     try:
         response = serve.get_app_handle(APP_NAME).going_away.remote(TELL_CLIENTS_S)
-        return response.result(timeout_s=TELL_CLIENTS_S + 5.0)
+        return response.result(timeout_s=TELL_CLIENTS_S + 10.0)
     except Exception as exc:  # stopped while starting, before the app was deployed
         print(f"voi: could not tell live clients ({type(exc).__name__})", file=sys.stderr, flush=True)
         return None

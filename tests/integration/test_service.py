@@ -30,6 +30,11 @@ from tests.integration.helpers import ECHO_AGENTS, echo_turn, ends_response, exp
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
 
+LONG_REPLY = ("The river was wide and slow that morning. We walked along it to the old market. The baker sold us "
+              "warm bread and a bag of apples. Then we sat on the wall and watched the boats go by. In the afternoon "
+              "it rained, so we went home early and made soup. ") * 2
+
+
 def server_args(agents: Path) -> list[str]:
     """The module's graph (a redeploy builds the same)."""
     # Host pings of 4 s, two missed in a row: a hung host is found within about 20 s (generous on 2 shared cores).
@@ -259,15 +264,29 @@ async def test_a_rolling_update_tells_the_live_call_which_goes_on_then_closes(se
 
 
 async def test_sigterm_stops_the_whole_server(service):
-    """What systemd, Docker and Kubernetes send: live calls are told, and nothing of the server outlives it.
+    """What systemd, Docker and Kubernetes send: live calls are told, a reply under way finishes, and nothing of
+    the server outlives it.
     (Last in the module: it stops the module's graph.)"""
     server, _ = service
     port = int(server.http_url.rsplit(":", 1)[1])
     assert len(server.processes()) >= 5, server.processes()  # the driver, GCS, raylet, Serve's actors, the host
     client = await VoiClient.connect(server.ws_url, issue_token(TEST_SECRET, "service"))
     await start_session(client)
+    await client.send({"type": "text", "content": LONG_REPLY})  # the echo agent speaks it: seconds of synthesis
+    await client.send({"type": "create_response"})
+    await client.until(lambda r: r.is_status("response_created"), 60)
     server.process.send_signal(signal.SIGTERM)
-    await expect_refused(client, "server_shutdown", 1001)  # said, then closed as "going away", not dropped
+    items = []
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            items.append(await client.recv(60))
+    await asyncio.wait_for(client.ws.wait_closed(), 10)
+    assert client.ws.close_code == 1001  # closed as "going away", not dropped
+    said = [("error", i.header["code"]) if i.type == "error" else i.header.get("status") for i in items if i.type in ("error", "status")]
+    # told, and the reply under way finished (not cut), then the close. Whether the notice comes before the
+    # reply's end depends on how fast the stop reaches the Ingress; tests/unit/test_drain.py checks the wait.
+    assert ("error", "server_shutdown") in said and "response_done" in said, said
+    assert "response_cancelled" not in said, said
     assert await asyncio.to_thread(server.process.wait, 120) == 0
     assert "voi: stopped in" in server.log_tail(), server.log_tail()
     deadline = time.monotonic() + 30  # generous: the server reaps its processes before it exits

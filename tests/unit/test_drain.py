@@ -4,7 +4,7 @@ what is still open after the grace is closed (1001); sockets that leave earlier 
 from __future__ import annotations
 
 from common.clock import VirtualClock
-from deployments.drain import DRAIN_NOTICE, drain
+from deployments.drain import DRAIN_NOTICE, SHUTDOWN_NOTICE, drain
 
 
 class Socket:
@@ -12,6 +12,7 @@ class Socket:
         self.live, self.leaves_after_s = live, leaves_after_s
         self.told: list[str] = []
         self.closed = False
+        self.replying = False
         live.add(self)
 
     async def tell_draining(self, text: str) -> None:
@@ -54,3 +55,27 @@ async def test_a_drain_ends_as_soon_as_every_socket_has_left():
 
 async def test_a_drain_with_no_sockets_returns_at_once():
     assert await drain(set(), grace_s=60.0) == (0, 0)
+
+
+async def test_a_stopping_server_lets_the_reply_under_way_finish_then_closes():
+    """SIGTERM (finish_turn): an idle socket is closed at once, one in the middle of a reply when it ends, and one
+    whose reply outlasts the grace when the grace runs out."""
+    clock, live = VirtualClock(), set()
+    idle, replying, endless = Socket(live), Socket(live), Socket(live)
+    replying.replying = endless.replying = True
+    closed_at: dict[str, float] = {}
+
+    async def sleep(seconds: float) -> None:
+        await clock.sleep(seconds)
+        if clock.now() - start >= 2.0:
+            replying.replying = False  # response_done went out
+        for name, socket in (("idle", idle), ("replying", replying), ("endless", endless)):
+            if socket.closed and name not in closed_at:
+                closed_at[name] = clock.now() - start
+
+    start = clock.now()
+    told, cut = await clock.run(drain(live, grace_s=5.0, poll_s=0.5, sleep=sleep, finish_turn=True))
+    assert (told, cut) == (3, 1)
+    assert idle.told == replying.told == endless.told == [SHUTDOWN_NOTICE]
+    assert closed_at["idle"] == 0.5 and 2.0 <= closed_at["replying"] <= 2.5
+    assert idle.closed and replying.closed and endless.closed and not live
