@@ -41,20 +41,10 @@ from protocol.twilio_voice import (
     public_url,
     signature_valid,
 )
-from speech import g711
-from speech.audio import INPUT_RATE, OUTPUT_RATE, PcmResampler
+from speech.audio import INPUT_RATE, OUTPUT_RATE
+from speech.g711 import G711Decoder, G711Encoder
 
 log = logging.getLogger("ray.serve")
-
-
-def caller_to_pcm() -> tw.Convert:
-    resample = PcmResampler(g711.G711_RATE, INPUT_RATE)
-    return lambda mulaw: resample(g711.decode(mulaw, "pcmu"))
-
-
-def reply_to_wire() -> tw.Convert:
-    resample = PcmResampler(OUTPUT_RATE, g711.G711_RATE)
-    return lambda pcm: g711.encode(resample(pcm), "pcmu")
 
 
 class TwilioConnection(Connection):
@@ -65,8 +55,8 @@ class TwilioConnection(Connection):
         super().__init__(*args, **kwargs)
         self.phone = phone
         self._authorize = authorize  # the admission path's check of the call's token (TokenError)
-        self.codec = tw.TwilioEncoder("", reply_to_wire)
-        self.caller = tw.CallerAudio(caller_to_pcm())
+        self.codec = tw.TwilioEncoder("", lambda: G711Encoder("pcmu", OUTPUT_RATE))
+        self.caller = tw.CallerAudio(G711Decoder("pcmu", INPUT_RATE))
         self._pending: deque[m.ClientMessage] = deque()
         self._digits = ""
         self._last_digit_at = 0.0

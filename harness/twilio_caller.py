@@ -43,6 +43,11 @@ class CallSetup:
     twiml: str
 
 
+def to_16k(pcm8k: bytes) -> bytes:
+    """What a caller heard (8 kHz PCM16, ``Caller.heard``) at the 16 kHz Whisper takes."""
+    return PcmResampler(g711.G711_RATE, INPUT_RATE)(pcm8k)
+
+
 def sign(auth_token: str, url: str, fields: dict[str, str]) -> str:
     """``X-Twilio-Signature`` of a webhook request, as Twilio computes it."""
     return RequestValidator(auth_token).compute_signature(url, fields)

@@ -29,27 +29,16 @@ from bench import QUESTIONS, CallerResult, TurnResult, graph_caller, keep_silent
 from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
 from harness.scripted_llm import API_KEY, ScriptedLlm
 from harness.server import TEST_SECRET, start_server
-from harness.speech import speech_pcm16k, transcribe_pcm16k, wer, write_greeting_file
-from harness.twilio_caller import TwilioCaller, dial
+from harness.speech import phone_line, speech_pcm16k, transcribe_pcm16k, wer, write_greeting_file
+from harness.twilio_caller import TwilioCaller, dial, to_16k
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
-from speech import g711
-from speech.audio import INPUT_RATE, PcmResampler, pcm16_to_float
+from speech.audio import INPUT_RATE, pcm16_to_float
 
 TURN_TIMEOUT_S = 30.0
 ASK_STORY = "Tell me a long story."  # the scripted agent tells 40 sentences (harness/scripted_llm.py)
 INTERRUPTION = "Stop, please wait."
 SCRIPTED_NUMBER = "+15550002000"  # the phone number of the scripted agent in this benchmark's server
-
-
-def narrowband(pcm16k: bytes) -> bytes:
-    """16 kHz PCM16 as a phone carries it: 8 kHz mu-law, and back to 16 kHz as the server hears it."""
-    mulaw = g711.encode(PcmResampler(INPUT_RATE, g711.G711_RATE)(pcm16k), "pcmu")
-    return PcmResampler(g711.G711_RATE, INPUT_RATE)(g711.decode(mulaw, "pcmu"))
-
-
-def to16k(pcm8k: bytes) -> bytes:
-    return PcmResampler(g711.G711_RATE, INPUT_RATE)(pcm8k)
 
 
 @dataclass
@@ -77,7 +66,7 @@ async def phone_caller(http_url: str, clips: list[bytes], turns: int, seed: int)
                 first = None
             if first is not None:
                 await caller.wait_played_out(quiet_s=0.8, timeout=TURN_TIMEOUT_S)
-                result.echo_wer.append(wer(QUESTIONS[index], transcribe_pcm16k(to16k(caller.heard_since(heard_before)))))
+                result.echo_wer.append(wer(QUESTIONS[index], transcribe_pcm16k(to_16k(caller.heard_since(heard_before)))))
             result.turns.append(TurnResult(voice_to_voice_s=(first - ended) if first else None, transcript_s=None,
                                            ok=first is not None))
         await caller.hang_up()
@@ -139,7 +128,7 @@ async def ws_barge_in(ws_url: str) -> float | None:
 def stt_wer(clips: list[bytes]) -> dict[str, float]:
     """Whisper (tiny.en, in this process) on each clip at 16 kHz and as the phone carries it."""
     wide = [wer(q, transcribe_pcm16k(c)) for q, c in zip(QUESTIONS, clips)]
-    narrow = [wer(q, transcribe_pcm16k(narrowband(c))) for q, c in zip(QUESTIONS, clips)]
+    narrow = [wer(q, transcribe_pcm16k(phone_line(c))) for q, c in zip(QUESTIONS, clips)]
     return {"pcm16k": round(float(np.mean(wide)), 3), "mulaw8k": round(float(np.mean(narrow)), 3)}
 
 

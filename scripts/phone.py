@@ -24,13 +24,9 @@ from _repo_path import ROOT
 from dotenv import dotenv_values
 
 from harness.speech import transcribe_pcm16k
-from harness.twilio_caller import TwilioCaller, dial
-from speech.audio import INPUT_RATE, PcmResampler, float_to_pcm16, read_wav, resample, write_wav
+from harness.twilio_caller import TwilioCaller, dial, to_16k
+from speech.audio import INPUT_RATE, float_to_pcm16, read_wav, resample, write_wav
 from speech.g711 import G711_RATE
-
-
-def heard_16k(pcm8k: bytes) -> bytes:
-    return PcmResampler(G711_RATE, INPUT_RATE)(pcm8k)
 
 
 async def phone(args: argparse.Namespace) -> int:
@@ -44,7 +40,7 @@ async def phone(args: argparse.Namespace) -> int:
         try:
             await caller.wait_media_after(0.0, args.timeout)
             await caller.wait_played_out(quiet_s=1.5, timeout=args.timeout)
-            print(f"heard: {transcribe_pcm16k(heard_16k(bytes(caller.heard))).strip()!r}")
+            print(f"heard: {transcribe_pcm16k(to_16k(bytes(caller.heard))).strip()!r}")
         except TimeoutError:
             print("no greeting")
         latencies = []
@@ -59,7 +55,7 @@ async def phone(args: argparse.Namespace) -> int:
                 return 1
             latencies.append(first - ended)
             await caller.wait_played_out(quiet_s=1.5, timeout=args.timeout)
-            reply = transcribe_pcm16k(heard_16k(caller.heard_since(heard_before))).strip()
+            reply = transcribe_pcm16k(to_16k(caller.heard_since(heard_before))).strip()
             print(f"heard: {reply!r}  (first reply audio {latencies[-1] * 1000:.0f} ms after the caller stopped)")
         if caller.log.clears_at:
             print(f"the server cleared its audio {len(caller.log.clears_at)} time(s) (barge-in)")

@@ -17,8 +17,7 @@ import websockets
 from harness.scripted_llm import LONG_STORY
 from harness.server import TEST_API_KEY, TEST_TWILIO_AUTH_TOKEN, Server
 from harness.speech import speech_pcm16k, transcribe_pcm16k, wer
-from harness.twilio_caller import CallSetup, TwilioCaller, dial
-from speech.audio import PcmResampler
+from harness.twilio_caller import CallSetup, TwilioCaller, dial, to_16k
 from tests.integration.helpers import PHONE_SCRIPTED, RAY_PROXY_DISCONNECT
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
@@ -26,10 +25,6 @@ pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 QUESTION = "Please tell me the weather forecast for tomorrow morning."
 OTHER_QUESTION = "Can you recommend a good book for a long train ride?"
 GREETING = "Hi! Say something and I will repeat it."
-
-
-def to16k(pcm8k: bytes) -> bytes:
-    return PcmResampler(8_000, 16_000)(pcm8k)
 
 
 async def call(server: Server, to: str = "+15550001000") -> TwilioCaller:
@@ -67,7 +62,7 @@ async def test_a_call_greets_answers_and_ends_with_stop(server: Server):
     try:
         await caller.wait_media_after(0.0, 60)
         await caller.wait_played_out(quiet_s=1.5, timeout=60)
-        greeting = transcribe_pcm16k(to16k(bytes(caller.heard)))
+        greeting = transcribe_pcm16k(to_16k(bytes(caller.heard)))
         assert wer(GREETING, greeting) <= 0.25, greeting
         assert not caller.log.other, caller.log.other[:3]  # only media and mark frames came
         assert caller.log.marks_echoed and all(re.fullmatch(r"\d+:\d+\.\d{3}", n) for n in caller.log.marks_echoed)
@@ -77,7 +72,7 @@ async def test_a_call_greets_answers_and_ends_with_stop(server: Server):
         ended = await caller.say(speech_pcm16k(QUESTION))  # the line goes on with silence
         first = await caller.wait_media_after(ended, 60)
         await caller.wait_played_out(quiet_s=1.5, timeout=60)
-        reply = transcribe_pcm16k(to16k(caller.heard_since(heard_before)))
+        reply = transcribe_pcm16k(to_16k(caller.heard_since(heard_before)))
         assert wer(QUESTION, reply) <= 0.2, reply
         assert first - ended < 30, f"the reply began {first - ended:.1f} s after the caller stopped speaking"
     finally:
@@ -190,7 +185,7 @@ async def test_hostile_media_streams_end_cleanly_and_other_calls_go_on(server: S
         ended = await good.say(speech_pcm16k(OTHER_QUESTION))
         await good.wait_media_after(ended, 60)
         await good.wait_played_out(quiet_s=1.5, timeout=60)
-        reply = transcribe_pcm16k(to16k(good.heard_since(heard_before)))
+        reply = transcribe_pcm16k(to_16k(good.heard_since(heard_before)))
         assert wer(OTHER_QUESTION, reply) <= 0.2, reply
         for caller in hostile:  # each goes on (still open) or was closed with a code, never 1011
             assert caller.close_code in (None, 1000, 1002, 1008), caller.close_code

@@ -8,13 +8,14 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from deployments.twilio import caller_to_pcm, reply_to_wire
 from harness.twilio_caller import call_fields, sign
 from protocol import events as ev
 from protocol import messages as m
 from protocol import twilio as tw
 from protocol.framing import FrameError
 from protocol.twilio_voice import PhoneOptions, agent_for, connect_twiml, form_fields, public_url, signature_valid
+from speech.audio import INPUT_RATE, OUTPUT_RATE
+from speech.g711 import G711Decoder, G711Encoder
 
 START = {"event": "start", "sequenceNumber": "1", "streamSid": "MZ1", "start": {
     "accountSid": "AC1", "streamSid": "MZ1", "callSid": "CA1", "tracks": ["inbound"],
@@ -65,7 +66,7 @@ def test_only_mulaw_at_8khz_is_taken():
 
 
 def test_caller_audio_is_handed_on_as_16khz_pcm_in_100ms_pieces():
-    audio = tw.CallerAudio(caller_to_pcm())
+    audio = tw.CallerAudio(G711Decoder("pcmu", INPUT_RATE))
     pieces = [audio.add(b"\xff" * 160) for _ in range(10)]
     got = [p for p in pieces if p is not None]
     assert len(got) == 1 and isinstance(got[0], m.Audio)
@@ -73,7 +74,7 @@ def test_caller_audio_is_handed_on_as_16khz_pcm_in_100ms_pieces():
 
 
 def test_reply_audio_goes_out_as_mulaw_media_each_followed_by_a_mark():
-    codec = tw.TwilioEncoder("MZ1", reply_to_wire)
+    codec = tw.TwilioEncoder("MZ1", lambda: G711Encoder("pcmu", OUTPUT_RATE))
     frames = codec.encode(ev.AudioChunk("7", b"\x00\x01" * 12_000))  # 0.5 s at 24 kHz
     kinds = [f["event"] for f in frames]
     assert kinds == ["media", "mark"] * 5 and all(f["streamSid"] == "MZ1" for f in frames)
@@ -86,7 +87,7 @@ def test_reply_audio_goes_out_as_mulaw_media_each_followed_by_a_mark():
 
 
 def test_a_barge_in_clears_and_the_marks_say_what_was_heard():
-    codec = tw.TwilioEncoder("MZ1", reply_to_wire)
+    codec = tw.TwilioEncoder("MZ1", lambda: G711Encoder("pcmu", OUTPUT_RATE))
     names = [f["mark"]["name"] for f in codec.encode(ev.AudioChunk("7", b"\x00\x00" * 24_000)) if f["event"] == "mark"]
     for name in names[:3]:  # the caller heard 0.3 s
         codec.heard(name)
