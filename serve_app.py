@@ -241,19 +241,24 @@ def deploy_profile(config: dict[str, Any], builder_args: dict[str, Any], http_op
         time.sleep(1)
 
 
-def wait_for_session_hosts(url: str, api_key: str, timeout_s: float = 180.0) -> None:
-    """"Ready" means a caller is answered at once: wait until the Ingress has a started session host."""
+def session_host_ready(url: str, api_key: str) -> bool:
+    """Whether the Ingress at ``url`` has a started session host (or needs none)."""
     import httpx
 
+    try:
+        view = httpx.get(f"{url}/sessions", headers={"Authorization": f"Bearer {api_key}"}, timeout=10,
+                         verify=False).json()  # loopback, possibly a self-signed certificate
+    except (httpx.HTTPError, ValueError):
+        return False
+    return view.get("ready_hosts", 0) >= 1 or view.get("min_hosts") == 0
+
+
+def wait_for_session_hosts(url: str, api_key: str, timeout_s: float = 180.0) -> None:
+    """"Ready" means a caller is answered at once: wait until the Ingress has a started session host."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            view = httpx.get(f"{url}/sessions", headers={"Authorization": f"Bearer {api_key}"}, timeout=10,
-                             verify=False).json()  # loopback, possibly a self-signed certificate
-            if view.get("ready_hosts", 0) >= 1 or view.get("min_hosts") == 0:
-                return
-        except (httpx.HTTPError, ValueError):
-            pass
+        if session_host_ready(url, api_key):
+            return
         time.sleep(0.5)
     log.warning("no session host was ready after %.0f s; the first callers will wait for one", timeout_s)
 

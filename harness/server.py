@@ -199,6 +199,8 @@ def start_deployed(log_path: Path, serve_config: Path, *extra_args: str, timeout
     ``# machine:`` line declares, so a GPU profile is placed as on its machine; where there is no GPU, ``device:
     auto`` models run on the CPU) and `serve deploy`, in a Ray temp dir of its own. Ready when every
     deployment is RUNNING and the Ingress has a session host."""
+    from serve_app import session_host_ready  # the readiness `python serve_app.py` waits for (imports Ray)
+
     text = Path(serve_config).read_text()
     machine = profile_machine(text)
     port, gcs, dashboard, metrics_port = free_port(), free_port(), free_port(), free_port()
@@ -242,7 +244,7 @@ def start_deployed(log_path: Path, serve_config: Path, *extra_args: str, timeout
             status = subprocess.run([str(bin_dir / "serve"), "status", "--address", dashboard_url], env=env,
                                     capture_output=True, text=True, timeout=60)
             app = (yaml.safe_load(status.stdout) or {}).get("applications", {}).get("voi", {}) if status.returncode == 0 else {}
-            if app.get("status") == "RUNNING" and _has_session_host(server.http_url):
+            if app.get("status") == "RUNNING" and session_host_ready(server.http_url, TEST_API_KEY):
                 break
             if app.get("status") == "DEPLOY_FAILED" or process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the deployed app is not running:\n{status.stdout}{status.stderr}")
@@ -254,14 +256,6 @@ def start_deployed(log_path: Path, serve_config: Path, *extra_args: str, timeout
     note(f"Voi is ready on {server.http_url} ({Path(serve_config).name}{', shrunk' if shrink else ''}) after "
          f"{server.started_s:.1f} s; Ray at 127.0.0.1:{gcs}")
     return server
-
-
-def _has_session_host(url: str) -> bool:
-    try:
-        view = httpx.get(f"{url}/sessions", headers={"Authorization": f"Bearer {TEST_API_KEY}"}, timeout=10).json()
-    except (httpx.HTTPError, ValueError):
-        return False
-    return view.get("ready_hosts", 0) >= 1 or view.get("min_hosts") == 0
 
 
 def http_get_ok(url: str, verify: object = True) -> bool:
