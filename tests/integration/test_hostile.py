@@ -231,7 +231,10 @@ async def test_audio_flood_is_capped_and_a_normal_client_is_answered_promptly(lo
         await flooding
     print(f"spoken turn answered {baseline * 1000:.0f} ms after create_response alone, {flooded * 1000:.0f} ms "
           f"beside a 50x audio flood ({sent:.0f} s of audio sent)")
-    assert flooded < 2 * baseline + 2.0, (baseline, flooded)
+    # The cap is what is judged, not this machine's speed: the flood capped at 2x still shares Whisper with the
+    # normal client (on two loaded cores a turn has been seen to take 2.5 s), while an uncapped flood would queue
+    # its ~900 s of audio in front of it (a minute or more). 8 s separates the two with room for a noisy machine.
+    assert flooded < 2 * baseline + 8.0, (baseline, flooded)
     errors = [i.header["code"] for i in await hostile.drain(2.0) if i.type == "error"]
     assert "audio_too_fast" not in errors  # one error per episode, not one per dropped frame
     await typed_turn_works(hostile, "flood over")  # the hostile session itself goes on
