@@ -19,6 +19,35 @@ DEFAULT_BACKCHANNELS = ("mhm", "mm", "mmm", "hmm", "mm-hmm", "uh-huh", "uh huh",
                         "okay", "ok", "right", "sure", "alright", "i see", "got it", "oh", "ah", "wow", "cool", "nice",
                         "great")
 
+# What Whisper writes for a sound that is no word: its best-known hallucinations on noise and silence ("Thank
+# you.", "you", "Bye."), and laughs and hesitations. Annotations in brackets ("(coughs)", "[Music]", "*laughs*")
+# are no words either. Speech over the agent, or in the resume window, that says only these is taken for noise.
+DEFAULT_NOISE_PHRASES = ("thank you", "thank you very much", "thank you so much", "thanks", "thanks for watching",
+                         "thank you for watching", "you", "bye", "bye bye", "so", "ha", "haha", "ha ha", "hahaha",
+                         "ha ha ha", "heh", "hehe", "uh", "um", "er", "ahem", "hm")
+_ANNOTATION = re.compile(r"\([^)]*\)|\[[^\]]*\]|\*[^*]*\*|\u266a[^\u266a]*\u266a?")
+
+
+def words_of(text: str) -> list[str]:
+    """The words of a transcript as compared, annotations left out ("Uh-huh, (laughs)" gives "uh", "huh")."""
+    return [normalize(w) for w in re.split(r"[\s\-]+", _ANNOTATION.sub(" ", text)) if normalize(w)]
+
+
+def noise_phrases(phrases: Iterable[str]) -> frozenset[str]:
+    """The configured noise phrases as compared: their words joined by one space."""
+    return frozenset(" ".join(words_of(p)) for p in phrases if words_of(p))
+
+
+def is_noise(text: str, phrases: frozenset[str]) -> bool:
+    """Whether ``text`` is what Whisper makes of a sound that is no word: nothing but annotations, or one of
+    ``phrases`` (said once or repeated: "Thank you. Thank you.")."""
+    words = words_of(text)
+    if not words:
+        return bool(text.strip())
+    joined = " ".join(words)
+    return joined in phrases or any(joined == " ".join([p] * (len(words) // len(p.split())))
+                                    for p in phrases if len(words) % len(p.split()) == 0)
+
 
 def backchannel_words(phrases: Iterable[str]) -> frozenset[str]:
     """Every word of the configured phrases, as compared ("uh-huh" gives "uh", "huh" and "uhhuh")."""
@@ -34,7 +63,7 @@ def backchannel_words(phrases: Iterable[str]) -> frozenset[str]:
 def is_backchannel(text: str, allowed: frozenset[str], max_words: int) -> bool:
     """Whether ``text`` says nothing but backchannel words, and few of them. An empty text is not one (the
     words are not known yet)."""
-    heard = [normalize(w) for w in re.split(r"[\s\-]+", text) if normalize(w)]
+    heard = words_of(text)
     return 0 < len(heard) <= max_words and all(w in allowed for w in heard)
 
 

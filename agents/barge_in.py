@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from agents.backchannel import backchannel_words, could_become_backchannel, is_backchannel
+from agents.backchannel import backchannel_words, could_become_backchannel, is_backchannel, is_noise, noise_phrases
 from agents.listener import Listener, UserTurn
 from agents.replies import RunningReply
 from agents.services import Emit
@@ -41,6 +41,7 @@ class BargeIn:
         self._agent_name = agent_name
         self._config = config
         self._words = backchannel_words(config.backchannels)
+        self._noise = noise_phrases(config.noise_phrases)
         self._listener = listener
         self._speaker = speaker
         self._emit = emit
@@ -48,25 +49,39 @@ class BargeIn:
         self._reply = reply
         # Turns that began over the agent: backchannels until heard otherwise (held weakly: a turn's life is the Listener's).
         self._judged: weakref.WeakSet[UserTurn] = weakref.WeakSet()
+        # ... whose user_speech_started is held back until they are heard to be words (a client that stops its
+        # playback on it, as OpenAI Realtime clients do, must not stop for a cough).
+        self._unannounced: weakref.WeakSet[UserTurn] = weakref.WeakSet()
 
     def agent_speaking(self, now: float) -> bool:
         return self._reply.running() or self._speaker.speaking(now)
 
     async def speech_started(self, spawn: Callable[[Coroutine[Any, Any, None], str], None]) -> None:
-        """Sustained, loud speech began: over the agent it interrupts, or is judged first (``spawn`` runs the
-        judgement beside the conversation)."""
+        """Sustained, loud speech began: over the agent it is judged by its words (``spawn`` runs the judgement
+        beside the conversation), else it is announced at once."""
+        turn = self._listener.turn
         if not self.agent_speaking(self._clock.now()):
+            await self._emit(ev.UserSpeechStarted())
             return
-        if self._words:
-            spawn(self._judge(self._listener.turn), "backchannel")
-        else:
-            await self.interrupt()
+        self._unannounced.add(turn)
+        spawn(self._judge(turn), "backchannel")
+
+    def announced(self, turn: UserTurn) -> bool:
+        """Whether the client was told the user speaks in ``turn`` (a sound over the agent never is)."""
+        return turn not in self._unannounced
+
+    async def announce(self, turn: UserTurn) -> None:
+        """Tell the client now, if it was held back, that the user speaks in ``turn``."""
+        if turn in self._unannounced:
+            self._unannounced.discard(turn)
+            await self._emit(ev.UserSpeechStarted())
 
     async def interrupt(self, heard: str = "") -> None:
         now = self._clock.now()
         if not self.agent_speaking(now):
             return
         log.info("agent=%s barge-in: the user speaks over the reply (heard %r)", self._agent_name, heard[:60])
+        await self.announce(self._listener.turn)
         await self._emit(ev.UserInterrupt())
         self._reply.stop()
         await self._speaker.barge_in(now)
@@ -81,22 +96,27 @@ class BargeIn:
         return began is not None and self._speaker.was_playing_at(began)
 
     def _is(self, text: str, *, so_far: bool = False) -> bool:
+        """A backchannel or a noise (so far: or nothing heard yet)."""
         judge = could_become_backchannel if so_far else is_backchannel
-        return judge(text, self._words, self._config.backchannel_max_words)
+        return judge(text, self._words, self._config.backchannel_max_words) or is_noise(text, self._noise)
+
+    def is_noise(self, text: str) -> bool:
+        return is_noise(text, self._noise)
 
     def hides(self, turn: UserTurn, text: str) -> bool:
-        """Speech over the agent that may still be a backchannel is not shown yet."""
-        return bool(self._words) and self._is(text, so_far=True) and self._over_agent(turn)
+        """Speech over the agent that may still be a backchannel or a noise is not shown yet."""
+        return self._is(text, so_far=True) and self._over_agent(turn)
 
     async def turn_settled(self, turn: UserTurn, transcript: str) -> bool:
         """A call-mode turn's settled transcript: True when it said only a backchannel over the agent's speech
         (no turn at all). A turn said over the agent that was too short to barge in ("Wait.") interrupts now
         (not the agent's own voice leaking back: that is never at barge-in level)."""
-        if self._words and self._is(transcript) and self._over_agent(turn):
-            log.info("agent=%s backchannel %r: no turn of its own", self._agent_name, transcript)
+        if (self._is(transcript) or not transcript.strip()) and self._over_agent(turn):
+            log.info("agent=%s backchannel or noise %r: no turn of its own", self._agent_name, transcript)
             return True
         if transcript and turn.loud_s >= WORD_S:
             await self.interrupt(transcript)
+        await self.announce(turn)
         return False
 
     async def _judge(self, turn: UserTurn) -> None:

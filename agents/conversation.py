@@ -172,11 +172,13 @@ class Conversation:
         if isinstance(event, TranscriptUpdate):
             await self._show_transcript(event.turn, event.text, final=event.final)
         elif isinstance(event, SpeechStarted):
-            await self._emit(ev.UserSpeechStarted())
-            if self.mode.call:
+            if self.mode.call:  # (over the agent, only once it is heard to be words)
                 await self._barge_in.speech_started(self._spawn)
+            else:
+                await self._emit(ev.UserSpeechStarted())
         elif isinstance(event, TurnEnded):
-            await self._emit(ev.UserSpeechStopped())
+            if self._barge_in.announced(event.turn):
+                await self._emit(ev.UserSpeechStopped())
             await self._queue_turn(event.turn)
         elif isinstance(event, AudioOverflow):
             await self._emit(ev.Error(f"this turn's audio passed {self.policy.max_turn_seconds:.0f} s; the rest of it "
@@ -231,9 +233,12 @@ class Conversation:
             except Exception as exc:
                 log.warning("transcription failed for agent '%s': %s", self.agent_name, exc)
                 await self._emit(ev.Error("speech recognition failed for this turn; please try again", "stt_failed"))
+            unannounced = not self._barge_in.announced(turn)
             if self.mode.call and await self._barge_in.turn_settled(turn, transcript):
-                self._transcripts.take(turn)  # a backchannel: no turn of its own
+                self._transcripts.take(turn)  # a backchannel or a noise: no turn of its own
                 return
+            if unannounced:  # words after all: the client hears of them as of any turn
+                await self._emit(ev.UserSpeechStopped())
             await self._show_transcript(turn, transcript, final=True)
             transcript = self._transcripts.take(turn)
         elif not request.goes_on:  # the client's interrupt of a playing speech comes right after create_response

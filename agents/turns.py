@@ -5,7 +5,8 @@ of silence, or ``quick_end_of_turn_s`` when the transcript already ends a senten
 utterance ends (``utterance_end_s`` of silence), the end-of-turn model (Smart Turn, speech/turn_model.py)
 hears its last seconds; a confident "complete" ends the turn at once, the transcript's punctuation
 lowers the bar the model must pass, and an "incomplete" waits up to ``turn_max_wait_s`` of silence for
-more. Without a model answer (none installed, an error, or still running) the timer's rule applies.
+more (``sentence_max_wait_s`` when the settled transcript ends a sentence: a cut is cheap to take back, see
+``resume_window_s``). Without a model answer (none installed, an error, or still running) the timer's rule applies.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.backchannel import DEFAULT_BACKCHANNELS
+from agents.backchannel import DEFAULT_BACKCHANNELS, DEFAULT_NOISE_PHRASES
 from common.config_errors import describe_validation_error
 from speech.vad import WINDOW_SECONDS
 
@@ -50,6 +51,21 @@ class TurnConfig(BaseModel):
     backchannels: tuple[str, ...] = DEFAULT_BACKCHANNELS
     backchannel_max_words: int = Field(default=3, ge=1)
     backchannel_max_s: float = Field(default=1.2, gt=0)
+    # Whisper's words for sounds that are no words (a cough heard as "Thank you.", "you", "Bye."): speech over
+    # the agent, or in the resume window, that says only these neither interrupts nor reopens (agents/backchannel.py).
+    noise_phrases: tuple[str, ...] = DEFAULT_NOISE_PHRASES
+    # Forgiveness and speculation (docs/listening.md, "Turn-taking that forgives"). Words within resume_window_s
+    # of the end of the user's turn reopen it: a reply under way stops, the two parts are one user turn, answered
+    # once it ends again (0: off). An abandoned reply stays in the history only if more than resume_keep_heard_s
+    # of it was played.
+    resume_window_s: float = Field(default=1.5, ge=0)
+    resume_keep_heard_s: float = Field(default=0.6, ge=0)
+    # Start the reply (LLM and the first sentence's synthesis) when an utterance's transcript settles, before
+    # the turn is known to be over; used if the turn ends with the same words, dropped unseen otherwise.
+    speculate: bool = True
+    # model: a settled transcript that ends a sentence ends the turn after this much silence, whatever the model
+    # says (an "incomplete" otherwise waits turn_max_wait_s).
+    sentence_max_wait_s: float = Field(default=0.6, gt=0)
 
     def for_phone(self) -> TurnConfig:
         """These settings for a caller on the phone network (8 kHz G.711): ``PHONE_PROFILE`` over them
@@ -147,15 +163,17 @@ def end_of_turn(activity: VoiceActivity, transcript: str, config: TurnConfig, co
     first: "She said that the" would be judged as "She said that", or as nothing at all)."""
     if activity.speaking or not activity.heard_speech:
         return False
+    finished_sentence = settled and ends_sentence(transcript) and not open_ended(transcript)
     if config.turn_detection == "model" and pending and complete is None:
-        return activity.silence_s >= config.turn_max_wait_s
+        waited = config.sentence_max_wait_s if finished_sentence else config.turn_max_wait_s
+        return activity.silence_s >= min(waited, config.turn_max_wait_s)
     if config.turn_detection == "model" and complete is not None:
         if activity.silence_s >= config.turn_max_wait_s:
             return True
-        if not settled:
+        if not settled or open_ended(transcript):
             return False
-        if open_ended(transcript):
-            return False
+        if finished_sentence and activity.silence_s >= config.sentence_max_wait_s:
+            return True
         threshold = config.turn_punctuation_threshold if ends_sentence(transcript) else config.turn_complete_threshold
         return complete >= threshold
     if activity.silence_s >= config.end_of_turn_s:
