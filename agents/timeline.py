@@ -31,6 +31,11 @@ class TurnReport:
     tts_first_audio_ms: float | None = None  # first text handed to TTS -> its first audio
     speech_id: str | None = None  # the reply's speech (its assistant message id), for a client's latency view
     tool_ms: float | None = None  # time spent waiting for server-side tool calls (all rounds), None: no tools
+    reopened: bool = False  # the user went on within the resume window: the turn answered is a reopened one
+    speculation: str | None = None  # "hit": the reply started before the turn ended was used; "miss"; None: none
+    discarded_llm_calls: int = 0  # speculative LLM calls dropped since the previous report (their cost) ...
+    discarded_llm_tokens: int = 0  # ... the text pieces (about tokens) they had streamed
+    discarded_tts_s: float = 0.0  # ... and the seconds of speech they had synthesized
 
 
 @dataclass
@@ -39,6 +44,9 @@ class TurnTimeline:
     mode: str
     marks: dict[str, float] = field(default_factory=dict)
     tool_ms: float | None = None
+    reopened: bool = False
+    speculation: str | None = None
+    discarded: tuple[int, int, float] = (0, 0, 0.0)  # speculation's cost: LLM calls, tokens, synthesis seconds
     clock: Clock = field(default=MONOTONIC, repr=False, compare=False)
 
     def add_tool_time(self, ms: float) -> None:
@@ -66,7 +74,9 @@ class TurnTimeline:
         return TurnReport(self.agent, self.mode, ms, voice_to_voice_ms=ms.get("first_audio_sent"),
                           stt_final_ms=ms.get("transcript_final"),
                           llm_first_token_ms=between("transcript_final", "llm_first_token"),
-                          tts_first_audio_ms=between("first_text_to_tts", "first_tts_chunk"), tool_ms=self.tool_ms)
+                          tts_first_audio_ms=between("first_text_to_tts", "first_tts_chunk"), tool_ms=self.tool_ms,
+                          reopened=self.reopened, speculation=self.speculation, discarded_llm_calls=self.discarded[0],
+                          discarded_llm_tokens=self.discarded[1], discarded_tts_s=round(self.discarded[2], 2))
 
     def log_line(self) -> str:
         report = self.report()
@@ -75,5 +85,8 @@ class TurnTimeline:
                      "tool_ms": report.tool_ms}
         parts = [f"agent={self.agent}", f"mode={self.mode}"]
         parts += [f"{k}={v:.0f}" for k, v in durations.items() if v is not None]
+        parts += ["reopened"] if self.reopened else []
+        parts += [f"speculation={self.speculation}"] if self.speculation else []
+        parts += [f"discarded_llm_calls={self.discarded[0]}"] if self.discarded[0] else []
         parts += [f"{k}@{v:.0f}" for k, v in report.stages_ms.items()]
         return " ".join(parts)

@@ -70,4 +70,6 @@ def turn_metrics_message(report: TurnReport) -> m.ServerMessage:
     """(ext) ``turn_metrics``: one answered turn's stage times, for clients whose ``init`` asked for them."""
     return m.turn_metrics(report.speech_id, report.mode, report.stages_ms, voice_to_voice_ms=report.voice_to_voice_ms,
                           stt_final_ms=report.stt_final_ms, llm_first_token_ms=report.llm_first_token_ms,
-                          tts_first_audio_ms=report.tts_first_audio_ms, tool_ms=report.tool_ms)
+                          tts_first_audio_ms=report.tts_first_audio_ms, tool_ms=report.tool_ms, reopened=report.reopened,
+                          speculation=report.speculation, discarded_llm_calls=report.discarded_llm_calls,
+                          discarded_llm_tokens=report.discarded_llm_tokens, discarded_tts_s=report.discarded_tts_s)

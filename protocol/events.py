@@ -86,6 +86,14 @@ class UserSpeechStarted:
 
 
 @dataclass(frozen=True)
+class TurnReopened:
+    """The user went on within the resume window: the user message ``message_id`` grows again (its transcript was
+    final) and the reply to it was abandoned; the whole turn is answered once it ends again."""
+
+    message_id: int
+
+
+@dataclass(frozen=True)
 class UserSpeechStopped:
     """Voice activity ended (in call mode: the end of the user's turn)."""
 
@@ -130,5 +138,5 @@ class LlmResponse:
 
 
 ConversationEvent = (SessionReady | Message | AudioChunk | AudioFile | SpeechDone | ResponseCreated | ResponseDone
-                     | ResponseCancelled | UserInterrupt | UserSpeechStarted | UserSpeechStopped | ToolCallStarted
-                     | ToolCallDone | Error | LlmResponse)
+                     | ResponseCancelled | UserInterrupt | UserSpeechStarted | UserSpeechStopped | TurnReopened
+                     | ToolCallStarted | ToolCallDone | Error | LlmResponse)

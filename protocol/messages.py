@@ -364,7 +364,8 @@ def error(text: str, code: str) -> ServerMessage:
     return ServerMessage({"type": "error", "error": text, "code": code})
 
 
-def turn_metrics(speech_id: str | None, mode: str, stages_ms: dict[str, float], **derived: float | None) -> ServerMessage:
+def turn_metrics(speech_id: str | None, mode: str, stages_ms: dict[str, float],
+                 **derived: float | int | bool | str | None) -> ServerMessage:
     """(ext) One answered turn's timeline, only to a client whose ``init`` asked (``send_turn_metrics``)."""
     return ServerMessage({"type": "turn_metrics", "speech_id": speech_id, "mode": mode, "stages_ms": stages_ms,
                           **derived})

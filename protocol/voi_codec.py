@@ -39,6 +39,8 @@ def to_frame(event: ev.ConversationEvent) -> Frame:
             return m.status("speech_started")
         case ev.UserSpeechStopped():
             return m.status("speech_stopped")
+        case ev.TurnReopened(message_id=message_id):
+            return m.status("turn_reopened", message_id=message_id)
         case ev.SpeechDone(speech_id=speech_id, interrupted=interrupted):
             return m.status("speech_done", speech_id=speech_id, interrupted=interrupted)
         case ev.ToolCallStarted():
@@ -54,7 +56,7 @@ def to_frame(event: ev.ConversationEvent) -> Frame:
     raise TypeError(f"not a conversation event: {type(event).__name__}")
 
 
-_NOT_ON_THE_WIRE = (ev.UserSpeechStarted, ev.UserSpeechStopped, ev.SpeechDone)
+_NOT_ON_THE_WIRE = (ev.UserSpeechStarted, ev.UserSpeechStopped, ev.SpeechDone, ev.TurnReopened)
 
 
 @dataclass(frozen=True)
