@@ -39,7 +39,7 @@ async def test_a_complete_question_is_answered_early_and_keeps_its_question_mark
     assert waited < MAX_WAIT_S, f"the turn ended {waited:.2f} s after the speech"
 
 
-PAUSED = ("I would like to book a table for four people tonight.", 8)  # a pause after "for"
+PAUSED = ("My name is John and I live in Berlin.", 5)  # a pause after "and"
 
 
 async def test_a_paused_sentence_is_one_user_message_answered_once_on_the_whole(connect):
