@@ -180,8 +180,10 @@ class BargeIn:
                     self._listener.take_turn()  # dropped: it is neither shown nor answered
                     return
             # Voiced time, not wall time: neither a slow Whisper pass nor the silence before a second "uh-huh"
-            # makes a backchannel long.
-            if not resuming and turn.speaking and turn.voiced_s >= self._config.backchannel_max_s:
+            # makes a backchannel long. Words are needed: a long laugh or hum Whisper writes nothing for is no
+            # interruption, however long it goes on.
+            long = turn.speaking and turn.voiced_s >= self._config.backchannel_max_s
+            if not resuming and long and text.strip() and not self.is_noise(text):
                 break
             await self._clock.sleep(0.03)
         else:
