@@ -68,12 +68,12 @@ class Continuation:
         if request is None or since is not self._listener.turn or not self.open_at(since.speech_began_at or 0.0):
             return False
         self._ended, request.abandoned = None, True
+        gap = (since.speech_began_at or 0.0) - request.turn.ended_at
         await self._abandon_reply(request)
         self._listener.reopen(request.turn)
         self._reopened.add(request.turn)
         message_id = self._transcripts.reopen(request.turn)
-        log.info("agent=%s turn reopened: the user went on %.2f s after its end", self._agent_name,
-                 (since.speech_began_at or 0.0) - request.turn.ended_at)
+        log.info("agent=%s turn reopened: the user went on %.2f s after its end", self._agent_name, gap)
         await self._emit(ev.UserSpeechStarted())
         if message_id is not None:
             await self._emit(ev.TurnReopened(message_id))

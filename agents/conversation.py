@@ -182,7 +182,7 @@ class Conversation:
     async def _on_listener_event(self, event: ListenerEvent) -> None:
         if isinstance(event, TranscriptUpdate):
             await self._show_transcript(event.turn, event.text, final=event.final)
-            if event.final:
+            if event.final or event.at_silence:  # (at a silence: before the utterance is even called ended)
                 self._speculate(event.turn, event.text)
         elif isinstance(event, SpeechStarted):
             self._speculator.cancel()  # the user goes on

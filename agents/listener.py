@@ -62,6 +62,7 @@ class TranscriptUpdate:
     turn: UserTurn
     text: str
     final: bool  # the settled transcript of an utterance (False: a partial while the user speaks)
+    at_silence: bool = False  # a partial up to where a silence began: what the utterance will most likely settle to
 
 
 @dataclass(frozen=True)
@@ -327,7 +328,7 @@ class Listener:
             log.warning("partial transcription failed: %s", exc)
             return
         if self.stream_partials and hypothesis.text and turn is self.turn:
-            await self._report(turn, hypothesis.text, final=False)
+            await self._report(turn, hypothesis.text, final=False, at_silence=until_s is not None)
 
     async def _settle(self, turn: UserTurn, utterance: int) -> None:
         text: str | None = None
@@ -341,7 +342,7 @@ class Listener:
                 await self._report(turn, text, final=True)
             await self._maybe_end(turn)  # the settled words and punctuation may decide what the model left open
 
-    async def _report(self, turn: UserTurn, text: str, *, final: bool) -> None:
+    async def _report(self, turn: UserTurn, text: str, *, final: bool, at_silence: bool = False) -> None:
         if text.strip():
             turn.heard = text.strip()
-        await self.on_event(TranscriptUpdate(turn, text, final))
+        await self.on_event(TranscriptUpdate(turn, text, final, at_silence))

@@ -1,6 +1,7 @@
 """Answering early: a reply started before the user's turn is known to be over (``speculate``).
 
-When an utterance's transcript settles (the user stopped speaking; in chat mode, before the button is let go),
+When the user stops speaking (the transcript up to the silence, then the utterance's settled one; in chat mode
+before the button is let go),
 the Conversation starts the reply it would give now in the background: the LLM's stream (the request the reply
 writer would make with this transcript) and the synthesis of its first sentence. Nothing of it is sent: it
 only fills buffers. When the turn does end and the reply asks for the same LLM request (the user's words
