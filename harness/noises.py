@@ -7,19 +7,32 @@ VAD may take for speech and that only its words (none) can tell from an interrup
 How each is made:
 - ``cough()``: two explosive bursts (0.22 s and 0.16 s, 60 ms apart): white noise shaped in the frequency
   domain by a throat-like spectrum (broad resonances near 500 Hz, 1.4 kHz and 2.8 kHz, a tilt down above
-  them), with a 5 ms attack and an exponential decay, and a short voiced tail (a 160 Hz buzz) as the glottis
-  closes; ~0.5 s in all.
+  them), with a 5 ms attack and an exponential decay, and a voiced "uh" (a jittery 180 Hz voice through a
+  550 Hz / 1.1 kHz vowel) swelling over its second half as the glottis closes; ~0.5 s in all.
 - ``knock()``: three knuckle knocks on a door, 0.2 s apart: each a sum of damped sinusoids (wood panel modes
   near 110, 240, 520 and 1100 Hz, decaying in 15-60 ms) started by a 3 ms click of noise; ~0.6 s.
 - ``hum()``: a closed-mouth "mmm": a 150 Hz voice (a slight rise and fall and a 5 Hz vibrato) made of 30
-  harmonics of falling strength, weighted by a nasal formant near 250 Hz and a weak one near 2.2 kHz, with a
-  touch of breath noise, faded in and out; 1 s.
+  harmonics of falling strength, weighted by a nasal formant near 250 Hz, with a touch of breath noise, faded
+  in and out; 1 s.
 - ``laugh()``: "ha-ha-ha": five pulses at 5 Hz, each breathy "h" noise running into an open "a" vowel (formants
   near 800 and 1200 Hz) voiced at 240 Hz falling to 190 Hz over the laugh, every pulse a little weaker; ~1 s.
 
-What the real models make of them (tiny.en via harness.speech.transcribe_pcm16k, Silero VAD v6 via
-speech.vad.StreamingVad, 32 ms windows at probability >= 0.5), as run when this module was written:
-(being measured; see the next commit)
+What the real models make of them, as measured when this module was written (Silero VAD v6 through
+speech.vad.StreamingVad: 32 ms windows at probability >= 0.5 after 0 / 0.3 / 1 s of silence; Whisper tiny.en
+through harness.speech.transcribe_pcm16k on growing windows with 0.3 s of pre-roll, as the barge-in judge sees
+them, and on the whole sound with 1 s of silence around it):
+
+    sound  level       VAD windows    Whisper (126-180 passes each)
+    cough  -22.7 dBFS  8 / 7 / 2      "" always
+    knock  -24.3 dBFS  5 / 1 / 0      "" always
+    hum    -20.5 dBFS  7 / 8 / 7      "" 37, "Mm." 35, "Mmm." 29, "Mmm..." 13, "hmm" 8, "Thank you." 2, "Mm-hmm." 2
+    laugh  -21.7 dBFS  0 / 29 / 30    "" always
+
+So the VAD takes the hum and the laugh (after a moment of silence, as over a reply) for speech long enough to
+barge in, the cough for a short while and the knock hardly; Whisper writes no word for the cough, knock and
+laugh, and for the hum a hum or its "Thank you." hallucination: all backchannels or noise phrases. A first
+hum with a 2.2 kHz formant (a hum with the mouth half open) was also heard as "E", "eeee", "ehh", "Hmmm...",
+"Whoa..."; the short ones of those are now in agents/backchannel.py's DEFAULT_NOISE_PHRASES.
 """
 
 from __future__ import annotations
@@ -72,12 +85,13 @@ def cough() -> bytes:
     rng = np.random.default_rng(23_01)
     parts = []
     for length, strength in ((0.22, 1.0), (0.16, 0.7)):
-        n = int(length * RATE)
-        t = _t(length)
+        n, t = int(length * RATE), _t(length)
         burst = _shaped_noise(rng, n, [(500, 250, 1.0), (1400, 400, 0.8), (2800, 600, 0.4)], tilt_hz=3000)
         burst /= np.abs(burst).max()
         envelope = np.minimum(t / 0.005, 1.0) * np.exp(-t / (length / 4))
-        tail = _voiced(np.full(n, 160.0), [(500, 300, 1.0)]) * np.exp(-((t - length * 0.6) / (length / 6)) ** 2) * 0.15
+        voice = _voiced(180.0 * (1 + 0.02 * rng.standard_normal(n)), [(550, 200, 1.0), (1100, 250, 0.5)])
+        voice /= np.abs(voice).max()
+        tail = 0.5 * voice * np.exp(-(((t - length * 0.6) / (length / 4)) ** 2))  # the "uh" as the glottis closes
         parts += [strength * (burst * envelope + tail), np.zeros(int(0.06 * RATE))]
     return _normalized(np.concatenate([np.zeros(int(0.02 * RATE)), *parts]))
 
@@ -101,7 +115,7 @@ def hum() -> bytes:
     rng = np.random.default_rng(23_03)
     t = _t(1.0)
     f0 = 150 + 12 * np.sin(np.pi * t) + 2.0 * np.sin(2 * np.pi * 5 * t)
-    voice = _voiced(f0, [(250, 80, 1.0), (2200, 300, 0.15)])
+    voice = _voiced(f0, [(250, 80, 1.0)])  # the mouth closed: a nasal resonance, nothing of a vowel
     breath = _shaped_noise(rng, len(t), [(250, 150, 1.0)], tilt_hz=1000)
     audio = voice / np.abs(voice).max() + 0.03 * breath / np.abs(breath).max()
     fade = np.minimum(1.0, np.minimum(t / 0.08, (t[-1] - t) / 0.12))
