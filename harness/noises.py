@@ -142,3 +142,9 @@ def laugh() -> bytes:
 
 
 NOISES: dict[str, Callable[[], bytes]] = {"cough": cough, "knock": knock, "hum": hum, "laugh": laugh}
+
+
+def in_sequence(gap_s: float = 0.8) -> bytes:
+    """The four sounds one after another, each followed by ``gap_s`` of silence (about 6.3 s in all)."""
+    gap = b"\x00\x00" * int(gap_s * RATE)
+    return b"".join(make() + gap for make in NOISES.values())
