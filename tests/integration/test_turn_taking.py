@@ -14,7 +14,14 @@ import pytest
 from harness.noises import in_sequence
 from harness.speech import speech_pcm16k, speech_with_pause, trim_trailing_silence, wer
 from speech.audio import pcm16_to_float
-from tests.integration.helpers import ends_response, final_user_text, start_session, text_of, user_messages
+from tests.integration.helpers import (
+    ends_response,
+    final_user_text,
+    logged_since,
+    start_session,
+    text_of,
+    user_messages,
+)
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
@@ -127,5 +134,5 @@ async def test_noises_over_a_reply_never_stop_it(connect, server):
     assert replies and not [r for r in replies if r.endswith("(interrupted)")], replies
     played_s = sum(len(i.payload) for i in items if i.type == "audio") / 48_000  # 24 kHz PCM16
     assert playing_from + played_s > noises_end, "the reply had ended before the last sound"
-    judged = server.log_path.read_bytes()[log_from:].decode(errors="replace")
+    judged = await logged_since(server, log_from, "backchannel")
     assert "backchannel" in judged, "no sound was taken for speech: the test would not test anything"
