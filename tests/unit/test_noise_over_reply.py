@@ -6,8 +6,11 @@ its hallucinations "Thank you.", "you", "Bye."); a timed fake TTS (0.2 s of audi
 virtual time. None of them may interrupt the reply, be announced as the user speaking, or become a turn; real
 words still stop it, and backchannels still do not."""
 
+from pathlib import Path
+
 import pytest
 
+from agents.agent import AgentConfig, build_agent
 from agents.conversation import Conversation
 from agents.services import Services
 from common.clock import VirtualClock
@@ -17,14 +20,19 @@ from protocol import events as ev
 from protocol import messages as m
 from speech.audio import INPUT_RATE, dbfs, pcm16_to_float
 from speech.stt import Transcript, Word
-from tests.unit.helpers import AGENT, Sent, idle, statuses
+from tests.unit.helpers import Sent, idle, statuses
 
+# A short resume window: the sounds come 1 s after the question, when the VAD takes the hum and the laugh for
+# speech (after a longer silence Silero hears them less; harness/noises.py), yet over the reply, not in the window.
+AGENT = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe",
+                    "voice": "joe"}}, "turn_taking": {"resume_window_s": 0.3}}), patterns={}, others={}, models=None,
+                    source="test", name="echo", base_dir=Path("."))
 STORY = " ".join(f"word{i}" for i in range(100))  # echoed: 20 s of reply audio
 SILENCE = b"\x00\x00" * INPUT_RATE
 QUESTION = "On Saturday morning we walked along the river to the old market."
 
 
-def call(saying: dict[str, str]):
+def call(saying: dict[str, str], agent=AGENT):
     """A call-mode conversation with the echo agent, its output, its clock, and how many Whisper passes it made."""
     out, clock, passes = Sent(), VirtualClock(), [0]
 
@@ -37,7 +45,7 @@ def call(saying: dict[str, str]):
         for _ in text.split():
             yield b"\x01\x00" * 4_800
 
-    conv = Conversation(agent_name="echo", agent=AGENT, init=m.Init(agent_name="echo", mode="call", init_greeting=False),
+    conv = Conversation(agent_name="echo", agent=agent, init=m.Init(agent_name="echo", mode="call", init_greeting=False),
                         services=Services(transcribe, speak), emit=out.emit, clock=clock)
     return conv, out, clock, passes
 
@@ -50,7 +58,8 @@ async def say(conv: Conversation, clock: VirtualClock, pcm: bytes) -> None:
 
 
 async def replying(saying: dict[str, str]):
-    """A call whose agent is in the middle of echoing ``STORY`` (the user asked; the reply plays for 20 s)."""
+    """A call whose agent is in the middle of echoing ``STORY`` (the user asked; the reply plays for 20 s), past
+    the resume window of the turn that asked (words there reopen it: agents/continuation.py)."""
     conv, out, clock, passes = call(saying)
     await conv.start()
     saying["now"] = STORY
@@ -147,4 +156,22 @@ async def test_a_hallucination_with_real_words_is_a_real_interruption():
     assert [e for e in over_the_reply(out) if isinstance(e, ev.UserInterrupt)]
     assert user_turns(out)[-1] == "Thank you, but stop."
     await idle(conv)
+    await conv.close()
+
+
+@pytest.mark.parametrize("heard", ["Mm.", "hmm", "Thank you.", ""])
+async def test_a_hum_in_the_resume_window_neither_reopens_the_turn_nor_stops_the_reply(heard):
+    """With the default window (1.5 s), a hum right after the question: Whisper mostly writes "Mm." for it
+    (harness/noises.py), a word that must not count as the user going on."""
+    saying = {"now": STORY}
+    conv, out, clock, _ = call(saying, build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {
+        "character": {"model": "piper-joe", "voice": "joe"}}}), patterns={}, others={}, models=None, source="test",
+        name="echo", base_dir=None))
+    await conv.start()
+    await say(conv, clock, speech_pcm16k(QUESTION) + SILENCE)
+    saying["now"] = heard
+    await say(conv, clock, NOISES["hum"]() + SILENCE)
+    await clock.run(conv.wait_idle())
+    assert not [e for e in out.events if isinstance(e, ev.TurnReopened)]
+    assert_not_stopped(out)
     await conv.close()
