@@ -30,9 +30,10 @@ them, and on the whole sound with 1 s of silence around it):
 
 So the VAD takes the hum and the laugh (after a moment of silence, as over a reply) for speech long enough to
 barge in, the cough for a short while and the knock hardly; Whisper writes no word for the cough, knock and
-laugh, and for the hum a hum or its "Thank you." hallucination: all backchannels or noise phrases. A first
-hum with a 2.2 kHz formant (a hum with the mouth half open) was also heard as "E", "eeee", "ehh", "Hmmm...",
-"Whoa..."; the short ones of those are now in agents/backchannel.py's DEFAULT_NOISE_PHRASES.
+laugh, and for the hum a hum or its "Thank you." hallucination. "Mm.", "hmm" were backchannels only, and a
+backchannel word in the resume window counted as the user going on (the hum reopened the turn): they are noise
+phrases now (agents/backchannel.py's DEFAULT_NOISE_PHRASES), with the short forms Whisper wrote for a first hum
+with a 2.2 kHz formant (the mouth half open): "E", "ehh", "Hmmm..." (also "eeee", "Whoa...": left out).
 """
 
 from __future__ import annotations
