@@ -2,10 +2,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from typing import TYPE_CHECKING
 
 import websockets
 
 from protocol.client import Received, VoiClient
+
+if TYPE_CHECKING:
+    from harness.server import Server
 
 # Ray Serve's proxy logs this traceback of its own when a websocket client drops while a frame is on its way to
 # it (ray-project/ray#64077, open in Ray 2.60: the proxy's response generator is closed at `yield`). Nothing of
@@ -90,3 +95,14 @@ async def echo_turn(client: VoiClient, text: str) -> str:
     items = await client.until(ends_response, 60)
     assert items[-1].is_status("response_done"), [i.header for i in items if i.type != "audio"]
     return text_of([i for i in items if i.type == "message" and i.header["role"] == "assistant"][-1])
+
+
+async def logged_since(server: Server, offset: int, needle: str, timeout: float = 10.0) -> str:
+    """The server log written after byte ``offset``, once ``needle`` is in it (Ray forwards a session host's
+    lines to the log with a delay) or ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        written = server.log_path.read_bytes()[offset:].decode(errors="replace")
+        if needle in written or time.monotonic() > deadline:
+            return written
+        await asyncio.sleep(0.2)

@@ -14,11 +14,12 @@ import httpx
 import pytest
 import websockets
 
+from harness.noises import in_sequence
 from harness.scripted_llm import LONG_STORY
 from harness.server import TEST_API_KEY, TEST_TWILIO_AUTH_TOKEN, Server
 from harness.speech import speech_pcm16k, transcribe_pcm16k, wer
 from harness.twilio_caller import CallSetup, TwilioCaller, dial, to_16k
-from tests.integration.helpers import PHONE_SCRIPTED, RAY_PROXY_DISCONNECT
+from tests.integration.helpers import PHONE_SCRIPTED, RAY_PROXY_DISCONNECT, logged_since
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
@@ -117,6 +118,31 @@ async def test_barge_in_clears_and_history_keeps_what_was_heard(server: Server, 
     sentences = heard.count("sentence number")
     assert abs(sentences - played / sentence_s) <= 1.5, (sentences, played, text)
 
+
+
+async def test_noises_over_a_reply_send_no_clear(server: Server, scripted_llm):
+    """A cough, a knock, a hum and a laugh (harness/noises.py) over the phone line while a long reply plays: no
+    ``clear``, the reply goes on playing, and no turn reaches the LLM. The server log shows they were judged."""
+    caller = await call(server, PHONE_SCRIPTED)
+    try:
+        await caller.wait_media_after(0.0, 60)  # the scripted agent's greeting
+        await caller.wait_played_out(quiet_s=1.0, timeout=60)
+        asked = await caller.say(speech_pcm16k("Tell me a long story."))
+        await caller.wait_media_after(asked, 60)
+        await asyncio.sleep(3.0)  # the story plays (past the resume window of the turn that asked for it)
+        asked_llm = len(scripted_llm.requests)
+        log_from = len(server.log_path.read_bytes())
+        played = dict(caller.log.played_s)
+        await caller.say(in_sequence() + b"\x00\x00" * 16_000)
+        await asyncio.sleep(1.0)
+        assert not caller.log.clears_at, "clear sent for a sound that was no speech"
+        grew = {s: t for s, t in caller.log.played_s.items() if t > played.get(s, 0.0) + 6.0}
+        assert grew, (played, caller.log.played_s)  # the story played on through the 7 s of sounds
+        assert len(scripted_llm.requests) == asked_llm, [r.last_user_text for r in scripted_llm.requests[asked_llm:]]
+        judged = await logged_since(server, log_from, "backchannel")
+        assert "backchannel" in judged, "no sound was taken for speech: the test would not test anything"
+    finally:
+        await caller.hang_up()
 
 async def test_keys_pressed_reach_the_agent(server: Server, scripted_llm):
     caller = await call(server, PHONE_SCRIPTED)

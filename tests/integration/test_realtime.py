@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 import websockets
 from openai import AsyncOpenAI
 
+from harness.noises import in_sequence
 from harness.realtime_types import check_server_event
 from harness.server import TEST_API_KEY, TEST_SECRET, Server
 from harness.speech import speech_pcm16k, speech_with_pause, wer
@@ -25,6 +27,7 @@ from protocol.realtime_events import Dialect
 from protocol.tokens import issue_token
 from speech import g711
 from speech.audio import float_to_pcm16, pcm16_to_float, resample
+from tests.integration.helpers import logged_since
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
@@ -61,7 +64,11 @@ async def raw_event(ws: Any, dialect: Dialect = "ga") -> dict[str, Any]:
 
 
 def pcm24k(text: str) -> bytes:
-    return float_to_pcm16(resample(pcm16_to_float(speech_pcm16k(text)), 16_000, 24_000))
+    return to_24k(speech_pcm16k(text))
+
+
+def to_24k(pcm16k: bytes) -> bytes:
+    return float_to_pcm16(resample(pcm16_to_float(pcm16k), 16_000, 24_000))
 
 
 def b64(pcm: bytes) -> str:
@@ -264,6 +271,43 @@ async def test_barge_in_cancels_the_reply(server):
             if "question" in heard.lower():
                 break
         assert "question" in heard.lower(), heard
+
+
+LONG_TEXT = ("The old lighthouse keeper climbed the narrow stairs every evening, lit the great lamp, and watched the "
+             "fishing boats come home across the grey water, counting each one until the harbour was full and the "
+             "last of the gulls had gone quiet on the rocks below the tower.")
+
+
+async def test_noises_over_a_reply_start_no_turn_and_cancel_nothing(server):
+    """A cough, a knock, a hum and a laugh (harness/noises.py) at real-time pace over one echoed reply (about
+    14 s) with server VAD on: no ``speech_started`` (a client would stop its playback on it), no committed
+    audio or new item, and the response ends ``completed``. The server log shows they were judged."""
+    async with connect(server, "stt_test") as conn:
+        await open_session(conn, VAD)
+        await ask(conn, LONG_TEXT)
+        events = await until(conn, "response.output_audio.delta", 60)
+        playing_from = time.monotonic()
+        log_from = len(server.log_path.read_bytes())
+        noises = to_24k(in_sequence())
+        talking = asyncio.create_task(append_speech(conn, noises, real_time=True, silence_s=1.0))
+        try:
+            events += await until(conn, "response.done", 60)
+        finally:
+            await talking
+        noises_end = time.monotonic()
+        events += await drain(conn, 2.0)
+        kinds = types(events)
+        for kind in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+                     "input_audio_buffer.committed", "conversation.item.input_audio_transcription.completed"):
+            assert kind not in kinds, kinds
+        done = [e for e in events if e.type == "response.done"]
+        assert len(done) == 1 and done[0].response.status == "completed", done
+        added = [e.item for e in events if e.type == "conversation.item.added"]
+        assert [i.role for i in added] == ["user", "assistant"], added  # the text item and the reply, no other
+        played_s = len(audio_of(events)) / 48_000  # 24 kHz PCM16
+        assert playing_from + played_s > noises_end - 1.0, "the reply had ended before the last sound"
+        judged = await logged_since(server, log_from, "backchannel")
+        assert "backchannel" in judged, "no sound was taken for speech: the test would not test anything"
 
 
 async def test_tone_picks_its_voice(server):

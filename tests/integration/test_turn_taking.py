@@ -1,7 +1,7 @@
 """Call mode on the real graph: the end-of-turn model ends a complete question early, a sentence with a pause in
 the middle is one user message answered once (waited through, or taken back), the user's final message keeps
-Whisper's punctuation, and backchannels over a reply neither interrupt it nor start a turn while a real
-interruption stops it."""
+Whisper's punctuation, backchannels over a reply neither interrupt it nor start a turn while a real
+interruption stops it, and non-speech sounds (a cough, a knock, a hum, a laugh) over a reply never stop it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,17 @@ import time
 import numpy as np
 import pytest
 
+from harness.noises import in_sequence
 from harness.speech import speech_pcm16k, speech_with_pause, trim_trailing_silence, wer
 from speech.audio import pcm16_to_float
-from tests.integration.helpers import ends_response, final_user_text, start_session, text_of, user_messages
+from tests.integration.helpers import (
+    ends_response,
+    final_user_text,
+    logged_since,
+    start_session,
+    text_of,
+    user_messages,
+)
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
@@ -97,3 +105,34 @@ async def test_backchannels_do_not_interrupt_but_a_real_interruption_does(connec
     # The barge-in needs 0.15 s of loud speech (one 256 ms frame), then one Whisper pass says it is no backchannel:
     # a generous bound here (2 shared cores), the latency itself is scripts/bench_turns.py's.
     assert latency < 3.0, f"user_interrupt {latency:.2f} s after the interruption began"
+
+
+# Typed, so the reply starts at once (no 15 s turn to speak first); echoed in call mode it plays for about 14 s.
+LONG_REPLY = ("The old lighthouse keeper climbed the narrow stairs every evening, lit the great lamp, and watched "
+              "the fishing boats come home across the grey water, counting each one until the harbour was full "
+              "and the last of the gulls had gone quiet on the rocks below the tower.")
+
+
+async def test_noises_over_a_reply_never_stop_it(connect, server):
+    """A cough, a knock, a hum and a laugh (harness/noises.py) at real-time pace over one reply: no barge-in,
+    no user turn, the reply ends done and uncut. The server log shows they were judged (the VAD takes the
+    hum and the laugh for speech)."""
+    client = await connect()
+    await start_session(client, mode="call")
+    await client.send({"type": "text", "content": LONG_REPLY})
+    await client.send({"type": "create_response"})
+    items = await client.until(lambda r: r.type == "audio", 30)
+    playing_from = items[-1].at
+    log_from = len(server.log_path.read_bytes())
+    noises_end = await client.send_audio(in_sequence() + b"\x00\x00" * 16_000, realtime=True)
+    items += await client.drain(2.0)
+    statuses = [i.header["status"] for i in items if i.type == "status"]
+    assert "user_interrupt" not in statuses and "response_cancelled" not in statuses, statuses
+    assert statuses.count("response_done") == 1 and statuses.count("response_created") == 1, statuses
+    assert {text_of(m) for m in user_messages(items)} == {LONG_REPLY}, [text_of(m) for m in user_messages(items)]
+    replies = [text_of(i) for i in items if i.type == "message" and i.header["role"] == "assistant"]
+    assert replies and not [r for r in replies if r.endswith("(interrupted)")], replies
+    played_s = sum(len(i.payload) for i in items if i.type == "audio") / 48_000  # 24 kHz PCM16
+    assert playing_from + played_s > noises_end, "the reply had ended before the last sound"
+    judged = await logged_since(server, log_from, "backchannel")
+    assert "backchannel" in judged, "no sound was taken for speech: the test would not test anything"
