@@ -178,9 +178,12 @@ async def test_a_hum_in_the_resume_window_neither_reopens_the_turn_nor_stops_the
 
 
 async def test_a_long_laugh_over_the_reply_does_not_stop_it():
+    """Voiced past ``backchannel_max_s`` (1.2 s) with no word heard: still a noise, not an interruption."""
     saying = {"now": ""}
-    conv, out, clock, _ = await replying(saying)
+    conv, out, clock, passes = await replying(saying)
+    judged = passes[0]
     saying["now"] = ""  # Whisper writes nothing for it
-    await say(conv, clock, NOISES["laugh"]() * 2 + SILENCE)  # "ha-ha-ha-ha-ha" twice: 2 s
+    await say(conv, clock, NOISES["laugh"]() * 2 + SILENCE)
+    assert passes[0] > judged  # "ha-ha-ha-ha-ha" twice: 2 s
     assert_not_stopped(out)
     await conv.close()
