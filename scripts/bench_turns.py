@@ -562,8 +562,8 @@ def main() -> None:
     parser.add_argument("--backchannels", type=int, default=None, help="per setting (default: as many as --clips)")
     parser.add_argument("--noises", type=int, default=None, help="per setting (default: 8, or --clips if fewer)")
     parser.add_argument("--interruptions", type=int, default=None, help="per setting (default: --clips / 2)")
-    parser.add_argument("--llm-clips", type=int, default=None, help="per setting (default: --clips)")
-    parser.add_argument("--chat-clips", type=int, default=None, help="per setting (default: --clips)")
+    parser.add_argument("--llm-clips", type=int, default=None, help="per setting (default: 8, or --clips if fewer)")
+    parser.add_argument("--chat-clips", type=int, default=None, help="per setting (default: 8, or --clips if fewer)")
     parser.add_argument("--settings", default="off,on", help=f"of {', '.join(SETTINGS)}")
     parser.add_argument("--phone", action="store_true", help="16 kHz against a phone line, in-process (no graph)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "turns.json")
@@ -571,8 +571,8 @@ def main() -> None:
     args.backchannels = args.clips if args.backchannels is None else args.backchannels
     args.noises = min(8, args.clips) if args.noises is None else args.noises
     args.interruptions = max(1, args.clips // 2) if args.interruptions is None else args.interruptions
-    args.llm_clips = args.clips if args.llm_clips is None else args.llm_clips
-    args.chat_clips = args.clips if args.chat_clips is None else args.chat_clips
+    args.llm_clips = min(8, args.clips) if args.llm_clips is None else args.llm_clips
+    args.chat_clips = min(8, args.clips) if args.chat_clips is None else args.chat_clips
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.phone:
         report = {**machine_and_date(), "clips": args.clips, **asyncio.run(phone_turns(args))}
