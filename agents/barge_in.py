@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from agents.backchannel import backchannel_words, could_become_backchannel, is_backchannel, is_noise, noise_phrases
+from agents.continuation import Continuation
 from agents.listener import Listener, UserTurn
 from agents.replies import RunningReply
 from agents.services import Emit
@@ -36,8 +37,9 @@ WORD_S = 0.15  # loud speech in a turn that makes it the user's, not the agent's
 class BargeIn:
     def __init__(self, *, agent_name: str, config: TurnConfig, listener: Listener, speaker: Speaker, emit: Emit,
                  transcribe: Callable[[bytes, str | None], Awaitable[Transcript]],
-                 reply: RunningReply, clock: Clock) -> None:
+                 reply: RunningReply, continuation: Continuation, clock: Clock) -> None:
         self._clock = clock
+        self._continuation = continuation
         self._agent_name = agent_name
         self._config = config
         self._words = backchannel_words(config.backchannels)
@@ -57,14 +59,17 @@ class BargeIn:
         return self._reply.running() or self._speaker.speaking(now)
 
     async def speech_started(self, spawn: Callable[[Coroutine[Any, Any, None], str], None]) -> None:
-        """Sustained, loud speech began: over the agent it is judged by its words (``spawn`` runs the judgement
-        beside the conversation), else it is announced at once."""
-        turn = self._listener.turn
-        if not self.agent_speaking(self._clock.now()):
+        """Sustained, loud speech began: over the agent, or in the resume window of the turn that ended last, it
+        is judged by its words (``spawn`` runs the judgement beside the conversation), else announced at once."""
+        turn, now = self._listener.turn, self._clock.now()
+        resuming = self._continuation.open_at(turn.speech_began_at or now)
+        if not resuming and not self.agent_speaking(now):
             await self._emit(ev.UserSpeechStarted())
             return
         self._unannounced.add(turn)
-        spawn(self._judge(turn), "backchannel")
+        if resuming:
+            self._speaker.hold()  # until the words are known: what is not sent of the reply is not heard
+        spawn(self._judge(turn, resuming), "resume" if resuming else "backchannel")
 
     def announced(self, turn: UserTurn) -> bool:
         """Whether the client was told the user speaks in ``turn`` (a sound over the agent never is)."""
@@ -104,8 +109,9 @@ class BargeIn:
         return is_noise(text, self._noise)
 
     def hides(self, turn: UserTurn, text: str) -> bool:
-        """Speech over the agent that may still be a backchannel or a noise is not shown yet."""
-        return self._is(text, so_far=True) and self._over_agent(turn)
+        """Speech being judged (over the agent, or in the resume window: it may become part of the turn before)
+        and speech over the agent that may still be a backchannel or a noise are not shown yet."""
+        return turn in self._unannounced or (self._is(text, so_far=True) and self._over_agent(turn))
 
     async def turn_settled(self, turn: UserTurn, transcript: str) -> bool:
         """A call-mode turn's settled transcript: True when it said only a backchannel over the agent's speech
@@ -119,7 +125,19 @@ class BargeIn:
         await self.announce(turn)
         return False
 
-    async def _judge(self, turn: UserTurn) -> None:
+    async def _judge(self, turn: UserTurn, resuming: bool) -> None:
+        try:
+            await self._judge_words(turn, resuming)
+        finally:
+            if resuming:
+                self._speaker.release()
+
+    def _nothing_yet(self, text: str, resuming: bool) -> bool:
+        """No reason to act on ``text`` yet: in the resume window any word reopens the turn, over the agent only
+        a word that is no backchannel interrupts it; a noise never does."""
+        return (not text.strip() or self.is_noise(text)) if resuming else self._is(text, so_far=True)
+
+    async def _judge_words(self, turn: UserTurn, resuming: bool) -> None:
         self._judged.add(turn)
         utterances, judged_bytes, text = turn.utterances, 0, ""
         # Until the turn ends: then the turn worker judges its settled transcript (turn_settled).
@@ -135,18 +153,26 @@ class BargeIn:
                     text = ""
                 if turn is not self._listener.turn:
                     return
-                if not self._is(text, so_far=True):
+                if not self._nothing_yet(text, resuming):
                     break
                 if ended:
-                    log.info("agent=%s backchannel %r: not an interruption, not a turn", self._agent_name, text)
+                    log.info("agent=%s backchannel or noise %r: not an interruption, not a turn", self._agent_name, text)
                     self._listener.take_turn()  # dropped: it is neither shown nor answered
                     return
             # Voiced time, not wall time: neither a slow Whisper pass nor the silence before a second "uh-huh"
             # makes a backchannel long.
-            if turn.speaking and turn.voiced_s >= self._config.backchannel_max_s:
+            if not resuming and turn.speaking and turn.voiced_s >= self._config.backchannel_max_s:
                 break
             await self._clock.sleep(0.03)
         else:
             return
-        self._judged.discard(turn)  # a real interruption: shown and answered as usual
-        await self.interrupt(text)
+        self._judged.discard(turn)
+        if resuming:
+            if await self._continuation.reopen(turn):  # (which announces the reopened turn)
+                self._unannounced.discard(turn)
+                return
+            await self.announce(turn)
+        if self.agent_speaking(self._clock.now()):
+            await self.interrupt(text)  # a real interruption: shown and answered as usual
+        else:
+            await self.announce(turn)

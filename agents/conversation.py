@@ -20,6 +20,7 @@ from typing import Any
 from agents.agent import Agent
 from agents.audio_input import AudioInput
 from agents.barge_in import BargeIn
+from agents.continuation import Continuation
 from agents.greeting import choose_greeting, speak_greeting
 from agents.history import History, StoredMessage, TranscriptMessages
 from agents.invoke import prepare_invoke
@@ -64,11 +65,15 @@ class Conversation:
         self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event, mode=self.mode,
                                   config=listening, max_turn_s=policy.max_turn_seconds, stream_partials=init.stream_user_stt,
                                   predict_end=services.predict_end_of_turn, clock=clock)
+        self._transcripts = TranscriptMessages(self.history)
+        self._continuation = Continuation(agent_name=agent_name, config=listening, listener=self._listener,
+                                          speaker=self._speaker, reply=self._reply, history=self.history,
+                                          transcripts=self._transcripts, emit=self._emit, clock=clock)
         self._barge_in = BargeIn(agent_name=agent_name, config=listening, listener=self._listener, speaker=self._speaker,
-                                 emit=self._emit, transcribe=services.transcribe, reply=self._reply, clock=clock)
+                                 emit=self._emit, transcribe=services.transcribe, reply=self._reply,
+                                 continuation=self._continuation, clock=clock)
         self._input = AudioInput(init.input_audio_format, feed=self._hear, stream_per_turn=init.mode == "chat",
                                  report=lambda exc: self._emit(ev.Error(str(exc), exc.code)))
-        self._transcripts = TranscriptMessages(self.history)
         self.tools = SessionTools(tools, init.tools, init.tool_choice)
         self._turns = TurnQueue(self.history, self._emit, clock)
         self._worker: asyncio.Task[None] | None = None
@@ -139,8 +144,10 @@ class Conversation:
             if not msg.content.strip():
                 await self._emit(ev.Error("'text' message has empty 'content'", "bad_field"))
                 return
+            self._continuation.forget()
             await self._turns.add_typed([m.text_part(msg.content)])
         elif isinstance(msg, m.ImageUrl):
+            self._continuation.forget()
             await self._turns.add_typed([m.image_part(msg.url)])
         elif isinstance(msg, m.CreateResponse):
             await self._input.end_turn()  # a compressed turn's last samples reach the Listener first
@@ -179,7 +186,7 @@ class Conversation:
         elif isinstance(event, TurnEnded):
             if self._barge_in.announced(event.turn):
                 await self._emit(ev.UserSpeechStopped())
-            await self._queue_turn(event.turn)
+            self._continuation.ended(await self._queue_turn(event.turn))
         elif isinstance(event, AudioOverflow):
             await self._emit(ev.Error(f"this turn's audio passed {self.policy.max_turn_seconds:.0f} s; the rest of it "
                                      "is ignored (end the turn with create_response)", "audio_too_long"))
@@ -199,12 +206,14 @@ class Conversation:
         if stored is not None:
             await self._emit(ev.Message("user", stored.id, stored.content, final=final))
 
-    async def _queue_turn(self, turn: UserTurn, request: m.CreateResponse | None = None, goes_on: bool = False) -> None:
+    async def _queue_turn(self, turn: UserTurn, request: m.CreateResponse | None = None, goes_on: bool = False) -> TurnRequest:
         goes_on = goes_on or self.tools.answered
         self.tools.answered = False
-        self._turns.put(turn, self.tools.for_reply(request), goes_on)
+        self._continuation.forget()
+        queued = self._turns.put(turn, self.tools.for_reply(request), goes_on)
         if self.recorder is not None:
             self.recorder.end_user_turn()
+        return queued
 
     async def _on_interrupt(self, msg: m.Interrupt) -> None:
         speech = self._speaker.get(msg.speech_id)
@@ -233,6 +242,8 @@ class Conversation:
             except Exception as exc:
                 log.warning("transcription failed for agent '%s': %s", self.agent_name, exc)
                 await self._emit(ev.Error("speech recognition failed for this turn; please try again", "stt_failed"))
+            if request.abandoned:
+                return  # the user went on with it: answered once it ends again
             unannounced = not self._barge_in.announced(turn)
             if self.mode.call and await self._barge_in.turn_settled(turn, transcript):
                 self._transcripts.take(turn)  # a backchannel or a noise: no turn of its own
@@ -250,5 +261,9 @@ class Conversation:
             log.info("turn %s audio_s=%.1f: no speech or text, response_cancelled", timeline.log_line(),
                      turn.streamer.received_s)
             return
-        reply = Reply()
+        if request.abandoned:  # (the user went on while its transcript was shown: it keeps growing)
+            self._transcripts.reopen(turn)
+            return
+        timeline.reopened = self._continuation.was_reopened(turn)
+        request.reply = reply = Reply()
         await self._reply.run(reply, self._replies.respond(reply, inputs, timeline, request.tools))

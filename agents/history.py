@@ -132,6 +132,7 @@ class TranscriptMessages:
     def __init__(self, history: History) -> None:
         self._history = history
         self._shown: dict[Hashable, _Shown] = {}  # by turn (any object that names one turn)
+        self._taken: tuple[Hashable, _Shown] | None = None  # the turn taken last, and what it showed
 
     def show(self, turn: Hashable, text: str, *, final: bool) -> StoredMessage | None:
         """The message to send for this update of ``turn`` (None: nothing new to show)."""
@@ -150,6 +151,19 @@ class TranscriptMessages:
         return self._history[shown.message_id]
 
     def take(self, turn: Hashable) -> str:
-        """The text shown for ``turn``, which has ended: it is forgotten here."""
+        """The text shown for ``turn``, which has ended: it is forgotten here (``reopen`` may bring it back)."""
         shown = self._shown.pop(turn, None)
+        if shown is not None:
+            self._taken = (turn, shown)
         return shown.text if shown else ""
+
+    def reopen(self, turn: Hashable) -> int | None:
+        """``turn`` goes on: its message (the same id) is shown growing again. Returns that id (None: nothing
+        was shown for it)."""
+        taken, self._taken = self._taken, None
+        shown = self._shown.get(turn) or (taken[1] if taken is not None and taken[0] is turn else None)
+        if shown is None:
+            return None
+        shown.final = False
+        self._shown[turn] = shown
+        return shown.message_id

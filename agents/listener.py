@@ -142,6 +142,21 @@ class Listener:
         self._preroll.clear()
         return turn
 
+    def reopen(self, turn: UserTurn) -> None:
+        """Make the ended ``turn`` the current one again (the user went on with it): the audio of the current turn
+        (what they said since, its pre-roll included) goes on in it, and its transcript grows from where it was."""
+        since = self.turn
+        audio = since.streamer.window_audio()
+        self._add(turn, audio)
+        turn.origin = self._fed - int(round(turn.streamer.received_s * INPUT_RATE))  # the stream goes on from here
+        turn.ended_at, turn.speech_end_s = 0.0, None
+        turn.speaking, turn.complete, turn.predicting = since.speaking, None, False
+        turn.utterances += since.utterances
+        turn.settled += since.settled
+        turn.loud_s += since.loud_s
+        turn.voiced_s += since.voiced_s
+        self.turn = turn
+
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)

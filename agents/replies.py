@@ -60,6 +60,12 @@ class RunningReply:
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
+    async def stop_and_wait(self) -> None:
+        """Stop the reply and wait until it has ended (its ``response_cancelled`` is sent)."""
+        self.stop()
+        if self._task is not None:
+            await asyncio.wait({self._task})
+
     async def run(self, reply: Reply, work: Coroutine[Any, Any, None]) -> None:
         """Write ``reply`` with ``work``; returns when it ends or is stopped."""
         self._reply, self._task = reply, asyncio.create_task(work, name="reply")

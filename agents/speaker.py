@@ -96,6 +96,8 @@ class Speaker:
         self._recorder = recorder
         self._speeches: dict[str, Speech] = {}
         self._lock = asyncio.Lock()  # one speech at a time: frames of two replies must never interleave
+        self._open = asyncio.Event()  # cleared while the user may be going on with their turn (``hold``)
+        self._open.set()
 
     def get(self, speech_id: str | None) -> Speech | None:
         """The speech named ``speech_id``; None names the latest one."""
@@ -124,6 +126,14 @@ class Speaker:
         if speech is not None and not speech.interrupted:
             speech.barged_in = True
             await self.cut(speech, speech.played_s(now))
+
+    def hold(self) -> None:
+        """Send no more audio until ``release``: the user may be going on with the turn this speech answers, and
+        what is not sent is not heard."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     def start(self, stored: StoredMessage, timeline: TurnTimeline | None, *, file: Path | None = None,
               cached: bool = False) -> Speech:
@@ -229,9 +239,13 @@ class Speaker:
             speech.timeline.extend_last(pcm16_seconds(pcm, OUTPUT_RATE))
             return
         for frame in split_pcm(pcm, m.AUDIO_FRAME_BYTES):
-            await self._emit(ev.AudioChunk(speech.speech_id, frame))
+            await self._open.wait()
+            now = self.clock.now()
             if speech.first_audio_at is None:
-                speech.first_audio_at = self.clock.now()
+                speech.first_audio_at = now
+            elif (dry := now - speech.first_audio_at - speech.timeline.seconds) > 0:
+                speech.first_audio_at += dry  # the client played all it had and waited: its playback resumes now
+            await self._emit(ev.AudioChunk(speech.speech_id, frame))
             speech.timeline.extend_last(pcm16_seconds(frame, OUTPUT_RATE))
             marks.mark("first_audio_sent")
 

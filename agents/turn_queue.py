@@ -19,6 +19,7 @@ from typing import Any
 
 from agents.history import History
 from agents.listener import UserTurn
+from agents.replies import Reply
 from agents.services import Emit
 from agents.tool_round import TurnTools
 from common.clock import Clock, first_of
@@ -36,6 +37,8 @@ class TurnRequest:
     tools: TurnTools
     goes_on: bool = False  # the reply goes on from the client's tool results (there may be no new input)
     handled_before: int = field(default=0, repr=False)  # client messages handled when it was asked for
+    abandoned: bool = False  # the user went on with the turn (agents/continuation.py): it is not answered
+    reply: Reply | None = field(default=None, repr=False)  # the reply to it, once it is being written
 
 
 class TurnQueue:
@@ -59,11 +62,12 @@ class TurnQueue:
         self._typed_ids.append(stored.id)
         await self._emit(ev.Message("user", stored.id, stored.content))
 
-    def put(self, turn: UserTurn, tools: TurnTools, goes_on: bool) -> None:
+    def put(self, turn: UserTurn, tools: TurnTools, goes_on: bool) -> TurnRequest:
         """Ask for a reply to ``turn`` and the text typed since the last one."""
-        self._requests.put_nowait(TurnRequest(turn, self._typed_ids, turn.ended_at or self._clock.now(), tools, goes_on,
-                                              self._handled))
+        request = TurnRequest(turn, self._typed_ids, turn.ended_at or self._clock.now(), tools, goes_on, self._handled)
+        self._requests.put_nowait(request)
         self._typed_ids = []
+        return request
 
     async def serve(self, run_turn: Callable[[TurnRequest], Awaitable[None]], agent_name: str) -> None:
         """Answer the turns one at a time, in order (the Conversation's worker task)."""

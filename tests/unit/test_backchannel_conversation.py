@@ -49,6 +49,7 @@ async def test_a_backchannel_over_the_reply_is_no_interruption_and_no_turn():
     silence = b"\x00\x00" * 16_000
     await say(conv, clock, speech_pcm16k("On Saturday morning we walked along the river to the old market.") + silence)
     assert statuses(out) == ["init_done", "response_created", "response_done"]
+    await clock.advance(1.6)  # past the resume window, where any word would take the turn back (test_continuation.py)
     for backchannel in ("Yeah.", "Okay."):
         saying["now"] = backchannel
         await say(conv, clock, speech_pcm16k(backchannel) + silence)
@@ -75,6 +76,7 @@ async def test_an_agent_without_backchannels_is_interrupted_by_them():
     await conv.start()
     silence = b"\x00\x00" * 16_000
     await say(conv, clock, speech_pcm16k("On Saturday morning we walked along the river to the old market.") + silence)
+    await clock.advance(1.6)  # past the resume window
     saying["now"] = "Yeah."
     await say(conv, clock, speech_pcm16k("Yeah.") + silence)
     assert "user_interrupt" in statuses(out) and user_texts(out)[-1] == "Yeah."
