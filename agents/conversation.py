@@ -31,6 +31,7 @@ from agents.replies import Reply, ReplyWriter, RunningReply
 from agents.services import Emit, ReportTurn, Services, SessionPolicy
 from agents.session_tools import SessionTools
 from agents.speaker import Speaker
+from agents.speculation import Speculator
 from agents.timeline import TurnReport, TurnTimeline
 from agents.tool_round import ServerTools
 from agents.turn_queue import TurnQueue, TurnRequest
@@ -52,15 +53,17 @@ class Conversation:
         self.agent, self._init, self.policy = agent, init, policy
         self.mode = SessionMode(init.mode)
         listening = (listening.for_phone() if init.narrowband else listening).with_agent(agent.turn_taking)  # phone line, agent
+        self._listening = listening
+        self._speculator = Speculator(services, agent.voices.for_role)  # the reply started before the turn is over
         self.history = History()
         self._services, self._send, self._report = services, emit, report_turn
         self._greeting_dir = greeting_dir
         self._rng = rng or random.Random()
         self._speaker = Speaker(agent_name=agent_name, mode=self.mode, agent=agent, history=self.history,
-                                services=services, emit=self._emit, report_turn=self._report_turn,
+                                services=self._speculator.services, emit=self._emit, report_turn=self._report_turn,
                                 stream_audio=init.stream_output_audio, recorder=recorder, clock=clock)
         self._replies = ReplyWriter(agent_name=agent_name, agent=agent, history=self.history,
-                                    speaker=self._speaker, services=services, emit=self._emit, rng=self._rng, clock=clock)
+                                    speaker=self._speaker, services=self._speculator.services, emit=self._emit, rng=self._rng, clock=clock)
         self._reply = RunningReply()
         self._listener = Listener(transcribe=services.transcribe, on_event=self._on_listener_event, mode=self.mode,
                                   config=listening, max_turn_s=policy.max_turn_seconds, stream_partials=init.stream_user_stt,
@@ -101,6 +104,7 @@ class Conversation:
         tasks = [t for t in (*self._speaker.tasks(), self._worker, *self._reply.tasks(), *self._side_tasks) if t is not None]
         await self._input.close()
         await self._listener.close()
+        self._speculator.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -178,7 +182,10 @@ class Conversation:
     async def _on_listener_event(self, event: ListenerEvent) -> None:
         if isinstance(event, TranscriptUpdate):
             await self._show_transcript(event.turn, event.text, final=event.final)
+            if event.final:
+                self._speculate(event.turn, event.text)
         elif isinstance(event, SpeechStarted):
+            self._speculator.cancel()  # the user goes on
             if self.mode.call:  # (over the agent, only once it is heard to be words)
                 await self._barge_in.speech_started(self._spawn)
             else:
@@ -190,6 +197,14 @@ class Conversation:
         elif isinstance(event, AudioOverflow):
             await self._emit(ev.Error(f"this turn's audio passed {self.policy.max_turn_seconds:.0f} s; the rest of it "
                                      "is ignored (end the turn with create_response)", "audio_too_long"))
+
+    def _speculate(self, turn: UserTurn, text: str) -> None:
+        """Start the reply to what the user said so far, before the turn is over (agents/speculation.py): only
+        while the agent is silent, so the history it answers is the one the reply will see."""
+        quiet = not self._reply.running() and not self._speaker.speaking(self.clock.now()) and self._turns.idle
+        if self._listening.speculate and quiet and turn is self._listener.turn and text.strip() and self._barge_in.announced(turn):
+            self._speculator.start(text, self._replies.first_request(self.tools.for_reply()),
+                                   echo_text=text if self.agent.is_echo else None)
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` beside the conversation (closed with it)."""
@@ -265,5 +280,6 @@ class Conversation:
             self._transcripts.reopen(turn)
             return
         timeline.reopened = self._continuation.was_reopened(turn)
+        self._speculator.reply_begins(" ".join(inputs), timeline)
         request.reply = reply = Reply()
         await self._reply.run(reply, self._replies.respond(reply, inputs, timeline, request.tools))

@@ -168,6 +168,14 @@ class ReplyWriter:
             calls = await self._stream_attempt(reply, self._request(temperatures[0], definitions, choice), ReplyParser(),
                                                None, timeline)
 
+    def first_request(self, tools: TurnTools) -> LlmRequest | None:
+        """The LLM request a reply would begin with now (None: the echo agent, or no LLM): what speculation asks."""
+        if self._agent.is_echo or self._services.stream_llm is None:
+            return None
+        config = self._agent.control
+        temperature = config.temperatures(self._agent.temperature)[0] if config else self._agent.temperature
+        return self._request(temperature, tools.definitions(), tools.choice)
+
     def _request(self, temperature: float, tools: tuple[dict[str, Any], ...], choice: str | None) -> LlmRequest:
         agent = self._agent
         messages = self._persona.messages(self._history.for_llm(self._persona.json_replies), agent.context_tokens)

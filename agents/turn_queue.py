@@ -50,6 +50,7 @@ class TurnQueue:
         self._typed_ids: list[int] = []  # typed user messages since the last turn was asked for
         self._handled = 0  # client messages handled so far
         self._next_handled = asyncio.Event()
+        self._waiting = 0  # turns put and not yet answered
 
     def message_handled(self) -> None:
         """One more client message was handled (the Conversation calls this after each one)."""
@@ -67,7 +68,13 @@ class TurnQueue:
         request = TurnRequest(turn, self._typed_ids, turn.ended_at or self._clock.now(), tools, goes_on, self._handled)
         self._requests.put_nowait(request)
         self._typed_ids = []
+        self._waiting += 1
         return request
+
+    @property
+    def idle(self) -> bool:
+        """No turn is waiting for its reply or being answered."""
+        return self._waiting == 0
 
     async def serve(self, run_turn: Callable[[TurnRequest], Awaitable[None]], agent_name: str) -> None:
         """Answer the turns one at a time, in order (the Conversation's worker task)."""
@@ -80,6 +87,7 @@ class TurnQueue:
             except Exception:  # a bug must not end the session: the turn is already closed by run_turn
                 log.exception("turn of agent '%s' failed", agent_name)
             finally:
+                self._waiting -= 1
                 self._requests.task_done()
 
     async def join(self) -> None:

@@ -28,6 +28,15 @@ class VoiMetrics:
         self.tool = metrics.Histogram(
             "voi_tool_ms", "Time a turn waited for its server-side tool calls, all rounds (ms).", _MS_BUCKETS, tags)
         self.turns = metrics.Counter("voi_turns_total", "Turns answered.", tags)
+        self.reopened = metrics.Counter(
+            "voi_turns_reopened_total", "Turns answered after the user went on within the resume window.", tags)
+        self.speculations = metrics.Counter(
+            "voi_speculations_total", "Replies started before the end of the turn, by outcome (hit, miss).",
+            (*tags, "outcome"))
+        self.discarded_llm_calls = metrics.Counter(
+            "voi_speculation_discarded_llm_calls_total", "LLM calls of dropped speculations.", tags)
+        self.discarded_tts = metrics.Counter(
+            "voi_speculation_discarded_tts_seconds_total", "Seconds of speech synthesized by dropped speculations.", tags)
         self.errors = metrics.Counter("voi_errors_total", "Error messages sent to clients, by kind.", ("kind",))
         self.sessions = metrics.Gauge("voi_active_sessions", "Open websocket sessions on this ingress replica.")
         self._open = 0
@@ -40,6 +49,14 @@ class VoiMetrics:
             if value is not None:
                 histogram.observe(value, tags=tags)
         self.turns.inc(tags=tags)
+        if report.reopened:
+            self.reopened.inc(tags=tags)
+        if report.speculation is not None:
+            self.speculations.inc(tags={**tags, "outcome": report.speculation})
+        if report.discarded_llm_calls:
+            self.discarded_llm_calls.inc(report.discarded_llm_calls, tags=tags)
+        if report.discarded_tts_s:
+            self.discarded_tts.inc(report.discarded_tts_s, tags=tags)
 
     def record_error(self, kind: str) -> None:
         self.errors.inc(tags={"kind": kind or "unknown"})

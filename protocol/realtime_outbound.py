@@ -5,7 +5,8 @@ A reply's ``response_created`` / growing assistant ``message`` / ``audio`` / ``r
 deltas and audio deltas, and once the reply's audio is all sent (``speech_done``) the ``.done`` events and
 ``response.done``. The turn events ``speech_started`` / ``speech_stopped`` become server VAD's
 ``input_audio_buffer.speech_started`` / ``speech_stopped`` / ``committed`` and the user's audio item; the
-user's transcript messages become ``conversation.item.input_audio_transcription.delta`` / ``completed``.
+user's transcript messages become ``conversation.item.input_audio_transcription.delta`` / ``completed``; a turn
+the user went on with (``TurnReopened``) deletes its item, and the item of what they said since carries the whole.
 What the client's own events change here (a commit, a cancel) is called by ``protocol/realtime.py``.
 """
 
@@ -90,6 +91,8 @@ class OutboundEvents:
                 return self._speech_started()
             case ev.UserSpeechStopped() if self.config.turn_detection:
                 return self.commit_user_audio(speech_stopped=True)
+            case ev.TurnReopened(message_id=voi_id):
+                return self._reopened(voi_id)
             case ev.UserInterrupt() if self.response is not None:
                 return self.finish("cancelled", {"type": "cancelled", "reason": "turn_detected"})
             case ev.ResponseCreated():
@@ -137,6 +140,21 @@ class OutboundEvents:
         user.started = True
         start = max(0, int(self.audio_ms) - SPEECH_ONSET_MS)
         return [self.events.event("input_audio_buffer.speech_started", audio_start_ms=start, item_id=user.item_id)]
+
+    def _reopened(self, voi_id: int) -> list[dict[str, Any]]:
+        """The user went on with the turn shown as ``voi_id``. A committed item's audio and transcript cannot grow,
+        so that item is deleted and the item of the audio said since carries the whole turn's transcript."""
+        events: list[dict[str, Any]] = []
+        for item_id, voi_ids in list(self.items.items()):
+            if voi_id in voi_ids and item_id not in self.assistant_items:
+                del self.items[item_id]
+                events.append(self.events.event("conversation.item.deleted", item_id=item_id))
+        if self.committed is not None and self.committed.voi_id == voi_id:
+            self.committed = None  # (deleted before its transcript completed)
+        self.retired.discard(voi_id)
+        user = self._current_user()
+        user.voi_id, user.transcript, user.sent = voi_id, "", ""
+        return events
 
     def _on_cancelled(self, reason: str) -> list[dict[str, Any]]:
         if self.response is not None:

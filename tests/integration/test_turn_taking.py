@@ -1,6 +1,7 @@
-"""Call mode on the real graph: the end-of-turn model ends a complete question early, keeps a sentence with
-a pause in the middle as one turn, the user's final message keeps Whisper's punctuation, and backchannels over
-a reply neither interrupt it nor start a turn while a real interruption stops it."""
+"""Call mode on the real graph: the end-of-turn model ends a complete question early, a sentence with a pause in
+the middle is one user message answered once (waited through, or taken back), the user's final message keeps
+Whisper's punctuation, and backchannels over a reply neither interrupt it nor start a turn while a real
+interruption stops it."""
 
 from __future__ import annotations
 
@@ -38,17 +39,25 @@ async def test_a_complete_question_is_answered_early_and_keeps_its_question_mark
     assert waited < MAX_WAIT_S, f"the turn ended {waited:.2f} s after the speech"
 
 
-async def test_a_pause_mid_sentence_gives_one_turn(connect):
+PAUSED = ("I would like to book a table for four people tonight.", 8)  # a pause after "for"
+
+
+async def test_a_paused_sentence_is_one_user_message_answered_once_on_the_whole(connect):
+    """Whether the end-of-turn rule waits through the pause or ends the turn and takes it back when the user goes
+    on (resume_window_s), the user sees one message, and the one reply that is not cancelled answers the whole."""
     client = await connect()
     await start_session(client, mode="call")
-    text = "My name is John and I live in Berlin."
-    await client.send_audio(speech_with_pause(text, 5, 1.0) + b"\x00\x00" * 16_000 * 3, realtime=True)
-    items = await client.until(ends_response, 30)
-    items += await client.drain(1.0)
-    statuses = [i.header["status"] for i in items if i.type == "status"]
-    assert statuses.count("response_created") == 1, statuses
-    assert len({m.header["id"] for m in user_messages(items)}) == 1
+    text, after = PAUSED
+    await client.send_audio(speech_with_pause(text, after, 1.0) + b"\x00\x00" * 16_000 * 3, realtime=True)
+    items = await client.until(lambda r: r.is_status("response_done"), 60)
+    items += await client.drain(2.0)
+    statuses = [i.header["status"] for i in items if i.type == "status" and i.header["status"].startswith("response")]
+    assert statuses.count("response_done") == 1 and statuses[-1] == "response_done", statuses
+    assert statuses[:-2] == ["response_created", "response_cancelled"] * (len(statuses[:-2]) // 2), statuses
+    assert len({m.header["id"] for m in user_messages(items)}) == 1, [text_of(m) for m in user_messages(items)]
     assert wer(text, final_user_text(items)) <= 0.15, final_user_text(items)
+    answered = [text_of(i) for i in items if i.type == "message" and i.header["role"] == "assistant"][-1]
+    assert wer(text, answered) <= 0.15, answered  # the echo agent: the reply that played is the whole sentence
 
 
 async def test_backchannels_do_not_interrupt_but_a_real_interruption_does(connect):
@@ -58,6 +67,7 @@ async def test_backchannels_do_not_interrupt_but_a_real_interruption_does(connec
              "and a big bag of apples for the way home.")
     await client.send_audio(speech_pcm16k(story) + b"\x00\x00" * 16_000, realtime=True)
     await client.until(lambda r: r.type == "audio", 30)  # the echo of a 7 s story starts playing
+    await asyncio.sleep(1.6)  # past the resume window (resume_window_s): a word in it would take the turn back
     # "Uh-huh." stands for the issue's "mhm": Piper reads "Mhm." and "Mm-hmm." as words ("and make it"),
     # Whisper hears its "Uh-huh." as "Oh.", a backchannel.
     for backchannel in ("Yeah.", "Uh-huh.", "Okay."):

@@ -4,6 +4,7 @@ Test modules import from here, never from each other."""
 
 import dataclasses
 import json
+from pathlib import Path
 
 from agents.agent import AgentConfig, build_agent
 from agents.conversation import Conversation
@@ -133,3 +134,75 @@ def send(a: RealtimeAdapter, event_type: str, **fields):
 
 def kinds(events):
     return [e["type"] for e in events]
+
+
+# A call on a virtual clock (test_continuation.py, test_speculation.py, ...).
+TIMED_VOICES = {"character": {"model": "piper-joe", "voice": "joe"}}
+SILENCE = b"\x00\x00" * 16_000  # 1 s
+
+
+def timed_agent(**fields):
+    return build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": TIMED_VOICES, **fields}), patterns={},
+                       others={}, models=None, source="test", name="a", base_dir=Path("."))
+
+
+def timed_call(saying: dict[str, str], llm_delay_s: float | None = None, mode: str = "call", **turn_taking):
+    """A conversation whose Whisper hears ``saying["now"]`` (the test changes it as it speaks), whose TTS makes
+    0.2 s of audio a word and, with ``llm_delay_s``, an LLM agent whose scripted LLM answers "You said: ..."
+    after that delay (else the echo agent); turn reports are ``TurnItem``s in ``out``, every event in
+    ``out.events``. Returns the conversation, ``out``, its virtual clock and the LLM's requests (user text)."""
+    out, clock = Sent(everything=True), VirtualClock()
+    asked: list[str] = []
+
+    async def transcribe(pcm: bytes, prompt):
+        text = saying["now"]
+        return Transcript(text, [Word(" " + w, i * 0.2, i * 0.2 + 0.15, 0.9) for i, w in enumerate(text.split())])
+
+    async def speak(text, voice, tone, cached):
+        for _ in text.split():
+            yield b"\x01\x00" * 4_800
+
+    async def stream_llm(request):
+        asked.append(request.messages[-1]["content"])
+        await clock.sleep(llm_delay_s or 0.0)
+        yield f"You said: {request.messages[-1]['content']}"
+
+    model = {"llm_model": "openai/scripted"} if llm_delay_s is not None else {}
+
+    async def report_turn(report):
+        out.append(TurnItem(dataclasses.asdict(report)))
+
+    conv = Conversation(agent_name="a", agent=timed_agent(**model, **({"turn_taking": turn_taking} if turn_taking else {})),
+                        init=m.Init(agent_name="a", mode=mode, init_greeting=False),
+                        services=Services(transcribe, speak, stream_llm=stream_llm), emit=out.emit,
+                        report_turn=report_turn, clock=clock)
+    return conv, out, clock, asked
+
+
+async def say(conv: Conversation, clock: VirtualClock, pcm: bytes) -> None:
+    """At real-time pace, in 0.128 s frames."""
+    for offset in range(0, len(pcm), 4096):
+        await conv.handle(m.Audio(pcm[offset : offset + 4096]))
+        await clock.advance(0.128)
+
+
+def reply_statuses(out: Sent) -> list[str]:
+    """The replies' and barge-ins' statuses, in order."""
+    kinds = (ev.ResponseCreated, ev.ResponseDone, ev.ResponseCancelled, ev.UserInterrupt)
+    names = {ev.ResponseCreated: "response_created", ev.ResponseDone: "response_done",
+             ev.ResponseCancelled: "response_cancelled", ev.UserInterrupt: "user_interrupt"}
+    return [names[type(e)] for e in out.events if isinstance(e, kinds)]
+
+
+def user_messages(out: Sent) -> list[ev.Message]:
+    return [e for e in out.events if isinstance(e, ev.Message) and e.role == "user"]
+
+
+def turn_reports(out: Sent) -> list[dict]:
+    return [o.header for o in out if o.type == "turn_report"]
+
+
+def assistant_texts(out: Sent) -> list[str]:
+    """The last text of each assistant message."""
+    last = {e.id: e.text for e in out.events if isinstance(e, ev.Message) and e.role == "assistant"}
+    return list(last.values())

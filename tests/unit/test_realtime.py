@@ -435,3 +435,27 @@ def test_barge_in_turn_keeps_its_transcript_until_the_reply_starts():
     assert [e["transcript"] for e in completed] == ["Wait, stop, I have a question."], kinds(events)
     started = [e for e in events if e["type"] == "input_audio_buffer.speech_started"]
     assert completed[0]["item_id"] == started[0]["item_id"] != started[1]["item_id"]
+
+
+def test_a_reopened_turn_is_one_item_with_the_whole_transcript():
+    """The user went on within the resume window: the first part's committed item is deleted, and the item of
+    what was said since carries the whole turn's transcript, completed once, before the one reply to it."""
+    a = adapter(transcribe_input=True)
+    send(a, "input_audio_buffer.append", audio=b64(b"\x00\x00" * 24_000))
+    events = a.outbound(ev.UserSpeechStarted())
+    events += a.outbound(ev.UserSpeechStopped())
+    events += a.outbound(ev.Message("user", 0, [m.text_part("I would like a table for")]))
+    events += reply(a, 1)  # the reply to the first part begins ...
+    events += a.outbound(ev.UserSpeechStarted()) + a.outbound(ev.UserInterrupt())  # ... and is cut
+    events += a.outbound(ev.TurnReopened(0))
+    events += a.outbound(ev.Message("user", 0, [m.text_part("I would like a table for four")], final=False))
+    events += a.outbound(ev.UserSpeechStopped())
+    events += a.outbound(ev.Message("user", 0, [m.text_part("I would like a table for four people.")]))
+    events += a.outbound(ev.ResponseCreated())
+    completed = [e for e in events if e["type"].endswith("transcription.completed")]
+    deleted = [e["item_id"] for e in events if e["type"] == "conversation.item.deleted"]
+    assert deleted == [completed[0]["item_id"]]
+    assert completed[-1]["transcript"] == "I would like a table for four people."
+    assert completed[-1]["item_id"] != deleted[0]
+    deltas = [e["delta"] for e in events if e["type"].endswith("transcription.delta") and e["item_id"] == completed[-1]["item_id"]]
+    assert "".join(deltas) == "I would like a table for four people."
