@@ -308,11 +308,15 @@ def summarize(raw: dict[str, list[dict]]) -> dict[str, Any]:
     v2v = [c["voice_to_voice_ms"] for c in complete]
     llm_v2v = [c["voice_to_voice_ms"] for c in llm]
     speculation = [s for c in llm for s in c["speculation"]]
+    echo_speculation = [s for c in complete for s in c["speculation"]]
+    chat_speculation = [s for c in raw["chat"] for s in c["speculation"]]
     return {
         "turn_ended_p50_ms": pct(ended, 50), "turn_ended_p95_ms": pct(ended, 95),
         "voice_to_voice_p50_ms": pct(v2v, 50), "voice_to_voice_p95_ms": pct(v2v, 95),
         "complete_split_rate": sum(c["turns"] != 1 for c in complete) / max(1, len(complete)),
         "complete_reopened": sum(c["reopened"] for c in complete),
+        "complete_speculation_hits": echo_speculation.count("hit"), "complete_speculation_misses": echo_speculation.count("miss"),
+        "chat_speculation_hits": chat_speculation.count("hit"), "chat_speculation_misses": chat_speculation.count("miss"),
         "paused_cut_rate": rate(paused, "cut"), "paused_whole_rate": rate(paused, "whole"),
         "paused_reopened": sum(p["reopened"] for p in paused),
         "abandoned_heard_p50_ms": pct([p["abandoned_heard_ms"] for p in paused], 50),
@@ -385,6 +389,8 @@ ROWS: list[Row] = [
     ("complete: voice-to-voice (echo), p50 / p95", lambda r: _p(r, "voice_to_voice_p50_ms", "voice_to_voice_p95_ms"), "", lambda r, _: None),
     ("complete: split / reopened", lambda r: f"{_pct(r['complete_split_rate'])} / {r['complete_reopened']}", "reported",
      lambda r, _: None),
+    ("complete: speculation hit / miss (echo: first synthesis)",
+     lambda r: f"{r['complete_speculation_hits']} / {r['complete_speculation_misses']}", "reported", lambda r, _: None),
     ("paused: cut at the pause", lambda r: _pct(r["paused_cut_rate"]), "", lambda r, _: None),
     ("paused: answered once, to the whole sentence", lambda r: _pct(r["paused_whole_rate"]), ">= 90 %",
      lambda r, _: None if r["paused_whole_rate"] is None else r["paused_whole_rate"] >= 0.9),
@@ -402,6 +408,8 @@ ROWS: list[Row] = [
      "reported", lambda r, _: None),
     ("chat: create_response -> first audio, p50 / p95", lambda r: _p(r, "chat_first_audio_p50_ms", "chat_first_audio_p95_ms"),
      "<= 120 ms (p50)", lambda r, _: _below(r["chat_first_audio_p50_ms"], 120)),
+    ("chat: speculation hit / miss", lambda r: f"{r['chat_speculation_hits']} / {r['chat_speculation_misses']}", "reported",
+     lambda r, _: None),
     ("noises over a reply that stopped it", lambda r: _pct(r["noise_stop_rate"]), "0 %",
      lambda r, _: _below(r["noise_stop_rate"], 0.0)),
     ("backchannels that interrupted or made a turn", lambda r: _pct(r["backchannel_interrupt_rate"]), "<= 10 %",
