@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import tempfile
 import time
@@ -296,6 +297,9 @@ async def chat_clips(client: VoiClient, clips: list[str]) -> list[dict]:
         out.append({"text": text, "first_audio_ms": (first.at - sent) * 1000 if first else None,
                     "speculation": [m.get("speculation") for m in metrics(items + after)]})
     return out
+
+
+SECTIONS = ("complete", "paused", "backchannels", "noises", "interruptions", "llm", "chat")  # a setting's raw clips
 
 
 def rate(rows: list[dict], key: str) -> float | None:
@@ -575,7 +579,17 @@ def main() -> None:
     parser.add_argument("--settings", default="off,on", help=f"of {', '.join(SETTINGS)}")
     parser.add_argument("--phone", action="store_true", help="16 kHz against a phone line, in-process (no graph)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "turns.json")
+    parser.add_argument("--table-of", type=Path, default=None,
+                        help="no run: summarize the raw clips of this report again (as this script now does) and "
+                             "write it to --out with its table and plot")
     args = parser.parse_args()
+    if args.table_of:
+        report = json.loads(args.table_of.read_text())
+        for data in report["settings"].values():
+            data.update(summarize({k: data[k] for k in SECTIONS}))
+        report["met"] = print_table(report)
+        write_report(report, args.out, plot)
+        return
     args.backchannels = args.clips if args.backchannels is None else args.backchannels
     args.noises = min(8, args.clips) if args.noises is None else args.noises
     args.interruptions = max(1, args.clips // 2) if args.interruptions is None else args.interruptions
