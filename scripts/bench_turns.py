@@ -21,8 +21,10 @@ followed by silence, as a microphone would. For each setting, one after the othe
   that played before the user went on (its first audio frame -> the speech resuming, by the clip timeline;
   0 when it came later) and in all (its first audio frame -> ``user_interrupt``);
 - backchannels ("Yeah.", ...), non-speech sounds (harness/noises.py: cough, knock, hum, laugh) and real
-  interruptions ("Wait, stop, ...") 0.5 s into the echo's reply: the rate that stopped it (``user_interrupt``)
-  or made a turn; for interruptions, ``user_interrupt`` after the speech's onset, p50/p95;
+  interruptions ("Wait, stop, ...") over the echo's reply to a long statement, at least 0.5 s into it and past
+  the resume window (1.8 s after the turn ended: inside it any words reopen the turn, by design): the rate
+  that stopped it (``user_interrupt``) or made a turn; for interruptions, ``user_interrupt`` after the speech's
+  onset, p50/p95;
 - the scripted LLM (call mode): end of speech -> first reply audio, p50/p95, and the speculation's cost
   (``turn_metrics``: hits, misses, discarded LLM calls per turn);
 - chat mode (echo): the clip, then ``create_response`` 300 ms after the speech ends (a person letting go of
@@ -89,6 +91,12 @@ PAUSED = [  # (sentence, words before the pause)
     ("Can you remind me to call my mother this evening?", 6), ("She said that the shop opens at nine.", 3),
 ]
 PAUSES_S = [0.6, 0.8, 1.0, 1.2]
+LEADS = [  # what the user says before a clip is played over the echo's reply to it: long, so the reply still plays
+    "I would like to book a table for four people tonight at the little restaurant down by the harbour.",
+    "The meeting with the new clients was moved from Wednesday afternoon to Thursday morning at nine.",
+    "We are going to drive down to the beach with the children this weekend if the weather stays nice.",
+]
+OVER_REPLY_AFTER_TURN_S = 1.8  # past the default resume_window_s (1.5 s) after the end of the lead's turn
 BACKCHANNELS = ["Yeah.", "Okay.", "Right.", "Sure.", "Uh-huh."]
 INTERRUPTIONS = ["Wait, stop, I have a question.", "Sorry, can I ask something?", "No, that is not what I meant."]
 TAIL_S = 2.6  # silence after each clip: more than the model's maximum wait (2 s)
@@ -205,7 +213,9 @@ def user_ids(items: list[Received]) -> set[Any]:
 
 
 def last_user_text(items: list[Received]) -> str:
+    """The user's last settled transcript (the last user message re-sent, when none is final)."""
     users = [i for i in items if i.type == "message" and i.header.get("role") == "user"]
+    users = [i for i in users if i.header.get("final")] or users
     return text_of(users[-1]) if users else ""
 
 
@@ -248,11 +258,13 @@ async def paused_clips(client: VoiClient, clips: list[tuple[str, int]]) -> list[
         heard = [max(0.0, resumed - r.first_audio_at) * 1000 if r.first_audio_at is not None else 0.0 for r in abandoned]
         played = [max(0.0, (r.stopped_at or r.first_audio_at) - r.first_audio_at) * 1000 if r.first_audio_at is not None
                   else 0.0 for r in abandoned]
+        said = last_user_text(items)
         whole = (len(answered) == 1 and len(user_ids(items)) == 1 and wer(text, answered[0].text) <= WHOLE_WER
-                 and wer(text, last_user_text(items)) <= WHOLE_WER)
+                 and wer(text, said) <= WHOLE_WER)
         turn = metrics(items + after_stop)
         out.append({"text": text, "pause_s": pause, "turns": len(got), "answered": len(answered),
-                    "answer": answered[-1].text if answered else None, "user_message_ids": len(user_ids(items)),
+                    "answer": answered[-1].text if answered else None, "user_text": said,
+                    "user_message_ids": len(user_ids(items)),
                     "cut": len(got) > 1 or (bool(got) and got[0].created_at < speech_end), "whole": whole,
                     "abandoned": len(abandoned), "abandoned_heard_ms": max(heard) if heard else None,
                     "abandoned_played_ms": max(played) if played else None,
@@ -261,19 +273,23 @@ async def paused_clips(client: VoiClient, clips: list[tuple[str, int]]) -> list[
 
 
 async def over_reply(client: VoiClient, clips: list[tuple[str, bytes]]) -> list[dict]:
-    """Each clip (a label and its audio) played 0.5 s into the echo's reply to a statement."""
+    """Each clip (a label and its audio) played into the echo's reply to a long statement: 0.5 s after its first
+    audio, and past the resume window (OVER_REPLY_AFTER_TURN_S after response_created), so that what is measured
+    is speech over the agent, not a continuation of the user's turn (where any words reopen it)."""
     out = []
     for n, (label, pcm) in enumerate(clips):
-        lead = trim_trailing_silence(speech_pcm16k(STATEMENTS[1 + n % (len(STATEMENTS) - 1)]))
-        sender = asyncio.create_task(client.send_audio(lead + b"\x00\x00" * 16_000 * 8, realtime=True))
+        lead = trim_trailing_silence(speech_pcm16k(LEADS[n % len(LEADS)]))
+        sender = asyncio.create_task(client.send_audio(lead + b"\x00\x00" * 16_000 * 12, realtime=True))
         items = await client.until(lambda r: r.type == "audio", 30)
-        await asyncio.sleep(0.5)
+        turn_ended = next((i.at for i in items if i.is_status("response_created")), items[-1].at)
+        await asyncio.sleep(max(0.0, max(items[-1].at + 0.5, turn_ended + OVER_REPLY_AFTER_TURN_S) - time.monotonic()))
         sender.cancel()
         got, started = await one_clip(client, pcm)
         onset = started + speech_onset_s(pcm)
         items += got
         interrupts = [i for i in got if i.is_status("user_interrupt")]
         out.append({"text": label, "interrupted": bool(interrupts), "turns": len(created(got)),
+                    "heard": [text_of(i) for i in got if i.type == "message" and i.header.get("role") == "user"][-1:],
                     "stopped": bool(interrupts) or bool(created(got)),
                     "interrupt_ms": (interrupts[0].at - onset) * 1000 if interrupts else None})
         await stop_reply(client, items)
