@@ -69,6 +69,7 @@ class BargeIn:
         self._unannounced.add(turn)
         if resuming:
             self._speaker.hold()  # until the words are known: what is not sent of the reply is not heard
+            self._listener.hold_end(turn)  # ... and the words may not be a turn of their own before that
         spawn(self._judge(turn, resuming), "resume" if resuming else "backchannel")
 
     def announced(self, turn: UserTurn) -> bool:
@@ -131,6 +132,7 @@ class BargeIn:
         finally:
             if resuming:
                 self._speaker.release()
+                await self._listener.release_end(turn)
 
     def _nothing_yet(self, text: str, resuming: bool) -> bool:
         """No reason to act on ``text`` yet: in the resume window any word reopens the turn, over the agent only

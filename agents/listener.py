@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -111,6 +112,7 @@ class Listener:
         self._fed = 0  # samples of the stream so far: the clock of stream positions
         self._judged = 0  # samples of the stream the VAD has judged (whole windows)
         self._whisper = asyncio.Lock()
+        self._end_held: weakref.WeakSet[UserTurn] = weakref.WeakSet()  # turns that may not end yet (``hold_end``)
         self.turn = self._new_turn()
 
     async def _transcribe_in_turn(self, pcm16: bytes, prompt: str | None) -> Transcript:
@@ -125,8 +127,11 @@ class Listener:
         return self.mode.call
 
     def _new_turn(self) -> UserTurn:
+        return UserTurn(self._new_streamer())
+
+    def _new_streamer(self) -> StreamingTranscriber:
         streaming = StreamingConfig(update_interval_s=self.config.update_interval_s, max_window_s=self.config.max_window_s)
-        return UserTurn(StreamingTranscriber(self._transcribe_in_turn, streaming))
+        return StreamingTranscriber(self._transcribe_in_turn, streaming)
 
     def blank_turn(self) -> UserTurn:
         """A turn without audio, ended now (a reply that goes on from tool results leaves the user's turn be)."""
@@ -147,6 +152,15 @@ class Listener:
         (what they said since, its pre-roll included) goes on in it, and its transcript grows from where it was."""
         since = self.turn
         audio = since.streamer.window_audio()
+        if turn.streamer.window_s >= turn.streamer.received_s:
+            # Its whole audio is still in the window: heard again afresh with what follows, so the words at the
+            # pause are judged anew (tiny.en often heard "for" before a pause as "for four."), without the
+            # silence that ended the turn (the new audio's pre-roll is pause enough; more made Whisper fill it in).
+            heard_before = turn.streamer.window_audio()
+            if turn.speech_end_s is not None:
+                heard_before = heard_before[: int(turn.speech_end_s * INPUT_RATE) * 2]
+            turn.streamer = self._new_streamer()
+            turn.streamer.add(heard_before)
         self._add(turn, audio)
         turn.origin = self._fed - int(round(turn.streamer.received_s * INPUT_RATE))  # the stream goes on from here
         turn.ended_at, turn.speech_end_s = 0.0, None
@@ -268,7 +282,17 @@ class Listener:
             turn.recent += pcm
             del turn.recent[: max(0, len(turn.recent) - int(MODEL_AUDIO_S * INPUT_BYTES_PER_SECOND) // 2 * 2)]
 
+    def hold_end(self, turn: UserTurn) -> None:
+        """``turn`` may not end until ``release_end``: whether its words go on the turn before is being judged."""
+        self._end_held.add(turn)
+
+    async def release_end(self, turn: UserTurn) -> None:
+        self._end_held.discard(turn)
+        await self._maybe_end(turn)
+
     async def _maybe_end(self, turn: UserTurn) -> None:
+        if turn in self._end_held:
+            return
         if self.call_mode and turn is self.turn and end_of_turn(self.activity, turn.heard, self.config, turn.complete,
                                                                 turn.predicting, turn.settled >= turn.utterances):
             await self.on_event(TurnEnded(self.take_turn()))

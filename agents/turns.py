@@ -86,6 +86,9 @@ PHONE_PROFILE: dict[str, Any] = {
     # 0.14-0.52 to 0.70-0.76): ask more of it where the transcript does not end a sentence. Where it does, the
     # punctuation threshold applies as before (the complete clips' phone scores stay >= 0.65).
     "turn_complete_threshold": 0.8,
+    # The caller hears the reply later and is heard later (the phone network's jitter buffers and transcoding add
+    # a few hundred ms each way): the same forgiveness needs a window longer by that round trip on our clock.
+    "resume_window_s": 2.0,
 }
 
 

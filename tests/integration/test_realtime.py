@@ -179,23 +179,29 @@ async def test_a_paused_sentence_is_answered_once_on_the_whole(server):
     """A pause mid-sentence with server VAD: if the turn ended at the pause and was taken back when the user went
     on, the first part's item is deleted; the one completed response answers the whole sentence, and the one
     transcript not deleted is the whole."""
-    text = "I would like to book a table for four people tonight."
-    pcm = float_to_pcm16(resample(pcm16_to_float(speech_with_pause(text, 8, 1.0)), 16_000, 24_000))
+    text = "My name is John and I live in Berlin."
+    pcm = float_to_pcm16(resample(pcm16_to_float(speech_with_pause(text, 5, 1.0)), 16_000, 24_000))
     async with connect(server, "stt_test") as conn:
         await open_session(conn, VAD)
         await append_speech(conn, pcm, real_time=True, silence_s=2.0)
-        events = await until(conn, "response.done", 60)
-        while events[-1].response.status == "cancelled":  # a reply to the first part, stopped as the user went on
+        events: list[Any] = []
+        for _ in range(3):  # a reply to the first part may come first: stopped, or all sent before the user went on
             events += await until(conn, "response.done", 60)
+            if "berlin" in spoken_by(events, events[-1].response.id).lower():
+                break
         events += await drain(conn, 1.0)
     done = [e.response for e in events if e.type == "response.done"]
-    assert [r.status for r in done] == ["cancelled"] * (len(done) - 1) + ["completed"], [r.status for r in done]
+    assert done[-1].status == "completed" and wer(text, spoken_by(events, done[-1].id)) <= 0.15, spoken_by(events, done[-1].id)
     deleted = {e.item_id for e in events if e.type == "conversation.item.deleted"}
     kept = [e for e in events if e.type == "conversation.item.input_audio_transcription.completed" and e.item_id not in deleted]
     assert len(kept) == 1 and wer(text, kept[0].transcript) <= 0.15, [(e.item_id, e.transcript) for e in kept]
-    spoken = "".join(e.delta for e in events if e.type == "response.output_audio_transcript.delta"
-                     and e.response_id == done[-1].id)
-    assert wer(text, spoken) <= 0.15, spoken
+    if len(done) > 1:  # the client was told to stop playing the first reply (it stops its playback on this)
+        started = [i for i, e in enumerate(events) if e.type == "input_audio_buffer.speech_started"]
+        assert started and started[-1] > events.index(next(e for e in events if e.type == "response.done"))
+
+
+def spoken_by(events: list[Any], response_id: str) -> str:
+    return "".join(e.delta for e in events if e.type == "response.output_audio_transcript.delta" and e.response_id == response_id)
 
 
 async def test_push_to_talk_commit_and_response_create(server):

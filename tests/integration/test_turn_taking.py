@@ -39,7 +39,7 @@ async def test_a_complete_question_is_answered_early_and_keeps_its_question_mark
     assert waited < MAX_WAIT_S, f"the turn ended {waited:.2f} s after the speech"
 
 
-PAUSED = ("I would like to book a table for four people tonight.", 8)  # a pause after "for"
+PAUSED = ("My name is John and I live in Berlin.", 5)  # a pause after "and"
 
 
 async def test_a_paused_sentence_is_one_user_message_answered_once_on_the_whole(connect):
@@ -51,9 +51,13 @@ async def test_a_paused_sentence_is_one_user_message_answered_once_on_the_whole(
     await client.send_audio(speech_with_pause(text, after, 1.0) + b"\x00\x00" * 16_000 * 3, realtime=True)
     items = await client.until(lambda r: r.is_status("response_done"), 60)
     items += await client.drain(2.0)
-    statuses = [i.header["status"] for i in items if i.type == "status" and i.header["status"].startswith("response")]
-    assert statuses.count("response_done") == 1 and statuses[-1] == "response_done", statuses
-    assert statuses[:-2] == ["response_created", "response_cancelled"] * (len(statuses[:-2]) // 2), statuses
+    statuses = [i.header["status"] for i in items if i.type == "status"
+                and i.header["status"] in ("response_created", "response_done", "response_cancelled", "user_interrupt")]
+    # A reply to the first part is stopped: while its text streams (response_cancelled) or, the echo's text being
+    # done at once, while it plays (user_interrupt). The last reply plays out.
+    replies = " ".join(statuses).split("response_created")[1:]
+    assert replies and all("response_cancelled" in r or "user_interrupt" in r for r in replies[:-1]), statuses
+    assert replies[-1].split() == ["response_done"], statuses
     assert len({m.header["id"] for m in user_messages(items)}) == 1, [text_of(m) for m in user_messages(items)]
     assert wer(text, final_user_text(items)) <= 0.15, final_user_text(items)
     answered = [text_of(i) for i in items if i.type == "message" and i.header["role"] == "assistant"][-1]

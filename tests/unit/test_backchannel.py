@@ -1,4 +1,13 @@
-from agents.backchannel import DEFAULT_BACKCHANNELS, backchannel_words, could_become_backchannel, is_backchannel
+from agents.backchannel import (
+    DEFAULT_BACKCHANNELS,
+    DEFAULT_NOISE_PHRASES,
+    backchannel_words,
+    could_become_backchannel,
+    is_backchannel,
+    is_noise,
+    noise_phrases,
+    words_of,
+)
 
 ALLOWED = backchannel_words(DEFAULT_BACKCHANNELS)
 
@@ -22,3 +31,13 @@ def test_the_list_is_configurable():
     allowed = backchannel_words(["jawohl", "uh-huh"])
     assert is_backchannel("Jawohl.", allowed, 2) and is_backchannel("uh huh", allowed, 2)
     assert not is_backchannel("Yeah.", allowed, 2)
+
+
+def test_whisper_s_words_for_noise_are_no_words():
+    phrases = noise_phrases(DEFAULT_NOISE_PHRASES)
+    for heard in ("Thank you.", "you", "Bye.", "Thank you. Thank you.", "Ha ha ha!", "(coughs)", "[Music]", "*laughs*",
+                  "...", "You you you"):
+        assert is_noise(heard, phrases), heard
+    for said in ("Wait, stop.", "Thank you, but stop.", "Bye, I have to go now.", "You are wrong.", ""):
+        assert not is_noise(said, phrases), said
+    assert words_of("Uh-huh, (laughs) okay") == ["uh", "huh", "okay"]

@@ -113,3 +113,15 @@ def test_a_phone_line_listens_with_the_phone_profile():
     wide, _ = make(init=m.Init(agent_name="echo", init_greeting=False, mode="call"))
     assert phone._listener.config.turn_complete_threshold == PHONE_PROFILE["turn_complete_threshold"]
     assert wide._listener.config.turn_complete_threshold == TurnConfig().turn_complete_threshold != PHONE_PROFILE["turn_complete_threshold"]
+
+
+def test_a_finished_sentence_ends_the_turn_after_sentence_max_wait_whatever_the_model_says():
+    cfg = TurnConfig(sentence_max_wait_s=0.6, turn_max_wait_s=2.0)
+    activity = VoiceActivity(cfg, heard_speech=True, silence_s=0.64)
+    assert end_of_turn(activity, "I would like a table for four.", cfg, complete=0.1)  # the model hesitates
+    assert end_of_turn(activity, "I would like a table for four.", cfg, pending=True)  # ... or has not answered
+    assert not end_of_turn(activity, "I would like a table for", cfg, complete=0.1)  # not a sentence: it waits
+    assert not end_of_turn(activity, "My name is John and.", cfg, complete=0.1)  # a dangling word: it waits
+    assert not end_of_turn(activity, "I would like a table for four.", cfg, complete=0.1, settled=False)
+    early = VoiceActivity(cfg, heard_speech=True, silence_s=0.32)
+    assert not end_of_turn(early, "I would like a table for four.", cfg, complete=0.1)
