@@ -16,8 +16,9 @@ followed by silence, as a microphone would. For each setting, one after the othe
 - complete utterances (call mode, echo): end of speech -> turn ended (``response_created``) and
   voice-to-voice (first reply audio), p50/p95; turns split, turns reopened (``turn_metrics.reopened``);
 - paused clips (the same kind of sentence spoken in one go with 0.6-1.2 s of silence put between two
-  words): cut at the pause (more than one reply, or one before the sentence ended); answered whole (exactly
-  one reply not stopped, to the whole sentence, and one user message id); the audio of an abandoned reply
+  words): cut at the pause (more than one reply, or one before the sentence ended); answered whole (one user
+  message id with the whole sentence, and the last reply not stopped says it: ``answered_whole``), and of
+  those, answered once (no reply to the first part played out unstopped); the audio of an abandoned reply
   that played before the user went on (its first audio frame -> the speech resuming, by the clip timeline;
   0 when it came later) and in all (its first audio frame -> ``user_interrupt``);
 - backchannels ("Yeah.", ...), non-speech sounds (harness/noises.py: cough, knock, hum, laugh) and real
@@ -259,13 +260,11 @@ async def paused_clips(client: VoiClient, clips: list[tuple[str, int]]) -> list[
         played = [max(0.0, (r.stopped_at or r.first_audio_at) - r.first_audio_at) * 1000 if r.first_audio_at is not None
                   else 0.0 for r in abandoned]
         said = last_user_text(items)
-        whole = (len(answered) == 1 and len(user_ids(items)) == 1 and wer(text, answered[0].text) <= WHOLE_WER
-                 and wer(text, said) <= WHOLE_WER)
         turn = metrics(items + after_stop)
         out.append({"text": text, "pause_s": pause, "turns": len(got), "answered": len(answered),
                     "answer": answered[-1].text if answered else None, "user_text": said,
                     "user_message_ids": len(user_ids(items)),
-                    "cut": len(got) > 1 or (bool(got) and got[0].created_at < speech_end), "whole": whole,
+                    "cut": len(got) > 1 or (bool(got) and got[0].created_at < speech_end),
                     "abandoned": len(abandoned), "abandoned_heard_ms": max(heard) if heard else None,
                     "abandoned_played_ms": max(played) if played else None,
                     "reopened": any(m.get("reopened") for m in turn)})
@@ -318,12 +317,23 @@ async def chat_clips(client: VoiClient, clips: list[str]) -> list[dict]:
 SECTIONS = ("complete", "paused", "backchannels", "noises", "interruptions", "llm", "chat")  # a setting's raw clips
 
 
+def answered_whole(paused: dict) -> bool:
+    """A paused clip's final answer is to the whole sentence: one user message (one id), the whole sentence, and
+    the last reply not stopped says it (the echo). A reply to the first part may have played out before the
+    user went on (then it was not stopped, and the clip is not ``answered_once``)."""
+    return (paused["answer"] is not None and paused["user_message_ids"] == 1
+            and wer(paused["text"], paused["answer"]) <= WHOLE_WER and wer(paused["text"], paused["user_text"]) <= WHOLE_WER)
+
+
 def rate(rows: list[dict], key: str) -> float | None:
     return sum(bool(r[key]) for r in rows) / len(rows) if rows else None
 
 
 def summarize(raw: dict[str, list[dict]]) -> dict[str, Any]:
     complete, paused, llm = raw["complete"], raw["paused"], raw["llm"]
+    for p in paused:
+        p["whole"] = answered_whole(p)
+        p["whole_once"] = p["whole"] and p["answered"] == 1
     ended = [c["turn_ended_ms"] for c in complete]
     v2v = [c["voice_to_voice_ms"] for c in complete]
     llm_v2v = [c["voice_to_voice_ms"] for c in llm]
@@ -338,6 +348,7 @@ def summarize(raw: dict[str, list[dict]]) -> dict[str, Any]:
         "complete_speculation_hits": echo_speculation.count("hit"), "complete_speculation_misses": echo_speculation.count("miss"),
         "chat_speculation_hits": chat_speculation.count("hit"), "chat_speculation_misses": chat_speculation.count("miss"),
         "paused_cut_rate": rate(paused, "cut"), "paused_whole_rate": rate(paused, "whole"),
+        "paused_whole_once_rate": rate(paused, "whole_once"),
         "paused_reopened": sum(p["reopened"] for p in paused),
         "abandoned_heard_p50_ms": pct([p["abandoned_heard_ms"] for p in paused], 50),
         "abandoned_heard_n": sum(p["abandoned_heard_ms"] is not None for p in paused),
@@ -412,8 +423,10 @@ ROWS: list[Row] = [
     ("complete: speculation hit / miss (echo: first synthesis)",
      lambda r: f"{r['complete_speculation_hits']} / {r['complete_speculation_misses']}", "reported", lambda r, _: None),
     ("paused: cut at the pause", lambda r: _pct(r["paused_cut_rate"]), "", lambda r, _: None),
-    ("paused: answered once, to the whole sentence", lambda r: _pct(r["paused_whole_rate"]), ">= 90 %",
+    ("paused: final answer to the whole sentence, one message", lambda r: _pct(r["paused_whole_rate"]), ">= 90 %",
      lambda r, _: None if r["paused_whole_rate"] is None else r["paused_whole_rate"] >= 0.9),
+    ("paused: ... and no reply to the first part answered", lambda r: _pct(r["paused_whole_once_rate"]), "reported",
+     lambda r, _: None),
     ("paused: abandoned reply heard before going on, p50 (n)",
      lambda r: f"{r['abandoned_heard_p50_ms'] or 0:.0f} ms ({r['abandoned_heard_n']})", "<= 300 ms",
      lambda r, _: True if r["abandoned_heard_n"] == 0 else _below(r["abandoned_heard_p50_ms"], 300)),
