@@ -592,6 +592,7 @@ def plot(report: dict, png: Path) -> None:
     right.set_xticks([r + width * (len(settings) - 1) / 2 for r in range(len(rates))],
                      ["cut at\nthe pause", "paused:\nanswered whole", "noise\nstopped it", "backchannel\ninterrupted",
                       "interruption\nstopped it"])
+    right.tick_params(axis="x", labelsize=7)
     right.set_ylabel("%")
     right.legend()
     save_figure(fig, png)
