@@ -26,6 +26,7 @@ from agents.speaker import Speaker
 from agents.turns import TurnConfig
 from common.clock import Clock
 from protocol import events as ev
+from protocol import messages as m
 from protocol.pcm import INPUT_BYTES_PER_SECOND
 from speech.stt import Transcript
 
@@ -91,6 +92,23 @@ class BargeIn:
         await self._emit(ev.UserInterrupt())
         self._reply.stop()
         await self._speaker.barge_in(now)
+
+    async def client_interrupt(self, msg: m.Interrupt) -> None:
+        """The client's ``interrupt``: it stops the reply still being written for that speech, and cuts the speech
+        where the client says it stopped playing it."""
+        speech = self._speaker.get(msg.speech_id)
+        reply = self._reply.current()
+        if reply is not None and (msg.speech_id is None or reply.speech is speech):
+            # The text is still streaming (a null speech_id names the running reply, also before it speaks):
+            # stop the LLM too.
+            self._reply.stop()
+            if reply.speech is None:
+                return
+        if speech is None:
+            await self._emit(ev.Error(f"interrupt names no speech of this session ({str(msg.speech_id)[:20]!r})",
+                                     "unknown_speech"))
+            return
+        await self._speaker.client_cut(speech, msg.interrupted_at)
 
     def _over_agent(self, turn: UserTurn) -> bool:
         """The turn's speech began while the agent spoke, or the agent speaks now. A short "uh-huh" that never
@@ -162,8 +180,10 @@ class BargeIn:
                     self._listener.take_turn()  # dropped: it is neither shown nor answered
                     return
             # Voiced time, not wall time: neither a slow Whisper pass nor the silence before a second "uh-huh"
-            # makes a backchannel long.
-            if not resuming and turn.speaking and turn.voiced_s >= self._config.backchannel_max_s:
+            # makes a backchannel long. Words are needed: a long laugh or hum Whisper writes nothing for is no
+            # interruption, however long it goes on.
+            long = turn.speaking and turn.voiced_s >= self._config.backchannel_max_s
+            if not resuming and long and text.strip() and not self.is_noise(text):
                 break
             await self._clock.sleep(0.03)
         else:

@@ -162,7 +162,7 @@ class Conversation:
         elif isinstance(msg, m.SetTools):
             self.tools.set_client(msg.tools, msg.tool_choice)
         elif isinstance(msg, m.Interrupt):
-            await self._on_interrupt(msg)
+            await self._barge_in.client_interrupt(msg)
         elif isinstance(msg, m.InvokeLlm):  # a one-off completion for the client, beside the conversation
             work = await prepare_invoke(msg, self.agent_name, self.agent, self.policy.invoke_llm_models,
                                         self._services.complete_llm, self._emit)
@@ -229,21 +229,6 @@ class Conversation:
         if self.recorder is not None:
             self.recorder.end_user_turn()
         return queued
-
-    async def _on_interrupt(self, msg: m.Interrupt) -> None:
-        speech = self._speaker.get(msg.speech_id)
-        reply = self._reply.current()
-        if reply is not None and (msg.speech_id is None or reply.speech is speech):
-            # The text is still streaming (a null speech_id names the running reply, also before it speaks):
-            # stop the LLM too.
-            self._reply.stop()
-            if reply.speech is None:
-                return
-        if speech is None:
-            await self._emit(ev.Error(f"interrupt names no speech of this session ({str(msg.speech_id)[:20]!r})",
-                                     "unknown_speech"))
-            return
-        await self._speaker.client_cut(speech, msg.interrupted_at)
 
     async def _run_turn(self, request: TurnRequest) -> None:
         turn = request.turn
