@@ -131,8 +131,9 @@ def script_for(body: dict[str, Any]) -> Script:
 class ScriptedLlm(Served):
     """Runs in a thread of the test process; ``url`` is the ``LITELLM_API_BASE`` to give the server."""
 
-    def __init__(self, delay_scale: float = 1.0) -> None:
+    def __init__(self, delay_scale: float = 1.0, first_token_s: float = 0.0) -> None:
         self.delay_scale = delay_scale  # 0: every token at once (an "instant" LLM for benchmarks)
+        self.first_token_s = first_token_s  # added before every streamed reply: a provider's time to first token
         self.requests: list[Recorded] = []
 
     @property
@@ -169,7 +170,7 @@ class ScriptedLlm(Served):
                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
                 return f"data: {json.dumps(data)}\n\n".encode()
 
-            await asyncio.sleep(script.stall_s)
+            await asyncio.sleep(script.stall_s + self.first_token_s)
             yield chunk({"role": "assistant", "content": ""})
             for token in script.tokens:
                 yield chunk({"content": token})
