@@ -73,6 +73,10 @@ class BargeIn:
             self._listener.hold_end(turn)  # ... and the words may not be a turn of their own before that
         spawn(self._judge(turn, resuming), "resume" if resuming else "backchannel")
 
+    def judging(self, turn: UserTurn) -> bool:
+        """Whether ``turn`` began over the agent and may still be a backchannel or a noise."""
+        return turn in self._judged
+
     def announced(self, turn: UserTurn) -> bool:
         """Whether the client was told the user speaks in ``turn`` (a sound over the agent never is)."""
         return turn not in self._unannounced

@@ -49,6 +49,11 @@ class Continuation:
         """A call-mode turn ended (its reply is asked for): words soon after reopen it."""
         self._ended = request
 
+    def dropped(self, request: TurnRequest) -> None:
+        """``request``'s turn was a backchannel or a noise: nothing to go on with."""
+        if self._ended is request:
+            self._ended = None
+
     def forget(self) -> None:
         """No turn may be reopened (a typed message or a client's request came between)."""
         self._ended = None

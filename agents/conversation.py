@@ -193,7 +193,9 @@ class Conversation:
         elif isinstance(event, TurnEnded):
             if self._barge_in.announced(event.turn):
                 await self._emit(ev.UserSpeechStopped())
-            self._continuation.ended(await self._queue_turn(event.turn))
+            queued = await self._queue_turn(event.turn)
+            if not self._barge_in.judging(event.turn):  # a backchannel is no turn to go on with
+                self._continuation.ended(queued)
         elif isinstance(event, AudioOverflow):
             await self._emit(ev.Error(f"this turn's audio passed {self.policy.max_turn_seconds:.0f} s; the rest of it "
                                      "is ignored (end the turn with create_response)", "audio_too_long"))
@@ -246,7 +248,8 @@ class Conversation:
                 return  # the user went on with it: answered once it ends again
             unannounced = not self._barge_in.announced(turn)
             if self.mode.call and await self._barge_in.turn_settled(turn, transcript):
-                self._transcripts.take(turn)  # a backchannel or a noise: no turn of its own
+                self._transcripts.take(turn)  # a backchannel or a noise: no turn of its own (nor one to go on with)
+                self._continuation.dropped(request)
                 return
             if unannounced:  # words after all: the client hears of them as of any turn
                 await self._emit(ev.UserSpeechStopped())

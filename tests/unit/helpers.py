@@ -146,9 +146,10 @@ def timed_agent(**fields):
                        others={}, models=None, source="test", name="a", base_dir=Path("."))
 
 
-def timed_call(saying: dict[str, str], llm_delay_s: float | None = None, mode: str = "call", **turn_taking):
+def timed_call(saying: dict[str, str], llm_delay_s: float | None = None, mode: str = "call", whisper_s: float = 0.0,
+               **turn_taking):
     """A conversation whose Whisper hears ``saying["now"]`` (the test changes it as it speaks), whose TTS makes
-    0.2 s of audio a word and, with ``llm_delay_s``, an LLM agent whose scripted LLM answers "You said: ..."
+    0.2 s of audio a word (Whisper takes ``whisper_s`` a pass) and, with ``llm_delay_s``, an LLM agent whose scripted LLM answers "You said: ..."
     after that delay (else the echo agent); turn reports are ``TurnItem``s in ``out``, every event in
     ``out.events``. Returns the conversation, ``out``, its virtual clock and the LLM's requests (user text)."""
     out, clock = Sent(everything=True), VirtualClock()
@@ -156,6 +157,7 @@ def timed_call(saying: dict[str, str], llm_delay_s: float | None = None, mode: s
 
     async def transcribe(pcm: bytes, prompt):
         text = saying["now"]
+        await clock.sleep(whisper_s)
         return Transcript(text, [Word(" " + w, i * 0.2, i * 0.2 + 0.15, 0.9) for i, w in enumerate(text.split())])
 
     async def speak(text, voice, tone, cached):

@@ -79,3 +79,24 @@ async def test_words_after_the_window_are_a_turn_of_their_own():
     assert len({e.id for e in user_messages(out)}) == 2
     assert assistant_texts(out) == ["Hello there.", "My sister lives in Berlin."]
     await conv.close()
+
+
+async def test_backchannels_over_the_reply_are_no_turn_to_go_on_with():
+    """Backchannels over a long reply, past its turn's resume window, each ending as a turn the settled transcript
+    drops (a slow Whisper: the Listener ends the turn before the judgement does): the next one is not taken for
+    the user going on with the one before."""
+    story = " ".join(f"word{i}" for i in range(40))
+    saying = {"now": story}
+    conv, out, clock, _ = timed_call(saying, whisper_s=0.4)
+    await conv.start()
+    await say(conv, clock, speech_pcm16k("On Saturday morning we walked along the river.") + SILENCE)
+    await clock.advance(1.6)  # the reply plays on (8 s), past the window of the turn that asked for it
+    for backchannel in ("Yeah.", "Okay.", "Uh-huh."):
+        saying["now"] = backchannel
+        await say(conv, clock, speech_pcm16k(backchannel) + SILENCE[: 16_000])
+    await say(conv, clock, SILENCE * 2)
+    since_reply = out.events[next(i for i, e in enumerate(out.events) if isinstance(e, ev.ResponseCreated)):]
+    assert not [e for e in since_reply if isinstance(e, ev.TurnReopened | ev.UserSpeechStarted)]  # never announced
+    assert reply_statuses(out) == ["response_created", "response_done"]
+    assert [e.text for e in user_messages(out)][-1] == story
+    await conv.close()
