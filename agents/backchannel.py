@@ -24,7 +24,7 @@ DEFAULT_BACKCHANNELS = ("mhm", "mm", "mmm", "hmm", "mm-hmm", "uh-huh", "uh huh",
 # are no words either. Speech over the agent, or in the resume window, that says only these is taken for noise.
 DEFAULT_NOISE_PHRASES = ("thank you", "thank you very much", "thank you so much", "thanks", "thanks for watching",
                          "thank you for watching", "you", "bye", "bye bye", "so", "ha", "haha", "ha ha", "hahaha",
-                         "ha ha ha", "heh", "hehe", "uh", "um", "er", "ahem", "hm", "hmm", "hmmm", "mm", "mmm", "mmmm", "e",
+                         "ha ha ha", "heh", "hehe", "uh", "um", "er", "ahem", "hm", "hmm", "hmmm", "m", "mm", "mmm", "mmmm", "e",
                          "eh", "ehh")
 _ANNOTATION = re.compile(r"\([^)]*\)|\[[^\]]*\]|\*[^*]*\*|\u266a[^\u266a]*\u266a?")
 
@@ -34,15 +34,21 @@ def words_of(text: str) -> list[str]:
     return [normalize(w) for w in re.split(r"[\s\-]+", _ANNOTATION.sub(" ", text)) if normalize(w)]
 
 
+def _drawn_out(words: list[str]) -> list[str]:
+    """Words with any letter held three times or more written once ("hmmmm" and "hmmm" give "hm", "eeee" "e"):
+    Whisper spells a held sound with as many letters as it likes."""
+    return [re.sub(r"(.)\1{2,}", r"\1", w) for w in words]
+
+
 def noise_phrases(phrases: Iterable[str]) -> frozenset[str]:
     """The configured noise phrases as compared: their words joined by one space."""
-    return frozenset(" ".join(words_of(p)) for p in phrases if words_of(p))
+    return frozenset(" ".join(_drawn_out(words_of(p))) for p in phrases if words_of(p))
 
 
 def is_noise(text: str, phrases: frozenset[str]) -> bool:
     """Whether ``text`` is what Whisper makes of a sound that is no word: nothing but annotations, or one of
-    ``phrases`` (said once or repeated: "Thank you. Thank you.")."""
-    words = words_of(text)
+    ``phrases`` (said once or repeated: "Thank you. Thank you.", however drawn out: "Ehhhhh.")."""
+    words = _drawn_out(words_of(text))
     if not words:
         return bool(text.strip())
     joined = " ".join(words)

@@ -36,7 +36,7 @@ def test_the_list_is_configurable():
 def test_whisper_s_words_for_noise_are_no_words():
     phrases = noise_phrases(DEFAULT_NOISE_PHRASES)
     for heard in ("Thank you.", "you", "Bye.", "Thank you. Thank you.", "Ha ha ha!", "(coughs)", "[Music]", "*laughs*",
-                  "...", "You you you"):
+                  "...", "You you you", "Eeeeeeee...", "Ehhhhhh.", "Mmmmmm.", "Hmmmmmm?"):
         assert is_noise(heard, phrases), heard
     for said in ("Wait, stop.", "Thank you, but stop.", "Bye, I have to go now.", "You are wrong.", ""):
         assert not is_noise(said, phrases), said
