@@ -50,6 +50,14 @@ def _same_request(a: LlmRequest, b: LlmRequest) -> bool:
     return key(a) == key(b)
 
 
+Cost = tuple[int, int, float]  # LLM calls, streamed pieces (about tokens), synthesized seconds
+NOTHING: Cost = (0, 0, 0.0)
+
+
+def _add(a: Cost, b: Cost) -> Cost:
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+
+
 @dataclass(eq=False)
 class _Ahead:
     """One speculation: what it asked, and what it got so far."""
@@ -81,14 +89,6 @@ class _Ahead:
         return llm, sum(1 for d in self.deltas if isinstance(d, str)), sum(map(len, self.chunks)) / OUTPUT_BYTES_PER_SECOND
 
 
-Cost = tuple[int, int, float]  # LLM calls, streamed pieces (about tokens), synthesized seconds
-NOTHING: Cost = (0, 0, 0.0)
-
-
-def _add(a: Cost, b: Cost) -> Cost:
-    return a[0] + b[0], a[1] + b[1], a[2] + b[2]
-
-
 class Speculator:
     def __init__(self, services: Services, voice_for: Callable[[str], VoiceSpec | None]) -> None:
         self._real = services
@@ -99,10 +99,6 @@ class Speculator:
         self._missed = False  # a speculation was dropped since the last reply began
         self._timeline: TurnTimeline | None = None  # the report of the reply being written
         self.services = replace(services, stream_llm=self._stream_llm if services.stream_llm else None, speak=self._speak)
-
-    @property
-    def pending(self) -> bool:
-        return self._ahead is not None
 
     def start(self, words: str, request: LlmRequest | None, echo_text: str | None = None) -> None:
         """Start the reply to ``words`` ahead: the LLM ``request`` (or, for the echo agent, its ``echo_text``)
