@@ -164,13 +164,17 @@ class TwilioCaller:
                              "dtmf": {"track": "inbound_track", "digit": digit}})
             await asyncio.sleep(0.15)
 
-    async def hang_up(self) -> None:
-        """Twilio's ``stop`` (the caller hung up), then the socket closes."""
+    async def stop(self) -> None:
+        """Twilio's ``stop`` message (the caller hung up); the socket stays open for the server to close."""
         try:
             await self.send({"event": "stop", "sequenceNumber": self._next(), "streamSid": self.stream_sid,
                              "stop": {"accountSid": "AC" + "0" * 32, "callSid": self.setup.call_sid}})
         except websockets.ConnectionClosed:
             pass
+
+    async def hang_up(self) -> None:
+        """Twilio's ``stop``, then the socket closes."""
+        await self.stop()
         await self.close()
 
     async def close(self) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -10,7 +11,7 @@ from harness.server import ROOT, TEST_SECRET, TEST_TWILIO_AUTH_TOKEN, Server, st
 from harness.speech import write_greeting_file
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
-from tests.integration.helpers import PHONE_SCRIPTED
+from tests.integration.helpers import PHONE_RECORDED, PHONE_SCRIPTED
 
 TEST_AGENTS = ROOT / "tests" / "integration" / "agents.yaml"
 TEST_MODELS = ROOT / "tests" / "integration" / "models.yaml"
@@ -32,10 +33,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, scripted_llm: ScriptedLlm) 
     # Two session hosts, so fault tests can end one host's conversations while another host's go on; the
     # fault switch lets a test make one conversation's handler raise. A 25 s turn limit lets a test pass it
     # within the audio burst allowance (30 s at once; beyond it audio is capped at 2x real time).
-    # The phone (test_phone.py): calls to PHONE_SCRIPTED reach the scripted agent, others the echo agent, and
-    # the webhook checks Twilio's signature.
+    # The phone (test_phone.py): calls to PHONE_SCRIPTED reach the scripted agent, to PHONE_RECORDED the recorded
+    # one, others the echo agent, and the webhook checks Twilio's signature.
+    numbers = json.dumps({PHONE_SCRIPTED: "scripted", PHONE_RECORDED: "recorded"})
     srv = start_server(log, f"agents={TEST_AGENTS}", f"models={TEST_MODELS}", "min_session_hosts=2",
-                       "max_turn_seconds=25", "phone_agent=stt_test", f'phone_numbers={{"{PHONE_SCRIPTED}": "scripted"}}',
+                       "max_turn_seconds=25", "phone_agent=stt_test", f"phone_numbers={numbers}",
                        env_extra={"LITELLM_API_BASE": scripted_llm.url, "LITELLM_API_KEY": API_KEY,
                                   FAULT_INJECTION_ENV: "1", "TWILIO_AUTH_TOKEN": TEST_TWILIO_AUTH_TOKEN})
     yield srv

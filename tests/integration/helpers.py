@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import websockets
 
+from agents.recording_files import Conversation, load_conversation
+from harness.server import ROOT
 from protocol.client import Received, VoiClient
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ agents:
       character: {model: piper-joe, voice: joe}
 """
 PHONE_SCRIPTED = "+15550002000"  # the test server's phone number of the scripted agent; others reach the echo agent
+PHONE_RECORDED = "+15550003000"  # ... and of the 'recorded' agent
 
 
 async def start_session(client: VoiClient, agent: str = "stt_test", *, greeting: bool = False, **init: object) -> list[Received]:
@@ -106,3 +109,18 @@ async def logged_since(server: Server, offset: int, needle: str, timeout: float 
         if needle in written or time.monotonic() > deadline:
             return written
         await asyncio.sleep(0.2)
+
+
+RECORDINGS = ROOT / "tests" / ".cache" / "recordings"  # the 'recorded' agent's directory (agents.yaml)
+
+
+async def ended(conversation_id: str, timeout: float = 20.0) -> Conversation:
+    """The conversation's recording once its 'end' line is written (the writer thread works behind)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (RECORDINGS / conversation_id).is_dir():
+            c = load_conversation(RECORDINGS, conversation_id)
+            if c.lines and c.lines[-1].get("event") == "end":
+                return c
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"recording {conversation_id} did not end")

@@ -14,12 +14,13 @@ import httpx
 import pytest
 import websockets
 
+from agents.recording_files import find_conversations
 from harness.noises import in_sequence
 from harness.scripted_llm import LONG_STORY
 from harness.server import TEST_API_KEY, TEST_TWILIO_AUTH_TOKEN, Server
 from harness.speech import speech_pcm16k, transcribe_pcm16k, wer
 from harness.twilio_caller import CallSetup, TwilioCaller, dial, to_16k
-from tests.integration.helpers import PHONE_SCRIPTED, RAY_PROXY_DISCONNECT, logged_since
+from tests.integration.helpers import PHONE_RECORDED, PHONE_SCRIPTED, RAY_PROXY_DISCONNECT, RECORDINGS, ended, logged_since
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
@@ -79,6 +80,30 @@ async def test_a_call_greets_answers_and_ends_with_stop(server: Server):
     finally:
         await caller.hang_up()
     await open_sessions_become(server, before)
+
+
+async def test_stop_closes_a_recorded_call_s_recording(server: Server):
+    """A call to an agent that records: Twilio's ``stop`` (the socket still open) ends the conversation, and its
+    recording is closed with what was said on the line."""
+    before = {c.id for c in find_conversations(RECORDINGS)}
+    caller = await call(server, PHONE_RECORDED)
+    try:
+        await caller.wait_media_after(0.0, 60)  # "Hello, this call is recorded."
+        await caller.wait_played_out(quiet_s=1.5, timeout=60)
+        ended_at = await caller.say(speech_pcm16k(QUESTION))
+        await caller.wait_media_after(ended_at, 60)
+        await caller.wait_played_out(quiet_s=1.5, timeout=60)
+        await caller.stop()
+        deadline = time.monotonic() + 30
+        while not (new := {c.id for c in find_conversations(RECORDINGS)} - before):
+            assert time.monotonic() < deadline, "no recording of the call"
+            await asyncio.sleep(0.2)
+        recording = await ended(new.pop())
+    finally:
+        await caller.close()
+    assert recording.meta.get("agent") == "recorded", recording.meta
+    said = [" ".join(p.get("text", "") for p in m["content"]) for m in recording.messages if m.get("role") == "user"]
+    assert said and wer(QUESTION, said[-1]) <= 0.2, said
 
 
 async def test_barge_in_clears_and_history_keeps_what_was_heard(server: Server, scripted_llm):

@@ -14,33 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.recording_files import find_conversations, load_conversation
+from agents.recording_files import find_conversations
 from harness.media import chunks, compress
 from harness.server import ROOT
 from harness.speech import speech_pcm16k, wer
-from tests.integration.helpers import ends_response, final_user_text, start_session, text_of
+from tests.integration.helpers import RECORDINGS, ended, ends_response, final_user_text, start_session, text_of
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
-RECORDINGS = ROOT / "tests" / ".cache" / "recordings"  # the 'recorded' agent's directory
 SENTENCE = "Please book a table for two at the corner restaurant tonight."
 
 
 def recordings(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "recordings.py"), *args], capture_output=True,
                           text=True, timeout=120)
-
-
-async def ended(conversation_id: str, timeout: float = 20.0):
-    """The conversation's recording once its 'end' line is written (the writer thread works behind)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (RECORDINGS / conversation_id).is_dir():
-            c = load_conversation(RECORDINGS, conversation_id)
-            if c.lines and c.lines[-1].get("event") == "end":
-                return c
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"recording {conversation_id} did not end")
 
 
 async def test_a_spoken_turn_is_recorded_and_exported_with_both_sides(connect, tmp_path):
