@@ -86,7 +86,9 @@ def test_spoken_chat_turn(server: Server, tmp_path: Path):
         page.wait_for_function("() => window.voiPlayground.playedSeconds > 2.0", timeout=30_000)
         server_ms = int(bar.get_attribute("data-voice-to-voice-ms"))
         page_ms = int(bar.get_attribute("data-page-ms"))
-        assert 0 < server_ms < 10_000 and 0 < page_ms < 10_000, (server_ms, page_ms)
+        # 0 ms on the server is a speculation hit (agents/speculation.py): the reply's first audio was ready when
+        # the button was let go; the page still waits for it to arrive and play.
+        assert 0 <= server_ms < 10_000 and 0 < page_ms < 10_000, (server_ms, page_ms)
         assert "ms" in bar.inner_text()
         print(f"chat turn: server voice-to-voice {server_ms} ms, page release -> first audio {page_ms} ms")
         no_errors(page)
