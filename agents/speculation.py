@@ -21,7 +21,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from agents.agent import VoiceSpec
 from agents.reply_parser import ReplyParser, Segment
@@ -33,6 +33,7 @@ from protocol.pcm import OUTPUT_BYTES_PER_SECOND
 
 log = logging.getLogger("voi.conversation")
 Delta = str | ToolCalls
+T = TypeVar("T")
 
 
 def normalized(text: str) -> str:
@@ -201,19 +202,8 @@ class Speculator:
             return
         self._ahead, self._taken = None, ahead
         log.info("speculation hit: %d piece(s) of the reply were ready", len(ahead.deltas))
-        try:
-            sent = 0
-            while sent < len(ahead.deltas) or not ahead.llm_done:
-                if sent < len(ahead.deltas):
-                    sent += 1
-                    yield ahead.deltas[sent - 1]
-                else:
-                    await ahead.grew.wait()
-            if ahead.llm_failed is not None:
-                raise ahead.llm_failed
-        finally:
-            if ahead.llm_task is not None:
-                ahead.llm_task.cancel()  # (done by now, unless the reply was stopped)
+        async for delta in _replay(ahead, ahead.deltas, lambda: ahead.llm_done, lambda: ahead.llm_failed, ahead.llm_task):
+            yield delta
 
     async def _speak(self, text: str, voice: VoiceSpec, tone: str | None, cached: bool) -> AsyncIterator[bytes]:
         ahead = self._taken or self._ahead
@@ -224,16 +214,25 @@ class Speculator:
         if ahead is self._ahead:  # the echo agent: the synthesis is all it speculated
             self._ahead, self._taken = None, ahead
         ahead.first = None  # the rest of the reply is synthesized as usual
-        try:
-            sent = 0
-            while sent < len(ahead.chunks) or not ahead.tts_done:
-                if sent < len(ahead.chunks):
-                    sent += 1
-                    yield ahead.chunks[sent - 1]
-                else:
-                    await ahead.grew.wait()
-            if ahead.tts_failed is not None:
-                raise ahead.tts_failed
-        finally:
-            if ahead.tts_task is not None:
-                ahead.tts_task.cancel()  # (done by now, unless the speech was cut)
+        async for chunk in _replay(ahead, ahead.chunks, lambda: ahead.tts_done, lambda: ahead.tts_failed, ahead.tts_task):
+            yield chunk
+
+
+async def _replay(ahead: _Ahead, buffer: list[T], done: Callable[[], bool], failed: Callable[[], BaseException | None],
+                  task: asyncio.Task[None] | None) -> AsyncIterator[T]:
+    """What a speculation's ``task`` has put in ``buffer`` so far, then the rest as it comes, until ``done``; its
+    failure is raised here, where the reply reads it. A reader that stops (a reply stopped, a speech cut) stops
+    the task."""
+    try:
+        sent = 0
+        while sent < len(buffer) or not done():
+            if sent < len(buffer):
+                sent += 1
+                yield buffer[sent - 1]
+            else:
+                await ahead.grew.wait()
+        if (error := failed()) is not None:
+            raise error
+    finally:
+        if task is not None:
+            task.cancel()  # (done by now, unless the reader stopped early)
