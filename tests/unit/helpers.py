@@ -141,6 +141,24 @@ TIMED_VOICES = {"character": {"model": "piper-joe", "voice": "joe"}}
 SILENCE = b"\x00\x00" * 16_000  # 1 s
 
 
+def scripted_services(saying: dict[str, str], clock: Clock, whisper_s: float = 0.0, passes: list[int] | None = None) -> Services:
+    """A Whisper that hears ``saying["now"]`` (the test changes it as it speaks; ``whisper_s`` a pass, counted in
+    ``passes[0]``) and a TTS that makes 0.2 s of audio a word."""
+
+    async def transcribe(pcm: bytes, prompt):
+        if passes is not None:
+            passes[0] += 1
+        text = saying["now"]
+        await clock.sleep(whisper_s)
+        return Transcript(text, [Word(" " + w, i * 0.2, i * 0.2 + 0.15, 0.9) for i, w in enumerate(text.split())])
+
+    async def speak(text, voice, tone, cached):
+        for _ in text.split():
+            yield b"\x01\x00" * 4_800
+
+    return Services(transcribe, speak)
+
+
 def timed_agent(**fields):
     return build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": TIMED_VOICES, **fields}), patterns={},
                        others={}, models=None, source="test", name="a", base_dir=Path("."))
@@ -154,15 +172,7 @@ def timed_call(saying: dict[str, str], llm_delay_s: float | None = None, mode: s
     ``out.events``. Returns the conversation, ``out``, its virtual clock and the LLM's requests (user text)."""
     out, clock = Sent(everything=True), VirtualClock()
     asked: list[str] = []
-
-    async def transcribe(pcm: bytes, prompt):
-        text = saying["now"]
-        await clock.sleep(whisper_s)
-        return Transcript(text, [Word(" " + w, i * 0.2, i * 0.2 + 0.15, 0.9) for i, w in enumerate(text.split())])
-
-    async def speak(text, voice, tone, cached):
-        for _ in text.split():
-            yield b"\x01\x00" * 4_800
+    services = scripted_services(saying, clock, whisper_s)
 
     async def stream_llm(request):
         asked.append(request.messages[-1]["content"])
@@ -176,7 +186,7 @@ def timed_call(saying: dict[str, str], llm_delay_s: float | None = None, mode: s
 
     conv = Conversation(agent_name="a", agent=timed_agent(**model, **({"turn_taking": turn_taking} if turn_taking else {})),
                         init=m.Init(agent_name="a", mode=mode, init_greeting=False),
-                        services=Services(transcribe, speak, stream_llm=stream_llm), emit=out.emit,
+                        services=dataclasses.replace(services, stream_llm=stream_llm), emit=out.emit,
                         report_turn=report_turn, clock=clock)
     return conv, out, clock, asked
 

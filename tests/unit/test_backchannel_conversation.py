@@ -6,12 +6,10 @@ from pathlib import Path
 
 from agents.agent import AgentConfig, build_agent
 from agents.conversation import Conversation
-from agents.services import Services
 from common.clock import VirtualClock
 from harness.speech import speech_pcm16k
 from protocol import messages as m
-from speech.stt import Transcript, Word
-from tests.unit.helpers import Sent, statuses, user_texts
+from tests.unit.helpers import Sent, scripted_services, statuses, user_texts
 
 AGENT = build_agent(AgentConfig.model_validate({"llm_model": "echo", "voices": {"character": {"model": "piper-joe",
                     "voice": "joe"}}}), patterns={}, others={}, models=None, source="test", name="echo", base_dir=None)
@@ -20,18 +18,8 @@ STORY = " ".join(f"word{i}" for i in range(40))  # echoed: 8 s of reply audio
 
 def call(saying: dict[str, str], agent=AGENT, whisper_s: float = 0.0):
     out, clock = Sent(), VirtualClock()
-
-    async def transcribe(pcm: bytes, prompt):
-        text = saying["now"]
-        await clock.sleep(whisper_s)
-        return Transcript(text, [Word(" " + w, i * 0.2, i * 0.2 + 0.15, 0.9) for i, w in enumerate(text.split())])
-
-    async def speak(text, voice, tone, cached):
-        for _ in text.split():
-            yield b"\x01\x00" * 4_800
-
     conv = Conversation(agent_name="echo", agent=agent, init=m.Init(agent_name="echo", mode="call", init_greeting=False),
-                        services=Services(transcribe, speak), emit=out.emit, clock=clock)
+                        services=scripted_services(saying, clock, whisper_s), emit=out.emit, clock=clock)
     return conv, out, clock
 
 

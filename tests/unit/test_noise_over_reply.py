@@ -12,15 +12,13 @@ import pytest
 
 from agents.agent import AgentConfig, build_agent
 from agents.conversation import Conversation
-from agents.services import Services
 from common.clock import VirtualClock
 from harness.noises import NOISES
 from harness.speech import speech_pcm16k
 from protocol import events as ev
 from protocol import messages as m
 from speech.audio import INPUT_RATE, dbfs, pcm16_to_float
-from speech.stt import Transcript, Word
-from tests.unit.helpers import Sent, idle, statuses
+from tests.unit.helpers import Sent, idle, scripted_services, statuses
 
 # A short resume window: the sounds come 1 s after the question, when the VAD takes the hum and the laugh for
 # speech (after a longer silence Silero hears them less; harness/noises.py), yet over the reply, not in the window.
@@ -35,18 +33,8 @@ QUESTION = "On Saturday morning we walked along the river to the old market."
 def call(saying: dict[str, str], agent=AGENT):
     """A call-mode conversation with the echo agent, its output, its clock, and how many Whisper passes it made."""
     out, clock, passes = Sent(), VirtualClock(), [0]
-
-    async def transcribe(pcm: bytes, prompt):
-        passes[0] += 1
-        text = saying["now"]
-        return Transcript(text, [Word(" " + w, i * 0.2, i * 0.2 + 0.15, 0.9) for i, w in enumerate(text.split())])
-
-    async def speak(text, voice, tone, cached):
-        for _ in text.split():
-            yield b"\x01\x00" * 4_800
-
     conv = Conversation(agent_name="echo", agent=agent, init=m.Init(agent_name="echo", mode="call", init_greeting=False),
-                        services=Services(transcribe, speak), emit=out.emit, clock=clock)
+                        services=scripted_services(saying, clock, passes=passes), emit=out.emit, clock=clock)
     return conv, out, clock, passes
 
 
