@@ -96,6 +96,7 @@ class AppArgs(BaseModel):
     phone_dtmf_template: str = borrow(PhoneOptions, "dtmf_template")
     phone_dtmf_wait_s: float = borrow(PhoneOptions, "dtmf_wait_s", gt=0)
     phone_call_token_s: float = borrow(PhoneOptions, "call_token_s", gt=0)
+    phone_max_handovers: int = borrow(PhoneOptions, "max_handovers", ge=0)
     # Models: the Transcriber's batching (its user_config) and the LocalLLM's threads
     stt_batch_max_size: int = borrow(Batching, "batch_max_size")
     stt_batch_wait_s: float = borrow(Batching, "batch_wait_s")

@@ -80,6 +80,8 @@ Counter = Callable[[int], None]  # +1 when a conversation opens on this replica,
 class Connection:
     """One websocket: the init handshake, then two pumps (client -> host, host -> client)."""
 
+    hands_over = False  # a drained call goes on until its client reconnects or the grace ends (deployments/drain.py)
+
     def __init__(self, ws: WebSocket, metrics: VoiMetrics, options: IngressOptions, hosts: HostPool,
                  find_agent: FindAgent) -> None:
         self.ws = ws
@@ -90,7 +92,7 @@ class Connection:
         self.rates = SocketRates(options.limits)
         self._send_lock = asyncio.Lock()
         self.send_turn_metrics = False  # (ext) set by init
-        self.replying = False  # a response has started and not ended (response_created .. done/cancelled)
+        self._responding = False  # a response has started and not ended (response_created .. done/cancelled)
         self.encoder = VoiEncoder()  # what this client is sent of the conversation's events (set by init)
 
     async def send(self, event: ev.ConversationEvent) -> None:
@@ -119,6 +121,9 @@ class Connection:
         server, instead of a dropped connection (1006) when Ray goes down."""
         await self.tell_draining(SHUTDOWN_NOTICE)
         await self.close_going_away()
+
+    def turn_under_way(self) -> bool:
+        return self._responding
 
     async def tell_draining(self, text: str) -> None:
         """The ``server_shutdown`` error; a drained replica's call goes on after it (deployments/drain.py)."""
@@ -289,7 +294,7 @@ class Connection:
                         await self.send_frame(turn_metrics_message(item))
                 else:
                     if isinstance(item, ev.ResponseCreated | ev.ResponseDone | ev.ResponseCancelled):
-                        self.replying = isinstance(item, ev.ResponseCreated)  # a stopping server lets it finish
+                        self._responding = isinstance(item, ev.ResponseCreated)  # a stopping server lets it finish
                     await self.send(item)
         except (WebSocketDisconnect, RuntimeError):
             await asyncio.Event().wait()  # the client is gone: the other pump sees it and ends the session

@@ -26,7 +26,13 @@ SHUTDOWN_NOTICE = "the server is shutting down; please reconnect in a moment"
 
 
 class Drainable(Protocol):
-    replying: bool  # a response is under way (deployments/connection.py keeps it from the events it sends)
+    # Its transport reconnects the call itself once we close it (the phone: Twilio asks the webhook what next, and
+    # a serving replica takes the call), so it is closed as soon as its turn is over, in a rolling drain too.
+    hands_over: bool
+
+    def turn_under_way(self) -> bool:
+        """A response (the phone: or the caller's turn, or the reply's playback) is under way."""
+        ...
 
     async def tell_draining(self, text: str) -> None: ...
 
@@ -37,9 +43,9 @@ async def drain(connections: Collection[Drainable], grace_s: float, poll_s: floa
                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, *, finish_turn: bool = False) -> tuple[int, int]:
     """Tell every live socket, wait until they have all left or ``grace_s`` passed, close the rest (1001).
     ``connections`` is the live set (sockets remove themselves when they end). A rolling update's drain lets the
-    calls go on (new replicas take the reconnects); with ``finish_turn`` (the whole server stops: SIGTERM) a
-    socket is closed as soon as it is not in the middle of a response, so the reply under way is finished
-    first. Returns (told, closed when the grace ran out)."""
+    calls go on (new replicas take the reconnects); with ``finish_turn`` (the whole server stops: SIGTERM), and
+    always for a call that ``hands_over``, a socket is closed as soon as no turn is under way, so the reply
+    under way is finished first. Returns (told, closed when the grace ran out)."""
     live = list(connections)
     text = SHUTDOWN_NOTICE if finish_turn else DRAIN_NOTICE.format(grace=grace_s)
     await asyncio.gather(*(c.tell_draining(text) for c in live), return_exceptions=True)
@@ -51,8 +57,8 @@ async def drain(connections: Collection[Drainable], grace_s: float, poll_s: floa
 
     waited = 0.0
     while connections and waited < grace_s:
-        if finish_turn:
-            await close([c for c in list(connections) if id(c) not in closed and not c.replying])
+        await close([c for c in list(connections)
+                     if id(c) not in closed and (finish_turn or c.hands_over) and not c.turn_under_way()])
         await sleep(poll_s)
         waited += poll_s
     left = [c for c in list(connections) if id(c) not in closed]

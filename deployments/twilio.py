@@ -33,11 +33,16 @@ from protocol.framing import FrameError
 from protocol.limits import AdmissionRefused
 from protocol.tokens import SECONDS_PER_DAY, TokenError, issue_token
 from protocol.twilio_voice import (
+    ENDED_CALL_STATUSES,
+    HANDOVER,
     PHONE_APP,
     PhoneOptions,
     agent_for,
+    call_key,
     connect_twiml,
+    end_twiml,
     form_fields,
+    handovers_of,
     public_url,
     signature_valid,
 )
@@ -48,7 +53,11 @@ log = logging.getLogger("ray.serve")
 
 
 class TwilioConnection(Connection):
-    """One ``/twilio/stream`` socket: ``start`` (with the call's token) is its handshake, then the two pumps."""
+    """One ``/twilio/stream`` socket: ``start`` (with the call's token) is its handshake, then the two pumps. A
+    drain closes it between turns: Twilio then asks the webhook (the ``<Connect>``'s action), whose answer
+    connects the call to a replica that serves (protocol/twilio_voice.py)."""
+
+    hands_over = True
 
     def __init__(self, *args: Any, phone: PhoneOptions, authorize: Callable[[str | None, str], None],
                  **kwargs: Any) -> None:
@@ -74,6 +83,9 @@ class TwilioConnection(Connection):
         if played is not None:  # the Speaker cuts the reply where the marks say the caller stopped hearing it
             self._pending.append(played)
 
+    def turn_under_way(self) -> bool:
+        return self.codec.busy
+
     async def _next_event(self, timeout: float | None = None) -> tw.TwilioEvent:
         raw = await asyncio.wait_for(self.ws.receive(), timeout) if timeout else await self.ws.receive()
         if raw["type"] == "websocket.disconnect":
@@ -90,14 +102,19 @@ class TwilioConnection(Connection):
             if not isinstance(event, tw.Start):
                 continue  # connected; media or marks before start mean nothing yet
             tw.check_format(event)
+            handover = event.parameters.get(HANDOVER, "")
             try:
-                self._authorize(event.parameters.get("token"), event.call_sid)
+                self._authorize(event.parameters.get("token"), call_key(event.call_sid, handover))
             except TokenError as exc:
                 log.warning("a media stream was refused: %s", exc)
                 raise AdmissionRefused(str(exc), "bad_token", CLOSE_POLICY_VIOLATION) from None
             self.start = event
             self.codec.stream_sid = event.stream_sid
-            return m.Init(agent_name=event.parameters.get("agent", ""), mode="call", narrowband=True), []
+            if handover:
+                log.info("call %s handed over (%s): it goes on here", printable(event.call_sid[:40]), printable(handover[:4]))
+            # A call handed over from a drained replica goes on: the caller was greeted already.
+            return m.Init(agent_name=event.parameters.get("agent", ""), mode="call", narrowband=True,
+                          init_greeting=not handover), []
 
     async def _receive(self, timeout: float | None = None) -> m.ClientMessage:
         """The next typed message: caller audio (in 100 ms pieces), keys pressed (as text for the agent, then a
@@ -150,19 +167,26 @@ async def twilio_webhook(request: Request, ingress: Any) -> Response:
         log.warning("a voice webhook was refused: its X-Twilio-Signature does not match")
         return Response("invalid X-Twilio-Signature", status_code=403, media_type="text/plain")
     call_sid = fields.get("CallSid") or f"local-{uuid.uuid4().hex}"
+    handover = handovers_of(request.url.query)  # (the action of a stream our side closed: the call goes on)
+    if fields.get("CallStatus") in ENDED_CALL_STATUSES:
+        return Response(end_twiml(), media_type="application/xml")  # the caller hung up: nothing to connect
+    if handover > options.max_handovers:
+        log.warning("call %s: its stream was closed %d times; hanging up", printable(call_sid[:40]), handover)
+        return Response(end_twiml(), media_type="application/xml")
     agent = agent_for(fields.get("To", ""), options, next(iter(ingress.agents.agents), ""))
     token = issue_token(ingress.secrets.token_secret_key, PHONE_APP, days=options.call_token_s / SECONDS_PER_DAY,
-                        call=call_sid)
+                        call=call_key(call_sid, handover))
     log.info("call %s to %s: agent %s", printable(call_sid[:40]), printable(fields.get("To", "")[:20]), printable(agent))
-    return Response(connect_twiml(url.stream(), agent, token), media_type="application/xml")
+    action = url.of(request.url.path, f"{HANDOVER}={handover + 1}")
+    return Response(connect_twiml(url.stream(), agent, token, action, handover), media_type="application/xml")
 
 
 async def serve_twilio(ws: WebSocket, ingress: Any) -> None:
     """``/twilio/stream``: a call's media stream, admitted like every socket (its token comes in ``start``)."""
     await ws.accept()
 
-    def authorize(token: str | None, call_sid: str) -> None:
-        ingress.gate.authorize(token, single_call=True, call=call_sid)
+    def authorize(token: str | None, call: str) -> None:
+        ingress.gate.authorize(token, single_call=True, call=call)
 
     connection = TwilioConnection(ws, ingress.metrics, ingress.options, ingress.hosts, ingress._find_agent,
                                   phone=ingress.options.phone, authorize=authorize)

@@ -3,7 +3,8 @@ webhook, TwiML ``<Connect><Stream>``, Media Streams websocket messages), for tes
 scripts/bench_phone.py. No Twilio account is involved.
 
 ``dial`` posts the call webhook (form-encoded, signed like Twilio when given an auth token) and reads the
-TwiML; ``TwilioCaller.connect`` follows it: ``connected``, ``start`` (with the ``<Parameter>``s), then a
+TwiML (``follow_action``: what Twilio does when our side closed the stream, it posts the ``<Connect>``'s
+action and follows the answer); ``TwilioCaller.connect`` follows it: ``connected``, ``start`` (with the ``<Parameter>``s), then a
 ``media`` frame every 20 ms (the caller's words, silence between them, as a phone line does). The server's
 ``media`` is played in real time; each ``mark`` is echoed when the audio before it has been played, and a
 ``clear`` drops what was not played yet and echoes the waiting marks at once, as Twilio does.
@@ -18,7 +19,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -41,6 +42,8 @@ class CallSetup:
     parameters: dict[str, str]
     call_sid: str
     twiml: str
+    action_url: str = ""  # the <Connect>'s action: posted when the stream ends
+    fields: dict[str, str] = field(default_factory=dict)  # the call's webhook fields
 
 
 def to_16k(pcm8k: bytes) -> bytes:
@@ -58,13 +61,34 @@ def call_fields(to: str, caller: str, call_sid: str) -> dict[str, str]:
             "Direction": "inbound", "ApiVersion": "2010-04-01"}
 
 
-def read_twiml(twiml: str, call_sid: str) -> CallSetup:
+def read_twiml(twiml: str, call_sid: str, fields: dict[str, str] | None = None) -> CallSetup | None:
+    """The stream the TwiML connects; None when it ends the call (``<Hangup/>``)."""
     root = ET.fromstring(twiml)
+    connect = root.find("./Connect")
     stream = root.find("./Connect/Stream")
-    if stream is None:
+    if stream is None or connect is None:
+        if root.find("./Hangup") is not None:
+            return None
         raise ValueError(f"the TwiML connects no stream: {twiml[:200]}")
     parameters = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
-    return CallSetup(stream.get("url", ""), parameters, call_sid, twiml)
+    return CallSetup(stream.get("url", ""), parameters, call_sid, twiml, connect.get("action", ""), dict(fields or {}))
+
+
+async def _post(url: str, fields: dict[str, str], headers: dict[str, str]) -> str:
+    async with httpx.AsyncClient(verify=False) as http:
+        answer = await http.post(url, data=fields, headers=headers, timeout=30)
+    answer.raise_for_status()
+    return answer.text
+
+
+async def follow_action(setup: CallSetup, *, auth_token: str | None = None, status: str = "in-progress") -> CallSetup | None:
+    """Our side closed the stream: Twilio posts the ``<Connect>``'s action (the call's fields, its status) and
+    follows the TwiML it gets (None: the call is hung up)."""
+    if not setup.action_url:
+        raise ValueError("the TwiML's <Connect> has no action: the call would end here")
+    fields = {**setup.fields, "CallStatus": status}
+    headers = {"X-Twilio-Signature": sign(auth_token, setup.action_url, fields)} if auth_token else {}
+    return read_twiml(await _post(setup.action_url, fields, headers), setup.call_sid, fields)
 
 
 async def dial(http_url: str, *, to: str = "+15550001000", caller: str = "+15557654321", auth_token: str | None = None,
@@ -78,14 +102,13 @@ async def dial(http_url: str, *, to: str = "+15550001000", caller: str = "+15557
     headers = {}
     if signature is not None or auth_token:
         headers["X-Twilio-Signature"] = signature if signature is not None else sign(auth_token or "", signed_url or url, fields)
-    async with httpx.AsyncClient(verify=False) as http:
-        answer = await http.post(url, data=fields, headers=headers, timeout=30)
-    answer.raise_for_status()
-    setup = read_twiml(answer.text, call_sid)
+    setup = read_twiml(await _post(url, fields, headers), call_sid, fields)
+    if setup is None:
+        raise ValueError("the webhook hung up a new call")
     if stream_host:
         _, _, rest = setup.stream_url.partition("://")
         path = rest[rest.index("/"):]
-        setup = CallSetup(f"{stream_host}{path}", setup.parameters, call_sid, setup.twiml)
+        setup = replace(setup, stream_url=f"{stream_host}{path}")
     return setup
 
 

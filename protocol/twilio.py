@@ -190,10 +190,22 @@ class TwilioEncoder:
         self._speaking: str | None = None  # the speech whose audio went out last
         self._played: m.Played | None = None
         self.marks_sent = 0
+        self._turn = False  # the caller's turn or its reply is under way (speech started/response .. its end)
+        self._unfinished: set[str] = set()  # speeches whose audio is still being made (first audio .. speech_done)
+
+    @property
+    def busy(self) -> bool:
+        """A turn is under way: the caller is speaking or being answered, or a reply is still made or played (its
+        marks not all echoed): a drained call is closed only between turns (deployments/drain.py)."""
+        return self._turn or bool(self._unfinished) or bool(self._pending)
 
     def encode(self, event: ev.ConversationEvent) -> list[dict[str, Any]]:
+        if isinstance(event, ev.UserSpeechStarted | ev.ResponseCreated | ev.ResponseDone | ev.ResponseCancelled):
+            self._turn = isinstance(event, ev.UserSpeechStarted | ev.ResponseCreated)
         if isinstance(event, ev.AudioChunk):
             return self._audio(event.speech_id, event.pcm)
+        if isinstance(event, ev.SpeechDone):
+            self._unfinished.discard(event.speech_id)
         if isinstance(event, ev.UserInterrupt) or (isinstance(event, ev.SpeechDone) and event.interrupted):
             return self._clear()
         if isinstance(event, ev.SpeechDone):
@@ -204,6 +216,7 @@ class TwilioEncoder:
         if speech_id in self._cleared:
             return []  # audio of a cut speech that was already on its way
         self._speaking = speech_id
+        self._unfinished.add(speech_id)
         convert = self._converters.get(speech_id)
         if convert is None:
             convert = self._converters[speech_id] = self._to_wire()

@@ -5,7 +5,11 @@ Twilio POSTs the call (form-encoded: ``CallSid``, ``From``, ``To``, ...) to ``/t
 was called, else the default) and a token minted for this one call (Twilio sends no headers on the stream,
 so the token rides in the ``start`` message). With ``TWILIO_AUTH_TOKEN`` set, the request must carry a valid
 ``X-Twilio-Signature``: an HMAC of the URL Twilio called (the public one, not the one a proxy forwarded to)
-and the form fields, checked with the helper library's ``RequestValidator``. See docs/telephony.md.
+and the form fields, checked with the helper library's ``RequestValidator``. The ``<Connect>``'s ``action`` is
+this webhook again: when our side closes the stream (a replica that drains finishes the caller's turn and
+closes it: deployments/drain.py), Twilio asks it what next, and the answer connects the same call to a replica
+that serves (a *handover*, counted in the action's query; the new stream is told by a third ``<Parameter>``).
+See docs/telephony.md.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class PhoneOptions:
     dtmf_template: str = "The caller pressed {digits} on the phone keypad."  # what the agent is told of keys pressed
     dtmf_wait_s: float = 1.5  # keys pressed within this of each other are one entry ("#" ends one at once)
     call_token_s: float = 60.0  # the media stream must start this soon after the webhook answered
+    max_handovers: int = 5  # a call whose stream our side closed this many times is hung up (a loop guard)
 
 
 @dataclass(frozen=True)
@@ -72,12 +77,41 @@ def agent_for(called: str, options: PhoneOptions, first_agent: str) -> str:
     return options.numbers.get(called) or options.agent or first_agent
 
 
-def connect_twiml(stream_url: str, agent: str, token: str) -> str:
-    """TwiML that connects the call to our media stream (bidirectional), naming the agent and the call's token."""
+HANDOVER = "handover"  # the action's query field and the stream's parameter: the handovers of this call so far
+ENDED_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+def handovers_of(query: str) -> int:
+    """How many times the call was handed over, from the webhook's query (0: a new call; a bad value counts
+    as many, so that it is not handed over again)."""
+    value = dict(parse_qsl(query)).get(HANDOVER)
+    if value is None:
+        return 0
+    return int(value) if value.isdigit() and len(value) < 4 else 1_000
+
+
+def call_key(call_sid: str, handover: int | str) -> str:
+    """What a call's single-use token is minted for: the call and its handover (each stream of it has its own)."""
+    return f"{call_sid}/{handover or 0}"
+
+
+def connect_twiml(stream_url: str, agent: str, token: str, action_url: str, handover: int = 0) -> str:
+    """TwiML that connects the call to our media stream (bidirectional), naming the agent and the call's token;
+    when our side closes the stream, Twilio posts ``action_url`` (the next handover) for what comes next."""
     response = VoiceResponse()
-    connect = Connect()
+    connect = Connect(action=action_url)
     stream = connect.stream(url=stream_url)
     stream.parameter(name="agent", value=agent)
     stream.parameter(name="token", value=token)
+    if handover:
+        stream.parameter(name=HANDOVER, value=str(handover))
     response.append(connect)
+    return str(response.to_xml())
+
+
+def end_twiml() -> str:
+    """TwiML that ends the call (past ``max_handovers``; also the answer to an action request of a call that is over,
+    which Twilio does not play)."""
+    response = VoiceResponse()
+    response.hangup()
     return str(response.to_xml())

@@ -22,6 +22,8 @@ import websockets
 
 from deployments.session import FAULT_HANG_TEXT, FAULT_HOST_START_ENV, FAULT_INJECTION_ENV
 from harness.server import ROOT, TEST_API_KEY, TEST_SECRET, Server, start_server
+from harness.speech import speech_pcm16k, transcribe_pcm16k, wer
+from harness.twilio_caller import TwilioCaller, dial, follow_action, to_16k
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_MODELS
@@ -33,6 +35,9 @@ pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 LONG_REPLY = ("The river was wide and slow that morning. We walked along it to the old market. The baker sold us "
               "warm bread and a bag of apples. Then we sat on the wall and watched the boats go by. In the afternoon "
               "it rained, so we went home early and made soup. ") * 2
+
+
+PHONE_LINE = "Can you recommend a good book for a long train ride?"
 
 
 def server_args(agents: Path) -> list[str]:
@@ -222,7 +227,8 @@ async def test_a_hung_host_is_replaced_and_its_caller_told(service):
 async def test_a_rolling_update_tells_the_live_call_which_goes_on_then_closes(service, monkeypatch):
     """A redeploy replaces the Ingress replica: the new one starts first (max_surge_percent), the old one tells its
     live call (server_shutdown, with the reconnect hint) and lets it talk on for drain_grace_s, then closes it
-    (1001); a new caller reaches the new replica."""
+    (1001); a new caller reaches the new replica. A phone call on the old replica is closed between turns and
+    handed over: Twilio asks the webhook again and the call goes on on the new replica."""
     import ray
     from ray import serve
 
@@ -232,6 +238,7 @@ async def test_a_rolling_update_tells_the_live_call_which_goes_on_then_closes(se
     server, fault = service
     live = await VoiClient.connect(server.ws_url, issue_token(TEST_SECRET, "service"))
     await start_session(live)
+    phone = await TwilioCaller.connect(await dial(server.http_url))  # a phone call on the same replica
     monkeypatch.setenv("TOKEN_SECRET_KEY", TEST_SECRET)  # what the builder reads, as the server has them
     monkeypatch.setenv("API_KEY", TEST_API_KEY)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
@@ -244,6 +251,23 @@ async def test_a_rolling_update_tells_the_live_call_which_goes_on_then_closes(se
         assert told[-1].type == "error" and told[-1].header["code"] == "server_shutdown", told[-1].header
         assert "reconnect" in told[-1].header["error"], told[-1].header
         told_at = time.monotonic()
+        # The phone call is closed between turns (Twilio cannot be told), not after the grace, and Twilio's request
+        # for the <Connect>'s action connects the same call to the new replica, where it goes on.
+        await asyncio.wait_for(phone.closed.wait(), 15)
+        assert phone.close_code == 1001, phone.close_code
+        handed = await follow_action(phone.setup)
+        assert handed is not None and handed.parameters.get("handover") == "1", handed
+        phone = await TwilioCaller.connect(handed)
+        heard_from = len(phone.heard)
+        ended = await phone.say(speech_pcm16k(PHONE_LINE))
+        await phone.wait_media_after(ended, 60)
+        await phone.wait_played_out(quiet_s=1.5, timeout=60)
+        reply = transcribe_pcm16k(to_16k(phone.heard_since(heard_from)))
+        assert wer(PHONE_LINE, reply) <= 0.3, reply
+        deadline = time.monotonic() + 30  # the new replica's log reaches the driver's a little later
+        while "handed over (1): it goes on here" not in server.log_path.read_text(errors="replace"):
+            assert time.monotonic() < deadline, server.log_tail()
+            await asyncio.sleep(0.5)
         assert "one two" in (await echo_turn(live, "One two.")).lower()  # the told call still talks
         fresh = await VoiClient.connect(server.ws_url, issue_token(TEST_SECRET, "service"))
         await start_session(fresh)  # the new replica takes new callers, and tells them nothing
@@ -260,6 +284,7 @@ async def test_a_rolling_update_tells_the_live_call_which_goes_on_then_closes(se
         await asyncio.wait_for(redeploy, 300)
     finally:
         await live.close()
+        await phone.hang_up()
         ray.shutdown()
 
 

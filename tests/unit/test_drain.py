@@ -8,12 +8,15 @@ from deployments.drain import DRAIN_NOTICE, SHUTDOWN_NOTICE, drain
 
 
 class Socket:
-    def __init__(self, live: set, leaves_after_s: float | None = None) -> None:
-        self.live, self.leaves_after_s = live, leaves_after_s
+    def __init__(self, live: set, leaves_after_s: float | None = None, hands_over: bool = False) -> None:
+        self.live, self.leaves_after_s, self.hands_over = live, leaves_after_s, hands_over
         self.told: list[str] = []
         self.closed = False
         self.replying = False
         live.add(self)
+
+    def turn_under_way(self) -> bool:
+        return self.replying
 
     async def tell_draining(self, text: str) -> None:
         self.told.append(text)
@@ -79,3 +82,26 @@ async def test_a_stopping_server_lets_the_reply_under_way_finish_then_closes():
     assert idle.told == replying.told == endless.told == [SHUTDOWN_NOTICE]
     assert closed_at["idle"] == 0.5 and 2.0 <= closed_at["replying"] <= 2.5
     assert idle.closed and replying.closed and endless.closed and not live
+
+
+async def test_a_call_that_hands_over_is_closed_when_its_turn_is_over_in_a_rolling_drain_too():
+    """The phone (its transport reconnects the call to a serving replica once closed): closed between turns,
+    while a Voi call in the same drain talks on until the grace ends."""
+    clock, live = VirtualClock(), set()
+    phone, voi = Socket(live, hands_over=True), Socket(live)
+    phone.replying = True
+    closed_at: dict[str, float] = {}
+
+    async def sleep(seconds: float) -> None:
+        await clock.sleep(seconds)
+        if clock.now() - start >= 3.0:
+            phone.replying = False  # its reply has been played
+        for name, socket in (("phone", phone), ("voi", voi)):
+            if socket.closed and name not in closed_at:
+                closed_at[name] = clock.now() - start
+
+    start = clock.now()
+    assert await clock.run(drain(live, grace_s=10.0, poll_s=0.5, sleep=sleep)) == (2, 1)
+    assert 3.0 <= closed_at["phone"] <= 3.5 and "voi" not in closed_at  # (closed when the grace ran out)
+    assert voi.closed and clock.now() - start >= 10.0
+    assert phone.told == voi.told == [DRAIN_NOTICE.format(grace=10.0)]

@@ -13,7 +13,17 @@ from protocol import events as ev
 from protocol import messages as m
 from protocol import twilio as tw
 from protocol.framing import FrameError
-from protocol.twilio_voice import PhoneOptions, agent_for, connect_twiml, form_fields, public_url, signature_valid
+from protocol.twilio_voice import (
+    PhoneOptions,
+    agent_for,
+    call_key,
+    connect_twiml,
+    end_twiml,
+    form_fields,
+    handovers_of,
+    public_url,
+    signature_valid,
+)
 from speech.audio import INPUT_RATE, OUTPUT_RATE
 from speech.g711 import G711Decoder, G711Encoder
 
@@ -102,14 +112,48 @@ def test_a_barge_in_clears_and_the_marks_say_what_was_heard():
 
 
 def test_the_webhook_answers_with_a_stream_naming_the_agent_and_the_token():
-    twiml = connect_twiml("wss://voice.example.com/twilio/stream", "joe", "tok&en")
-    stream = ET.fromstring(twiml).find("./Connect/Stream")
+    twiml = connect_twiml("wss://voice.example.com/twilio/stream", "joe", "tok&en",
+                          "https://voice.example.com/twilio/voice?handover=1")
+    connect = ET.fromstring(twiml).find("./Connect")
+    assert connect is not None and connect.get("action") == "https://voice.example.com/twilio/voice?handover=1"
+    stream = connect.find("./Stream")
     assert stream is not None and stream.get("url") == "wss://voice.example.com/twilio/stream"
     assert {p.get("name"): p.get("value") for p in stream.findall("Parameter")} == {"agent": "joe", "token": "tok&en"}
     options = PhoneOptions(numbers={"+15550001111": "sales"}, agent="front")
     assert agent_for("+15550001111", options, "first") == "sales"
     assert agent_for("+15559999999", options, "first") == "front"
     assert agent_for("+15559999999", PhoneOptions(), "first") == "first"
+
+
+def test_a_handed_over_stream_says_so_and_each_stream_has_its_own_token_key():
+    twiml = connect_twiml("wss://h/twilio/stream", "joe", "t", "https://h/twilio/voice?handover=3", handover=2)
+    stream = ET.fromstring(twiml).find("./Connect/Stream")
+    assert stream is not None and {p.get("name"): p.get("value") for p in stream.findall("Parameter")}["handover"] == "2"
+    assert handovers_of("") == 0 and handovers_of("handover=2") == 2 and handovers_of("x=1&handover=7") == 7
+    assert handovers_of("handover=-1") > PhoneOptions().max_handovers  # not a count: not handed over again
+    assert handovers_of("handover=99999") > PhoneOptions().max_handovers
+    assert call_key("CA1", "") == call_key("CA1", 0) == "CA1/0" != call_key("CA1", "1")
+    assert ET.fromstring(end_twiml()).find("./Hangup") is not None
+
+
+def test_a_turn_is_under_way_from_the_callers_speech_until_the_reply_has_been_played():
+    codec = tw.TwilioEncoder("MZ1", lambda: G711Encoder("pcmu", OUTPUT_RATE))
+    assert not codec.busy  # between turns
+    codec.encode(ev.UserSpeechStarted())
+    assert codec.busy  # the caller speaks: their turn is to be answered
+    codec.encode(ev.ResponseCreated())
+    frames = codec.encode(ev.AudioChunk("7", b"\x00\x00" * 4_800))  # 0.2 s: two media + mark pairs
+    codec.encode(ev.ResponseDone())
+    assert codec.busy  # the speech is still being made
+    codec.encode(ev.SpeechDone("7", interrupted=False))
+    assert codec.busy  # ... and played: its marks are not all back
+    for frame in frames:
+        if frame["event"] == "mark":
+            codec.heard(frame["mark"]["name"])
+    assert not codec.busy
+    codec.encode(ev.UserSpeechStarted())
+    codec.encode(ev.ResponseCancelled("no_input"))  # (a sound without words)
+    assert not codec.busy
 
 
 def test_the_public_url_is_the_configured_host_or_the_trusted_proxys():
