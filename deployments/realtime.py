@@ -153,6 +153,7 @@ async def serve_realtime(ws: WebSocket, ingress: Any) -> None:
     events = Events(dialect)
 
     async def refuse(message: str, code: str, close_code: int, kind: str = "invalid_request_error") -> None:
+        ingress.metrics.record_error(code)  # counted like a Voi socket's refusal (ray_voi_errors_total)
         try:
             await ws.send_text(json.dumps(events.error(message, code, kind=kind)))
             await ws.close(close_code)

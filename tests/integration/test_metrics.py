@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 
 import httpx
 import pytest
+import websockets
 
 from tests.integration.helpers import ends_response, start_session
 
@@ -45,6 +47,10 @@ async def test_turn_timeline_is_exported_as_metrics(server, connect):
     before = httpx.get(server.metrics_url, timeout=5).text
     turns_before = metric_value(before, "ray_voi_turns_total", agent="stt_test", mode="chat")
     errors_before = metric_value(before, "ray_voi_errors_total", kind="unknown_type")
+    refused_before = metric_value(before, "ray_voi_errors_total", kind="invalid_api_key")
+    async with websockets.connect(f"{server.ws_url}/v1/realtime?model=stt_test",
+                                  additional_headers={"Authorization": "Bearer not-a-key"}) as refused:
+        assert json.loads(await refused.recv())["error"]["code"] == "invalid_api_key"  # an OpenAI Realtime refusal
     client = await connect()
     await start_session(client)
     await client.send({"type": "text", "content": "measure this turn"})
@@ -56,7 +62,8 @@ async def test_turn_timeline_is_exported_as_metrics(server, connect):
 
     text = await scrape_until(server.metrics_url, lambda t: (
         metric_value(t, "ray_voi_turns_total", agent="stt_test", mode="chat") > turns_before
-        and metric_value(t, "ray_voi_errors_total", kind="unknown_type") > errors_before))
+        and metric_value(t, "ray_voi_errors_total", kind="unknown_type") > errors_before
+        and metric_value(t, "ray_voi_errors_total", kind="invalid_api_key") > refused_before))
     assert metric_value(text, "ray_voi_voice_to_voice_ms_count", agent="stt_test", mode="chat") >= 1
     assert metric_value(text, "ray_voi_tts_first_audio_ms_count", agent="stt_test") >= 1
     assert metric_value(text, "ray_voi_stt_final_ms_count", agent="stt_test") >= 1
