@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 import websockets
 
-from harness.speech import speech_pcm16k, wer
+from harness.server import TEST_TWILIO_AUTH_TOKEN
+from harness.speech import speech_pcm16k, transcribe_pcm16k, wer
+from harness.twilio_caller import TwilioCaller, dial, follow_action, to_16k
 from tests.integration.helpers import ends_response, expect_refused, final_user_text, hosts, named_actors, start_session, text_of
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
@@ -87,3 +90,31 @@ async def test_session_survives_a_killed_synthesizer_replica(ray_cluster, connec
     audio = await client.until(lambda r: r.type == "audio" and r.header["speech_id"] == str(reply.header["id"]), 120)
     assert len(audio[-1].payload) > 0
     assert named_actors(ray_cluster, "Synthesizer") != replicas
+
+
+async def test_a_phone_call_whose_host_died_goes_on_through_twilios_action(ray_cluster, server):
+    """The host of a phone call dies: the stream is closed (1011), Twilio posts the <Connect>'s action, and the
+    answer connects the same call again, to a live host: the caller is not greeted twice and is answered."""
+    line = "Can you recommend a good book for a long train ride?"
+    setup = await dial(server.http_url, auth_token=TEST_TWILIO_AUTH_TOKEN)
+    caller = await TwilioCaller.connect(setup)
+    try:
+        await caller.wait_media_after(0.0, 60)  # the greeting
+        await caller.wait_played_out(quiet_s=1.0, timeout=60)
+        ray_cluster.kill(ray_cluster.get_actor(host_of(ray_cluster, "call"), namespace="serve"))
+        await asyncio.wait_for(caller.closed.wait(), 30)
+        assert caller.close_code == 1011, caller.close_code
+    finally:
+        await caller.close()
+    handed = await follow_action(setup, auth_token=TEST_TWILIO_AUTH_TOKEN)
+    assert handed is not None and handed.parameters.get("handover") == "1", handed
+    again = await TwilioCaller.connect(handed)
+    try:
+        ended = await again.say(speech_pcm16k(line))
+        await again.wait_media_after(ended, 60)
+        assert again.log.media_at[0][0] >= ended - 0.5, "greeted again"  # its first audio is the answer
+        await again.wait_played_out(quiet_s=1.5, timeout=60)
+        reply = transcribe_pcm16k(to_16k(bytes(again.heard)))
+        assert wer(line, reply) <= 0.3, reply
+    finally:
+        await again.hang_up()
