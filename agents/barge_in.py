@@ -68,6 +68,7 @@ class BargeIn:
             await self._emit(ev.UserSpeechStarted())
             return
         self._unannounced.add(turn)
+        self._listener.hold_partials(turn)  # the judge's passes are the only Whisper work on this speech until it acts
         if resuming:
             self._speaker.hold()  # until the words are known: what is not sent of the reply is not heard
             self._listener.hold_end(turn)  # ... and the words may not be a turn of their own before that
@@ -152,6 +153,7 @@ class BargeIn:
         try:
             await self._judge_words(turn, resuming)
         finally:
+            self._listener.release_partials(turn)
             if resuming:
                 self._speaker.release()
                 await self._listener.release_end(turn)

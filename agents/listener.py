@@ -114,6 +114,7 @@ class Listener:
         self._judged = 0  # samples of the stream the VAD has judged (whole windows)
         self._whisper = asyncio.Lock()
         self._end_held: weakref.WeakSet[UserTurn] = weakref.WeakSet()  # turns that may not end yet (``hold_end``)
+        self._partials_held: weakref.WeakSet[UserTurn] = weakref.WeakSet()  # ... not transcribed as they grow (``hold_partials``)
         self.turn = self._new_turn()
 
     async def _transcribe_in_turn(self, pcm16: bytes, prompt: str | None) -> Transcript:
@@ -291,6 +292,14 @@ class Listener:
         self._end_held.discard(turn)
         await self._maybe_end(turn)
 
+    def hold_partials(self, turn: UserTurn) -> None:
+        """No partial transcripts of ``turn`` until ``release_partials``: its words are being judged by passes of
+        their own (a barge-in), which a partial pass of the same audio beside them would only slow down."""
+        self._partials_held.add(turn)
+
+    def release_partials(self, turn: UserTurn) -> None:
+        self._partials_held.discard(turn)
+
     async def _maybe_end(self, turn: UserTurn) -> None:
         if turn in self._end_held:
             return
@@ -312,7 +321,7 @@ class Listener:
         await self._maybe_end(turn)
 
     def _update_wanted(self, turn: UserTurn) -> bool:
-        if not self.activity.speaking:
+        if not self.activity.speaking or turn in self._partials_held:
             return False
         cut = self._silence_cut(turn)
         if cut is None:

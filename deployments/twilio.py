@@ -117,7 +117,7 @@ class TwilioConnection(Connection):
                           init_greeting=not handover), []
 
     async def _receive(self, timeout: float | None = None) -> m.ClientMessage:
-        """The next typed message: caller audio (in 100 ms pieces), keys pressed (as text for the agent, then a
+        """The next typed message: caller audio (in ``tw.IN_BATCH_S`` pieces), keys pressed (as text for the agent, then a
         reply), the played position after a barge-in; ``stop`` ends the session."""
         while not self._pending:
             self._digits_due()

@@ -36,7 +36,10 @@ MAX_FRAME_CHARS = 65_536  # a 20 ms media frame is about 300 characters; a frame
 MAX_PAYLOAD_BYTES = 16_000  # 2 s of mu-law in one media frame (Twilio sends 20 ms)
 MAX_PARAMETERS = 32
 OUT_PIECE_S = 0.1  # our media frames carry this much audio, each followed by a mark
-IN_BATCH_S = 0.1  # caller audio is handed on in pieces of this length (a Twilio frame is 20 ms)
+# Caller audio is handed on in pieces of this length (a Twilio frame is 20 ms). A piece is one actor call to the
+# session host, so not every frame; but the Listener's VAD and barge-in see speech only when its piece arrives:
+# 0.1 s pieces started a barge-in 40 ms later on average than 0.06 s ones (scripts/bench_phone.py, docs/benchmarks.md).
+IN_BATCH_S = 0.06
 
 
 @dataclass(frozen=True)

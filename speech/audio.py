@@ -76,13 +76,14 @@ class PcmResampler:
     """A stream of PCM16 chunks resampled chunk by chunk (soxr keeps the filter state between chunks, so
     chunk edges add no clicks): a transport whose clients send 24 kHz audio feeds Whisper 16 kHz."""
 
-    def __init__(self, from_rate: int, to_rate: int) -> None:
+    def __init__(self, from_rate: int, to_rate: int, quality: str = "HQ") -> None:
         self._rates = (from_rate, to_rate)
+        self._quality = quality  # soxr's: "HQ" holds audio back in blocks of ~0.1 s, "QQ" (cubic) hands each chunk on
         self._stream = self._new_stream()
 
     def _new_stream(self) -> soxr.ResampleStream | None:
         from_rate, to_rate = self._rates
-        return soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality="HQ") if from_rate != to_rate else None
+        return soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality=self._quality) if from_rate != to_rate else None
 
     def __call__(self, pcm: bytes) -> bytes:
         if self._stream is None or not pcm:

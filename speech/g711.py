@@ -16,6 +16,11 @@ with warnings.catch_warnings():
 from speech.audio import BYTES_PER_SAMPLE, PcmResampler
 
 G711_RATE = 8_000
+# Narrowband speech upsampled for the Listener needs no steep filter, but it needs to arrive: soxr's "HQ" stream
+# hands 8 kHz audio on in blocks of ~0.1 s (a caller's word reached the VAD 83 ms late on average, up to 132 ms),
+# its cubic "QQ" after each 20 ms frame (11 ms, at most 20); Whisper heard the same words either way
+# (docs/benchmarks.md, the phone's barge-in).
+DECODE_QUALITY = "QQ"
 Law = Literal["pcmu", "pcma"]
 LAWS: tuple[Law, ...] = ("pcmu", "pcma")
 
@@ -56,7 +61,7 @@ class G711Decoder:
     def __init__(self, law: Law, to_rate: int) -> None:
         decode(b"", law)  # an unknown law fails here, not at the first chunk
         self.law = law
-        self._resample = PcmResampler(G711_RATE, to_rate)
+        self._resample = PcmResampler(G711_RATE, to_rate, DECODE_QUALITY)
 
     def __call__(self, data: bytes) -> bytes:
         return self._resample(decode(data, self.law)) if data else b""

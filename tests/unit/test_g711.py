@@ -51,3 +51,14 @@ def test_stream_converters_by_format():
     assert isinstance(g711.stream_encoder("pcma", from_rate=24_000, pcm_rate=24_000), g711.G711Encoder)
     pcm = _tone(0.1, 24_000)
     assert g711.stream_encoder("pcm16", from_rate=24_000, pcm_rate=24_000)(pcm) == pcm  # nothing to convert
+
+
+def test_the_decoder_hands_each_phone_frame_on_at_once():
+    """A caller's 20 ms frame comes out of the 8 -> 16 kHz decoder when it goes in, not a block later: a click in a
+    frame is in that frame's output (the Listener hears speech, and a barge-in starts, without waiting ~0.1 s)."""
+    decoder = g711.G711Decoder("pcmu", 16_000)
+    silence = g711.encode(bytes(320), "pcmu")
+    for _ in range(10):
+        assert len(decoder(silence)) >= 2 * 300  # about 20 ms of 16 kHz out for every 20 ms in
+    click = g711.encode(float_to_pcm16(np.r_[np.zeros(80), 0.9 * np.ones(4), np.zeros(76)]), "pcmu")
+    assert np.max(np.abs(pcm16_to_float(decoder(click)))) > 0.5

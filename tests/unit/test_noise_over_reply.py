@@ -6,6 +6,7 @@ its hallucinations "Thank you.", "you", "Bye."); a timed fake TTS (0.2 s of audi
 virtual time. None of them may interrupt the reply, be announced as the user speaking, or become a turn; real
 words still stop it, and backchannels still do not."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -174,4 +175,37 @@ async def test_a_long_laugh_over_the_reply_does_not_stop_it():
     await say(conv, clock, NOISES["laugh"]() * 2 + SILENCE)
     assert passes[0] > judged  # "ha-ha-ha-ha-ha" twice: 2 s
     assert_not_stopped(out)
+    await conv.close()
+
+
+async def test_speech_over_the_reply_is_judged_by_its_own_whisper_passes_alone():
+    """While speech over the reply is judged, its partial transcripts wait: no pass of the same audio runs beside
+    the judge's (on two CPU cores such a pass, batched with the judge's, made it take twice as long, and with it the
+    interruption). The words still interrupt, and the turn is still transcribed whole."""
+    saying = {"now": ""}
+    out, clock = Sent(), VirtualClock()
+    services = scripted_services(saying, clock, whisper_s=0.2)
+    in_flight, most = [0], [0]
+
+    async def transcribe(pcm: bytes, prompt):
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        try:
+            return await services.transcribe(pcm, prompt)
+        finally:
+            in_flight[0] -= 1
+
+    conv = Conversation(agent_name="echo", agent=AGENT, init=m.Init(agent_name="echo", mode="call", init_greeting=False),
+                        services=dataclasses.replace(services, transcribe=transcribe), emit=out.emit, clock=clock)
+    await conv.start()
+    saying["now"] = STORY
+    await say(conv, clock, speech_pcm16k(QUESTION) + SILENCE)
+    assert user_turns(out) == [STORY]
+    most[0] = 0
+    saying["now"] = "Wait, stop, I have a question."
+    await say(conv, clock, speech_pcm16k("Wait, stop, I have a question.") + SILENCE)
+    await idle(conv)
+    assert [e for e in over_the_reply(out) if isinstance(e, ev.UserInterrupt)]
+    assert most[0] == 1
+    assert user_turns(out)[-1] == "Wait, stop, I have a question."
     await conv.close()

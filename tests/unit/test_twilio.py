@@ -75,12 +75,16 @@ def test_only_mulaw_at_8khz_is_taken():
     assert refused.value.code == "bad_format"
 
 
-def test_caller_audio_is_handed_on_as_16khz_pcm_in_100ms_pieces():
+def test_caller_audio_is_handed_on_as_16khz_pcm_in_60ms_pieces():
     audio = tw.CallerAudio(G711Decoder("pcmu", INPUT_RATE))
-    pieces = [audio.add(b"\xff" * 160) for _ in range(10)]
+    pieces = [audio.add(b"\xff" * 160) for _ in range(25)]  # 0.5 s of 20 ms Twilio frames
+    handed = [i for i, p in enumerate(pieces) if p is not None]
     got = [p for p in pieces if p is not None]
-    assert len(got) == 1 and isinstance(got[0], m.Audio)
-    assert abs(len(got[0].data) / 32_000 - 0.1) < 0.03  # about 100 ms of 16 kHz PCM16 (the resampler's delay aside)
+    assert all(isinstance(p, m.Audio) for p in got)
+    # Every third frame (the resampler's delay aside): speech reaches the Listener at most 60 ms after it came.
+    assert max(b - a for a, b in zip(handed, handed[1:])) == 3 and handed[0] <= 3
+    assert all(abs(len(p.data) / 32_000 - tw.IN_BATCH_S) < 0.021 for p in got)  # about 60 ms of 16 kHz PCM16
+    assert abs(sum(len(p.data) for p in got) / 32_000 - 0.5) < 0.07  # nothing lost but the tail still kept
 
 
 def test_reply_audio_goes_out_as_mulaw_media_each_followed_by_a_mark():

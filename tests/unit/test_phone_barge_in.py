@@ -1,0 +1,57 @@
+"""The phone's way into a barge-in, Ray-free: a caller's 20 ms mu-law frames through the Twilio codec's
+``CallerAudio`` and the 8 -> 16 kHz decoder into the real Listener (real Silero VAD) with the phone profile. A
+short "Stop," said over the agent after an earlier question must start the barge-in's judging on that word, at
+every alignment of the caller's frames, not only on the next word ~0.4 s later (docs/listening.md)."""
+
+import pytest
+
+from agents.listener import Listener, SpeechStarted
+from agents.mode import SessionMode
+from agents.turns import TurnConfig
+from harness.speech import speech_pcm16k
+from protocol import twilio as tw
+from speech import g711
+from speech.audio import INPUT_RATE, PcmResampler
+from speech.stt import Transcript
+
+FRAME_S = 0.02
+SILENCE = b"\xff" * 160  # 20 ms of mu-law silence
+
+
+def caller_frames(pcm16k: bytes) -> list[bytes]:
+    """16 kHz speech as a phone caller's Twilio sends it: 8 kHz mu-law in 20 ms frames."""
+    mulaw = g711.encode(PcmResampler(INPUT_RATE, g711.G711_RATE)(pcm16k), "pcmu")
+    return [mulaw[i : i + 160].ljust(160, b"\xff") for i in range(0, len(mulaw), 160)]
+
+
+async def speech_started_after(frames: list[bytes], onset: int) -> list[float]:
+    """Seconds from frame ``onset`` to each ``SpeechStarted``, counted in the caller's frames handed on."""
+    started: list[float] = []
+    sent = [0]
+
+    async def transcribe(pcm: bytes, prompt):
+        return Transcript(text="")
+
+    async def on_event(event):
+        if isinstance(event, SpeechStarted):
+            started.append(round((sent[0] - onset) * FRAME_S, 2))
+
+    listener = Listener(transcribe=transcribe, on_event=on_event, mode=SessionMode("call"),
+                        config=TurnConfig().for_phone())
+    audio = tw.CallerAudio(g711.G711Decoder("pcmu", INPUT_RATE))
+    for sent[0], frame in enumerate(frames, start=1):
+        piece = audio.add(frame)
+        if piece is not None:
+            await listener.feed(piece.data)
+    await listener.close()
+    return started
+
+
+@pytest.mark.parametrize("lead_frames", [0, 1, 2, 8])  # alignments where 0.15 s, HQ and 0.1 s pieces missed "Stop,"
+async def test_a_short_stop_over_the_reply_starts_a_barge_in_on_the_phone(lead_frames):
+    question, stop = caller_frames(speech_pcm16k("Tell me a long story.")), caller_frames(speech_pcm16k("Stop, please wait."))
+    frames = [SILENCE] * (50 + lead_frames) + question + [SILENCE] * 150 + stop + [SILENCE] * 50
+    onset = 50 + lead_frames + len(question) + 150
+    started = await speech_started_after(frames, onset)
+    assert len(started) == 2 and started[0] < 0  # the question, then the interruption
+    assert started[1] <= 0.4  # on "Stop," (about 0.3 s in), not on "please" (0.64 s or later)
