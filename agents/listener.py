@@ -212,7 +212,8 @@ class Listener:
             self._loud_speech_s = self._loud_speech_s + WINDOW_SECONDS if speech else 0.0
             turn.loud_s += WINDOW_SECONDS if speech else 0.0
             turn.voiced_s += WINDOW_SECONDS if self.activity.speaking else 0.0
-            if not self._announced and self._loud_speech_s >= self.config.barge_in_min_speech_s:
+            # (Once an utterance has started: a turn that has not begun drops its frame's events.)
+            if not self._announced and self.activity.heard_speech and self._loud_speech_s >= self.config.barge_in_min_speech_s:
                 self._announced = started = True
         if self.call_mode and turn.streamer.received_s == 0:
             # Between turns only the last moments are kept, so an utterance's first syllable is not lost. The

@@ -24,7 +24,7 @@ def caller_frames(pcm16k: bytes) -> list[bytes]:
     return [mulaw[i : i + 160].ljust(160, b"\xff") for i in range(0, len(mulaw), 160)]
 
 
-async def speech_started_after(frames: list[bytes], onset: int) -> list[float]:
+async def speech_started_after(frames: list[bytes], onset: int, config: TurnConfig | None = None) -> list[float]:
     """Seconds from frame ``onset`` to each ``SpeechStarted``, counted in the caller's frames handed on."""
     started: list[float] = []
     sent = [0]
@@ -37,7 +37,7 @@ async def speech_started_after(frames: list[bytes], onset: int) -> list[float]:
             started.append(round((sent[0] - onset) * FRAME_S, 2))
 
     listener = Listener(transcribe=transcribe, on_event=on_event, mode=SessionMode("call"),
-                        config=TurnConfig().for_phone())
+                        config=config or TurnConfig().for_phone())
     audio = tw.CallerAudio(g711.G711Decoder("pcmu", INPUT_RATE))
     for sent[0], frame in enumerate(frames, start=1):
         piece = audio.add(frame)
@@ -55,3 +55,12 @@ async def test_a_short_stop_over_the_reply_starts_a_barge_in_on_the_phone(lead_f
     started = await speech_started_after(frames, onset)
     assert len(started) == 2 and started[0] < 0  # the question, then the interruption
     assert started[1] <= 0.4  # on "Stop," (about 0.3 s in), not on "please" (0.64 s or later)
+
+
+async def test_a_barge_in_level_shorter_than_an_utterance_start_still_announces_the_speech():
+    """``barge_in_min_speech_s`` (the phone's 0.1 s) below ``min_speech_s``: the loud speech is announced once
+    the utterance has started, not marked announced before its turn began (its SpeechStarted then never came)."""
+    question = caller_frames(speech_pcm16k("Tell me a long story."))
+    frames = [SILENCE] * 50 + question + [SILENCE] * 50
+    config = TurnConfig(min_speech_s=0.15).for_phone()
+    assert len(await speech_started_after(frames, 50, config)) == 1
