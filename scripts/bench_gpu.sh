@@ -3,7 +3,9 @@
 #   1. XTTS-v2 first chunk (and RTF) at 1, 4 and 8 concurrent streams        scripts/bench_tts.py
 #   2. Whisper under load: batching on and off at 1, 8 and 24 sessions       scripts/bench_stt.py
 #   3. voice-to-voice at N = 1, 8 and 24 callers, chat and call mode         scripts/bench.py
-# Steps 2 and 3 run serve_config.gpu.yaml as an operator does (`ray start --head` with the profile's
+#   4. the phone beside /ws call mode: voice-to-voice at N = 1 and 8, and    scripts/bench_phone.py
+#      barge-in onset -> clear / user_interrupt (issue 22's 300 ms: on a CPU a Whisper pass is the floor)
+# Steps 2 to 4 run serve_config.gpu.yaml as an operator does (`ray start --head` with the profile's
 # `# machine:` resources, then `serve deploy`: harness/server.py start_deployed). Each step writes JSON (and a
 # PNG where the script plots) into docs/bench/gpu_<step>_<commit>.json, beside gpu_env_<commit>.json (GPU,
 # driver, what torch and CTranslate2 see); the numbers go into docs/benchmarks.md by hand.
@@ -34,11 +36,13 @@ if [ "$dry" = 1 ]; then
   tts=(--levels 1 --runs 1 --xtts-runs 1 --xtts-audio-s 0.5)
   stt=(--quick --levels 1 --serve-config "$PROFILE" --shrink)
   v2v=(--levels 1 --turns 1 --modes chat --serve-config "$PROFILE" --shrink)
+  phone=(--levels 1 --turns 1 --barge-ins 1 --serve-config "$PROFILE" --shrink)
 else
   out=${VOI_BENCH_DIR:-docs/bench}
   tts=(--levels 1 4 8 --xtts-runs 5 --xtts-audio-s 4)
   stt=(--levels 1,8,24 --serve-config "$PROFILE")
   v2v=(--levels 1,8,24 --turns 4 --modes chat,call --serve-config "$PROFILE")
+  phone=(--levels 1,8 --turns 3 --barge-ins 8 --serve-config "$PROFILE")
 fi
 mkdir -p "$out"
 
@@ -88,5 +92,6 @@ export PYTHONUNBUFFERED=1
 step tts "$PY" scripts/bench_tts.py "${tts[@]}" --out "$out/gpu_tts_$tag.json"
 step stt "$PY" scripts/bench_stt.py "${stt[@]}" --out "$out/gpu_stt_$tag.json"
 step v2v "$PY" scripts/bench.py "${v2v[@]}" --out "$out/gpu_v2v_$tag.json"
+step phone "$PY" scripts/bench_phone.py "${phone[@]}" --out "$out/gpu_phone_$tag.json"
 echo "== bench_gpu: $failed step(s) failed; results in $out/"
 exit "$failed"

@@ -28,7 +28,7 @@ from bench import QUESTIONS, CallerResult, TurnResult, graph_caller, keep_silent
 
 from harness.report import machine_and_date, ms, pct, pyplot, save_figure, write_report
 from harness.scripted_llm import API_KEY, ScriptedLlm
-from harness.server import TEST_SECRET, start_server
+from harness.server import TEST_SECRET, add_profile_arguments, profile_label, profile_options, start_server
 from harness.speech import phone_line, speech_pcm16k, transcribe_pcm16k, wer, write_greeting_file
 from harness.twilio_caller import TwilioCaller, dial, to_16k
 from protocol.client import VoiClient
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--barge-ins", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / "bench_phone.json")
+    add_profile_arguments(parser)  # (a profile brings its own models: Whisper on its GPU; the test agents still talk)
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x]
     clips = turn_audio()
@@ -157,10 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_greeting_file()  # named by one of the test agents
     llm = ScriptedLlm().start()
+    models = [] if args.serve_config else [f"models={ROOT / 'tests/integration/models.yaml'}"]
     server = start_server(args.out.parent / "bench_phone_server.log", f"agents={ROOT / 'tests/integration/agents.yaml'}",
-                          f"models={ROOT / 'tests/integration/models.yaml'}", "phone_agent=stt_test",
-                          f'phone_numbers={{"{SCRIPTED_NUMBER}": "scripted"}}',
-                          env_extra={"LITELLM_API_BASE": llm.url, "LITELLM_API_KEY": API_KEY})
+                          *models, "phone_agent=stt_test", f'phone_numbers={{"{SCRIPTED_NUMBER}": "scripted"}}',
+                          env_extra={"LITELLM_API_BASE": llm.url, "LITELLM_API_KEY": API_KEY}, **profile_options(args))
+    report["serve_config"] = profile_label(args)
     try:
         for n in levels:
             for transport in ("phone", "ws"):
