@@ -24,7 +24,7 @@ from agents.continuation import Continuation
 from agents.greeting import choose_greeting, speak_greeting
 from agents.history import History, StoredMessage, TranscriptMessages
 from agents.invoke import prepare_invoke
-from agents.listener import AudioOverflow, Listener, ListenerEvent, SpeechStarted, TranscriptUpdate, TurnEnded, UserTurn
+from agents.listener import Listener
 from agents.mode import SessionMode
 from agents.recording import Recorder
 from agents.replies import Reply, ReplyWriter, RunningReply
@@ -37,6 +37,7 @@ from agents.tool_round import ServerTools
 from agents.turn_queue import TurnQueue, TurnRequest
 from agents.turns import TurnConfig
 from agents.user_transcript import UserTranscript
+from agents.user_turn import AudioOverflow, ListenerEvent, SpeechStarted, TranscriptUpdate, TurnEnded, UserTurn
 from common.clock import MONOTONIC, Clock
 from protocol import events as ev
 from protocol import messages as m

@@ -4,7 +4,8 @@ The Listener gets the session's audio frames and reports typed events through on
 transcript update (partial, or the settled transcript of an utterance), the user starting to speak (what
 barge-in needs), in call mode the end of the user's turn, and audio past the turn's limit. Whisper runs
 through the injected ``transcribe`` callable, never on the caller's event loop; updates of one turn never
-overlap. What the listener heard is its own state: how it is shown to the client is the Conversation's.
+overlap. What the listener heard is its own state (the ``UserTurn``, agents/user_turn.py, with the events):
+how it is shown to the client is agents/user_transcript.py's.
 In call mode with ``turn_detection: model`` each utterance's end is put to the injected ``predict_end``
 (the end-of-turn model, its answer in a background task) and the turn ends as soon as it is answered
 "complete", not at the next audio frame.
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from agents.mode import SessionMode
 from agents.services import SessionPolicy
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
+from agents.user_turn import AudioOverflow, OnListenerEvent, SpeechStarted, TranscriptUpdate, TurnEnded, UserTurn
 from common.clock import MONOTONIC, Clock
 from protocol.pcm import INPUT_BYTES_PER_SECOND
 from speech.audio import INPUT_RATE, dbfs, pcm16_to_float
@@ -31,57 +33,6 @@ from speech.vad import WINDOW, WINDOW_SECONDS, StreamingVad
 log = logging.getLogger("voi.listener")
 
 
-@dataclass(eq=False)  # compared and hashed by identity: the Conversation keys what it showed of a turn by the turn
-class UserTurn:
-    """What the user said in one turn: its audio, its streaming transcript and when speech ended. Written only
-    by the Listener; the other rooms read it."""
-
-    streamer: StreamingTranscriber
-    heard: str = ""  # the latest transcript reported for this turn (what the end-of-turn rule reads)
-    speech_end_s: float | None = None  # turn audio time where the last utterance's transcript window ends
-    origin: int = 0  # the stream position (samples) of the turn's first audio
-    speaking: bool = False
-    overflow_reported: bool = False
-    ended_at: float = 0.0  # clock time when the turn was ended
-    speech_ended_at: float = 0.0  # clock time when voice activity last ended
-    recent: bytearray = field(default_factory=bytearray)  # the last MODEL_AUDIO_S of the turn's audio
-    complete: float | None = None  # the end-of-turn model's answer for the latest utterance end
-    predicting: bool = False  # ... still on its way
-    utterances: int = 0  # utterance ends so far (a model answer for an older one is stale)
-    settled: int = 0  # utterance ends whose transcript has settled into ``heard`` (or failed)
-    speech_began_at: float | None = None  # clock time when voice activity first began in this turn
-    loud_s: float = 0.0  # speech at barge-in level in this turn (the agent's own echo has none)
-    voiced_s: float = 0.0  # speech (voice activity) in this turn, the silences between utterances left out
-
-    async def settle(self) -> str:
-        return await self.streamer.finish(None if self.speaking else self.speech_end_s)
-
-
-@dataclass(frozen=True)
-class TranscriptUpdate:
-    turn: UserTurn
-    text: str
-    final: bool  # the settled transcript of an utterance (False: a partial while the user speaks)
-    at_silence: bool = False  # a partial up to where a silence began: what the utterance will most likely settle to
-
-
-@dataclass(frozen=True)
-class SpeechStarted:
-    """Sustained speech loud enough to be the user (not the agent's own voice leaking back): barge-in."""
-
-
-@dataclass(frozen=True)
-class TurnEnded:
-    turn: UserTurn  # call mode only: the user is done
-
-
-@dataclass(frozen=True)
-class AudioOverflow:
-    turn: UserTurn  # the turn's audio passed max_turn_s; the rest is ignored (reported once per turn)
-
-
-ListenerEvent = TranscriptUpdate | SpeechStarted | TurnEnded | AudioOverflow
-OnListenerEvent = Callable[[ListenerEvent], Awaitable[None]]
 PredictEnd = Callable[[bytes], Awaitable[float]]  # 16 kHz PCM16 ending at an utterance's end -> P(turn complete)
 MODEL_AUDIO_S = 8.0  # what the end-of-turn model hears: the last seconds of the turn
 SETTLE_TAIL_S = 0.1  # quiet audio after an utterance kept in its transcript window (a word's soft end)

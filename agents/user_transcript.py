@@ -14,10 +14,10 @@ import logging
 from agents.barge_in import BargeIn
 from agents.continuation import Continuation
 from agents.history import TranscriptMessages
-from agents.listener import UserTurn
 from agents.mode import SessionMode
 from agents.services import Emit
 from agents.turn_queue import TurnRequest
+from agents.user_turn import UserTurn
 from protocol import events as ev
 
 log = logging.getLogger("voi.conversation")
