@@ -24,7 +24,7 @@ from agents.services import SessionPolicy
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
 from agents.user_turn import AudioOverflow, OnListenerEvent, SpeechStarted, TranscriptUpdate, TurnEnded, UserTurn
 from common.clock import MONOTONIC, Clock
-from protocol.pcm import INPUT_BYTES_PER_SECOND
+from protocol.pcm import BYTES_PER_SAMPLE, INPUT_BYTES_PER_SECOND
 from speech.audio import INPUT_RATE, dbfs, pcm16_to_float
 from speech.streaming import StreamingConfig, StreamingTranscriber, Transcribe
 from speech.stt import Transcript
@@ -35,6 +35,7 @@ log = logging.getLogger("voi.listener")
 
 PredictEnd = Callable[[bytes], Awaitable[float]]  # 16 kHz PCM16 ending at an utterance's end -> P(turn complete)
 MODEL_AUDIO_S = 8.0  # what the end-of-turn model hears: the last seconds of the turn
+MODEL_AUDIO_BYTES = int(MODEL_AUDIO_S * INPUT_BYTES_PER_SECOND) // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE
 SETTLE_TAIL_S = 0.1  # quiet audio after an utterance kept in its transcript window (a word's soft end)
 
 
@@ -110,7 +111,7 @@ class Listener:
             # silence that ended the turn (the new audio's pre-roll is pause enough; more made Whisper fill it in).
             heard_before = turn.streamer.window_audio()
             if turn.speech_end_s is not None:
-                heard_before = heard_before[: int(turn.speech_end_s * INPUT_RATE) * 2]
+                heard_before = heard_before[: int(turn.speech_end_s * INPUT_RATE) * BYTES_PER_SAMPLE]
             turn.streamer = self._new_streamer()
             turn.streamer.add(heard_before)
         self._add(turn, audio)
@@ -169,13 +170,14 @@ class Listener:
             # turn's audio starts pre_roll_s before the utterance's onset as the VAD placed it, wherever the
             # client's frames happened to begin.
             self._preroll += pcm
-            keep = int((self.config.pre_roll_s + self.config.min_speech_s) * INPUT_BYTES_PER_SECOND + 2 * WINDOW) // 2 * 2 + len(pcm)
+            keep = int((self.config.pre_roll_s + self.config.min_speech_s) * INPUT_BYTES_PER_SECOND + BYTES_PER_SAMPLE * WINDOW)
+            keep = keep // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE + len(pcm)  # whole samples
             del self._preroll[: max(0, len(self._preroll) - keep)]
             if not self.activity.heard_speech:
                 return
-            kept_from = self._fed - len(self._preroll) // 2
+            kept_from = self._fed - len(self._preroll) // BYTES_PER_SAMPLE
             first = kept_from if onset is None else max(kept_from, onset - int(self.config.pre_roll_s * INPUT_RATE))
-            self._start_turn_audio(turn, bytes(self._preroll[(first - kept_from) * 2 :]))
+            self._start_turn_audio(turn, bytes(self._preroll[(first - kept_from) * BYTES_PER_SAMPLE :]))
             self._preroll.clear()
         else:
             self._start_turn_audio(turn, pcm) if turn.streamer.received_s == 0 else self._add(turn, pcm)
@@ -192,7 +194,7 @@ class Listener:
                 turn.predicting = True
                 # The model hears the turn up to where the utterance was called ended, not to the frame's end.
                 called = ends[-1] + _windows(self.config.utterance_end_s) * WINDOW
-                cut = max(0, self._fed - called) * 2
+                cut = max(0, self._fed - called) * BYTES_PER_SAMPLE
                 self._spawn(self._predict(turn, turn.utterances, bytes(turn.recent[: len(turn.recent) - cut])))
             self._spawn(self._settle(turn, turn.utterances))
         elif self._update_wanted(turn):
@@ -202,7 +204,7 @@ class Listener:
         await self._maybe_end(turn)
 
     def _start_turn_audio(self, turn: UserTurn, pcm: bytes) -> None:
-        turn.origin = self._fed - len(pcm) // 2
+        turn.origin = self._fed - len(pcm) // BYTES_PER_SAMPLE
         self._add(turn, pcm)
 
     def _add(self, turn: UserTurn, pcm: bytes) -> None:
@@ -232,7 +234,7 @@ class Listener:
     def _remember(self, turn: UserTurn, pcm: bytes) -> None:
         if self._model_decides():
             turn.recent += pcm
-            del turn.recent[: max(0, len(turn.recent) - int(MODEL_AUDIO_S * INPUT_BYTES_PER_SECOND) // 2 * 2)]
+            del turn.recent[: max(0, len(turn.recent) - MODEL_AUDIO_BYTES)]
 
     def hold_end(self, turn: UserTurn) -> None:
         """``turn`` may not end until ``release_end``: whether its words go on the turn before is being judged."""
