@@ -10,6 +10,7 @@ turn worker answers what ``settle`` returns. Which turn showed which message is 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from agents.barge_in import BargeIn
 from agents.continuation import Continuation
@@ -23,23 +24,22 @@ from protocol import events as ev
 log = logging.getLogger("voi.conversation")
 
 
+@dataclass(kw_only=True, eq=False)
 class UserTranscript:
-    def __init__(self, *, agent_name: str, mode: SessionMode, messages: TranscriptMessages, barge_in: BargeIn,
-                 continuation: Continuation, emit: Emit) -> None:
-        self._agent_name = agent_name
-        self._mode = mode
-        self._messages = messages
-        self._barge_in = barge_in
-        self._continuation = continuation
-        self._emit = emit
+    agent_name: str
+    mode: SessionMode
+    messages: TranscriptMessages  # which turn showed which message
+    barge_in: BargeIn  # whether words over the agent may be shown yet, and a settled turn's last judge
+    continuation: Continuation  # told of a turn that was nothing to go on with
+    emit: Emit
 
     async def show(self, turn: UserTurn, text: str, *, final: bool) -> None:
         """Send ``turn``'s growing transcript as one message with a stable id (``final`` once settled)."""
-        if self._mode.call and self._barge_in.hides(turn, text):
+        if self.mode.call and self.barge_in.hides(turn, text):
             return
-        stored = self._messages.show(turn, text, final=final)
+        stored = self.messages.show(turn, text, final=final)
         if stored is not None:
-            await self._emit(ev.Message("user", stored.id, stored.content, final=final))
+            await self.emit(ev.Message("user", stored.id, stored.content, final=final))
 
     async def settle(self, request: TurnRequest) -> str | None:
         """The settled words of ``request``'s turn, shown final ("" when none were heard, or Whisper failed).
@@ -49,16 +49,16 @@ class UserTranscript:
         try:
             transcript = (await turn.settle()).strip()
         except Exception as exc:
-            log.warning("transcription failed for agent '%s': %s", self._agent_name, exc)
-            await self._emit(ev.Error("speech recognition failed for this turn; please try again", "stt_failed"))
+            log.warning("transcription failed for agent '%s': %s", self.agent_name, exc)
+            await self.emit(ev.Error("speech recognition failed for this turn; please try again", "stt_failed"))
         if request.abandoned:
             return None
-        unannounced = not self._barge_in.announced(turn)
-        if self._mode.call and await self._barge_in.turn_settled(turn, transcript):
-            self._messages.take(turn)
-            self._continuation.dropped(request)
+        unannounced = not self.barge_in.announced(turn)
+        if self.mode.call and await self.barge_in.turn_settled(turn, transcript):
+            self.messages.take(turn)
+            self.continuation.dropped(request)
             return None
         if unannounced:  # words after all: the client hears of them as of any turn
-            await self._emit(ev.UserSpeechStopped())
+            await self.emit(ev.UserSpeechStopped())
         await self.show(turn, transcript, final=True)
-        return self._messages.take(turn)
+        return self.messages.take(turn)
