@@ -6,6 +6,7 @@ Listener as it is decoded, so partial transcripts stream as with PCM. In chat mo
 (a push-to-talk recorder starts afresh): ``end_turn`` ends the file, waits for its last samples and the next
 audio frame starts a new decoder. In call mode the whole call is one stream. Bad bytes are reported once
 as ``bad_audio`` and the session goes on: the stream is dropped and the next frame starts a new one.
+The recorder, if any, is told when compressed bytes arrive and keeps a copy of the PCM the Listener hears.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from agents.recording import Recorder
 from speech.codecs import CONTAINERS, BadAudio, StreamDecoder, f32le_to_pcm16
 
 log = logging.getLogger("voi.audio_input")
@@ -25,9 +27,11 @@ ReportBadAudio = Callable[[BadAudio], Awaitable[None]]
 
 
 class AudioInput:
-    def __init__(self, audio_format: str, *, feed: FeedPcm, report: ReportBadAudio, stream_per_turn: bool) -> None:
+    def __init__(self, audio_format: str, *, feed: FeedPcm, report: ReportBadAudio, stream_per_turn: bool,
+                 recorder: Recorder | None = None) -> None:
         self.audio_format = audio_format
-        self._feed = feed
+        self._to_listener = feed
+        self._recorder = recorder
         self._report = report
         self._per_turn = stream_per_turn
         self._decoder: StreamDecoder | None = None
@@ -40,6 +44,8 @@ class AudioInput:
 
     async def write(self, data: bytes) -> None:
         """One client audio frame."""
+        if self._recorder is not None and self.compressed:
+            self._recorder.input_arrived()
         if not self.compressed:
             try:
                 pcm = f32le_to_pcm16(data) if self.audio_format == "pcm_f32le" else _pcm16(data)
@@ -97,6 +103,11 @@ class AudioInput:
             self._failed = True
             log.info("bad %s audio: %s", self.audio_format, exc)
             await self._report(exc)
+
+    async def _feed(self, pcm: bytes) -> None:
+        if self._recorder is not None:
+            self._recorder.user_audio(pcm)
+        await self._to_listener(pcm)
 
     def _forget(self, decoder: StreamDecoder) -> None:
         if self._decoder is decoder:

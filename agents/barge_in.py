@@ -19,11 +19,12 @@ from typing import Any
 
 from agents.backchannel import backchannel_words, could_become_backchannel, is_backchannel, is_noise, noise_phrases
 from agents.continuation import Continuation
-from agents.listener import Listener, UserTurn
+from agents.listener import Listener
 from agents.replies import RunningReply
 from agents.services import Emit
 from agents.speaker import Speaker
 from agents.turns import TurnConfig
+from agents.user_turn import UserTurn
 from common.clock import Clock
 from protocol import events as ev
 from protocol import messages as m

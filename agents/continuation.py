@@ -17,12 +17,13 @@ import logging
 import weakref
 
 from agents.history import History, TranscriptMessages
-from agents.listener import Listener, UserTurn
+from agents.listener import Listener
 from agents.replies import RunningReply
 from agents.services import Emit
 from agents.speaker import Speaker
 from agents.turn_queue import TurnRequest
 from agents.turns import TurnConfig
+from agents.user_turn import UserTurn
 from common.clock import Clock
 from protocol import events as ev
 

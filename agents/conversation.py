@@ -3,9 +3,9 @@
 It gets typed client messages in order through ``handle``, sends events through the injected ``emit`` and
 reaches the models only through the injected ``Services``, so the same class runs in unit tests, a benchmark's
 in-process baseline and a session host. Its rooms: History, Listener (audio in), BargeIn, TurnQueue, ReplyWriter
-with the RunningReply (text out), Speaker (audio out); they call each other's methods and write only their own
-state. It owns the session's mode (``SessionMode``), tells the Recorder what happens, and takes its time from
-its ``clock`` (common/clock.py)."""
+with the RunningReply (text out), Speaker (audio out), UserTranscript (the user's words as shown); they call
+each other's methods and write only their own state. It owns the session's mode (``SessionMode``), tells the
+Recorder what it sends and reports, and takes its time from its ``clock`` (common/clock.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from agents.continuation import Continuation
 from agents.greeting import choose_greeting, speak_greeting
 from agents.history import History, StoredMessage, TranscriptMessages
 from agents.invoke import prepare_invoke
-from agents.listener import AudioOverflow, Listener, ListenerEvent, SpeechStarted, TranscriptUpdate, TurnEnded, UserTurn
+from agents.listener import Listener
 from agents.mode import SessionMode
 from agents.recording import Recorder
 from agents.replies import Reply, ReplyWriter, RunningReply
@@ -36,6 +36,8 @@ from agents.timeline import TurnReport, TurnTimeline
 from agents.tool_round import ServerTools
 from agents.turn_queue import TurnQueue, TurnRequest
 from agents.turns import TurnConfig
+from agents.user_transcript import UserTranscript
+from agents.user_turn import AudioOverflow, ListenerEvent, SpeechStarted, TranscriptUpdate, TurnEnded, UserTurn
 from common.clock import MONOTONIC, Clock
 from protocol import events as ev
 from protocol import messages as m
@@ -75,8 +77,10 @@ class Conversation:
         self._barge_in = BargeIn(agent_name=agent_name, config=listening, listener=self._listener, speaker=self._speaker,
                                  emit=self._emit, transcribe=services.transcribe, reply=self._reply,
                                  continuation=self._continuation, clock=clock)
-        self._input = AudioInput(init.input_audio_format, feed=self._hear, stream_per_turn=init.mode == "chat",
-                                 report=lambda exc: self._emit(ev.Error(str(exc), exc.code)))
+        self._words = UserTranscript(agent_name=agent_name, mode=self.mode, messages=self._transcripts,
+                                     barge_in=self._barge_in, continuation=self._continuation, emit=self._emit)
+        self._input = AudioInput(init.input_audio_format, feed=self._listener.feed, stream_per_turn=init.mode == "chat",
+                                 report=lambda exc: self._emit(ev.Error(str(exc), exc.code)), recorder=recorder)
         self.tools = SessionTools(tools, init.tools, init.tool_choice)
         self._turns = TurnQueue(self.history, self._emit, clock)
         self._worker: asyncio.Task[None] | None = None
@@ -128,11 +132,6 @@ class Conversation:
         if self._report is not None:
             await self._report(report)
 
-    async def _hear(self, pcm16k: bytes) -> None:
-        if self.recorder is not None:
-            self.recorder.user_audio(pcm16k)
-        await self._listener.feed(pcm16k)
-
     async def handle(self, msg: m.ClientMessage) -> None:
         try:
             await self._dispatch(msg)
@@ -141,8 +140,6 @@ class Conversation:
 
     async def _dispatch(self, msg: m.ClientMessage) -> None:
         if isinstance(msg, m.Audio):
-            if self.recorder is not None and self._input.compressed:
-                self.recorder.input_arrived()
             await self._input.write(msg.data)
         elif isinstance(msg, m.Text):
             if not msg.content.strip():
@@ -181,7 +178,7 @@ class Conversation:
 
     async def _on_listener_event(self, event: ListenerEvent) -> None:
         if isinstance(event, TranscriptUpdate):
-            await self._show_transcript(event.turn, event.text, final=event.final)
+            await self._words.show(event.turn, event.text, final=event.final)
             if event.final or event.at_silence:  # (at a silence: before the utterance is even called ended)
                 self._speculate(event.turn, event.text)
         elif isinstance(event, SpeechStarted):
@@ -214,18 +211,8 @@ class Conversation:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
-    async def _show_transcript(self, turn: UserTurn, text: str, *, final: bool) -> None:
-        """Send the user's growing transcript as one message with a stable id (``final`` once settled).
-        Speech over the agent that may still be a backchannel is not shown yet."""
-        if self.mode.call and self._barge_in.hides(turn, text):
-            return
-        stored = self._transcripts.show(turn, text, final=final)
-        if stored is not None:
-            await self._emit(ev.Message("user", stored.id, stored.content, final=final))
-
     async def _queue_turn(self, turn: UserTurn, request: m.CreateResponse | None = None, goes_on: bool = False) -> TurnRequest:
-        goes_on = goes_on or self.tools.answered
-        self.tools.answered = False
+        goes_on = self.tools.take_answered() or goes_on
         self._continuation.forget()
         queued = self._turns.put(turn, self.tools.for_reply(request), goes_on)
         if self.recorder is not None:
@@ -237,24 +224,11 @@ class Conversation:
         timeline = TurnTimeline(self.agent_name, self.mode.value, clock=self.clock)
         call_speech_end = turn.speech_ended_at if self.mode.call and turn.speech_ended_at else None
         timeline.mark("speech_end", call_speech_end or request.requested_at)
-        transcript = ""
+        transcript: str | None = ""
         if turn.streamer.received_s:
-            try:
-                transcript = (await turn.settle()).strip()
-            except Exception as exc:
-                log.warning("transcription failed for agent '%s': %s", self.agent_name, exc)
-                await self._emit(ev.Error("speech recognition failed for this turn; please try again", "stt_failed"))
-            if request.abandoned:
-                return  # the user went on with it: answered once it ends again
-            unannounced = not self._barge_in.announced(turn)
-            if self.mode.call and await self._barge_in.turn_settled(turn, transcript):
-                self._transcripts.take(turn)  # a backchannel or a noise: no turn of its own (nor one to go on with)
-                self._continuation.dropped(request)
-                return
-            if unannounced:  # words after all: the client hears of them as of any turn
-                await self._emit(ev.UserSpeechStopped())
-            await self._show_transcript(turn, transcript, final=True)
-            transcript = self._transcripts.take(turn)
+            transcript = await self._words.settle(request)
+            if transcript is None:
+                return  # the user went on with it, or it was a backchannel or a noise: no reply
         elif not request.goes_on:  # the client's interrupt of a playing speech comes right after create_response
             await self._turns.after_next_message(request, self._speaker.any_playing)
         timeline.mark("transcript_final")

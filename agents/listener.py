@@ -4,7 +4,8 @@ The Listener gets the session's audio frames and reports typed events through on
 transcript update (partial, or the settled transcript of an utterance), the user starting to speak (what
 barge-in needs), in call mode the end of the user's turn, and audio past the turn's limit. Whisper runs
 through the injected ``transcribe`` callable, never on the caller's event loop; updates of one turn never
-overlap. What the listener heard is its own state: how it is shown to the client is the Conversation's.
+overlap. What the listener heard is its own state (the ``UserTurn``, agents/user_turn.py, with the events):
+how it is shown to the client is agents/user_transcript.py's.
 In call mode with ``turn_detection: model`` each utterance's end is put to the injected ``predict_end``
 (the end-of-turn model, its answer in a background task) and the turn ends as soon as it is answered
 "complete", not at the next audio frame.
@@ -21,8 +22,9 @@ from dataclasses import dataclass, field
 from agents.mode import SessionMode
 from agents.services import SessionPolicy
 from agents.turns import TurnConfig, VoiceActivity, end_of_turn
+from agents.user_turn import AudioOverflow, OnListenerEvent, SpeechStarted, TranscriptUpdate, TurnEnded, UserTurn
 from common.clock import MONOTONIC, Clock
-from protocol.pcm import INPUT_BYTES_PER_SECOND
+from protocol.pcm import BYTES_PER_SAMPLE, INPUT_BYTES_PER_SECOND
 from speech.audio import INPUT_RATE, dbfs, pcm16_to_float
 from speech.streaming import StreamingConfig, StreamingTranscriber, Transcribe
 from speech.stt import Transcript
@@ -31,59 +33,9 @@ from speech.vad import WINDOW, WINDOW_SECONDS, StreamingVad
 log = logging.getLogger("voi.listener")
 
 
-@dataclass(eq=False)  # compared and hashed by identity: the Conversation keys what it showed of a turn by the turn
-class UserTurn:
-    """What the user said in one turn: its audio, its streaming transcript and when speech ended. Written only
-    by the Listener; the other rooms read it."""
-
-    streamer: StreamingTranscriber
-    heard: str = ""  # the latest transcript reported for this turn (what the end-of-turn rule reads)
-    speech_end_s: float | None = None  # turn audio time where the last utterance's transcript window ends
-    origin: int = 0  # the stream position (samples) of the turn's first audio
-    speaking: bool = False
-    overflow_reported: bool = False
-    ended_at: float = 0.0  # clock time when the turn was ended
-    speech_ended_at: float = 0.0  # clock time when voice activity last ended
-    recent: bytearray = field(default_factory=bytearray)  # the last MODEL_AUDIO_S of the turn's audio
-    complete: float | None = None  # the end-of-turn model's answer for the latest utterance end
-    predicting: bool = False  # ... still on its way
-    utterances: int = 0  # utterance ends so far (a model answer for an older one is stale)
-    settled: int = 0  # utterance ends whose transcript has settled into ``heard`` (or failed)
-    speech_began_at: float | None = None  # clock time when voice activity first began in this turn
-    loud_s: float = 0.0  # speech at barge-in level in this turn (the agent's own echo has none)
-    voiced_s: float = 0.0  # speech (voice activity) in this turn, the silences between utterances left out
-
-    async def settle(self) -> str:
-        return await self.streamer.finish(None if self.speaking else self.speech_end_s)
-
-
-@dataclass(frozen=True)
-class TranscriptUpdate:
-    turn: UserTurn
-    text: str
-    final: bool  # the settled transcript of an utterance (False: a partial while the user speaks)
-    at_silence: bool = False  # a partial up to where a silence began: what the utterance will most likely settle to
-
-
-@dataclass(frozen=True)
-class SpeechStarted:
-    """Sustained speech loud enough to be the user (not the agent's own voice leaking back): barge-in."""
-
-
-@dataclass(frozen=True)
-class TurnEnded:
-    turn: UserTurn  # call mode only: the user is done
-
-
-@dataclass(frozen=True)
-class AudioOverflow:
-    turn: UserTurn  # the turn's audio passed max_turn_s; the rest is ignored (reported once per turn)
-
-
-ListenerEvent = TranscriptUpdate | SpeechStarted | TurnEnded | AudioOverflow
-OnListenerEvent = Callable[[ListenerEvent], Awaitable[None]]
 PredictEnd = Callable[[bytes], Awaitable[float]]  # 16 kHz PCM16 ending at an utterance's end -> P(turn complete)
 MODEL_AUDIO_S = 8.0  # what the end-of-turn model hears: the last seconds of the turn
+MODEL_AUDIO_BYTES = int(MODEL_AUDIO_S * INPUT_BYTES_PER_SECOND) // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE
 SETTLE_TAIL_S = 0.1  # quiet audio after an utterance kept in its transcript window (a word's soft end)
 
 
@@ -160,7 +112,7 @@ class Listener:
             # silence that ended the turn (the new audio's pre-roll is pause enough; more made Whisper fill it in).
             heard_before = turn.streamer.window_audio()
             if turn.speech_end_s is not None:
-                heard_before = heard_before[: int(turn.speech_end_s * INPUT_RATE) * 2]
+                heard_before = heard_before[: int(turn.speech_end_s * INPUT_RATE) * BYTES_PER_SAMPLE]
             turn.streamer = self._new_streamer()
             turn.streamer.add(heard_before)
         self._add(turn, audio)
@@ -220,13 +172,14 @@ class Listener:
             # turn's audio starts pre_roll_s before the utterance's onset as the VAD placed it, wherever the
             # client's frames happened to begin.
             self._preroll += pcm
-            keep = int((self.config.pre_roll_s + self.config.min_speech_s) * INPUT_BYTES_PER_SECOND + 2 * WINDOW) // 2 * 2 + len(pcm)
+            keep = int((self.config.pre_roll_s + self.config.min_speech_s) * INPUT_BYTES_PER_SECOND + BYTES_PER_SAMPLE * WINDOW)
+            keep = keep // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE + len(pcm)  # whole samples
             del self._preroll[: max(0, len(self._preroll) - keep)]
             if not self.activity.heard_speech:
                 return
-            kept_from = self._fed - len(self._preroll) // 2
+            kept_from = self._fed - len(self._preroll) // BYTES_PER_SAMPLE
             first = kept_from if onset is None else max(kept_from, onset - int(self.config.pre_roll_s * INPUT_RATE))
-            self._start_turn_audio(turn, bytes(self._preroll[(first - kept_from) * 2 :]))
+            self._start_turn_audio(turn, bytes(self._preroll[(first - kept_from) * BYTES_PER_SAMPLE :]))
             self._preroll.clear()
         else:
             self._start_turn_audio(turn, pcm) if turn.streamer.received_s == 0 else self._add(turn, pcm)
@@ -243,7 +196,7 @@ class Listener:
                 turn.predicting = True
                 # The model hears the turn up to where the utterance was called ended, not to the frame's end.
                 called = ends[-1] + _windows(self.config.utterance_end_s) * WINDOW
-                cut = max(0, self._fed - called) * 2
+                cut = max(0, self._fed - called) * BYTES_PER_SAMPLE
                 self._spawn(self._predict(turn, turn.utterances, bytes(turn.recent[: len(turn.recent) - cut])))
             self._spawn(self._settle(turn, turn.utterances))
         elif self._update_wanted(turn):
@@ -253,7 +206,7 @@ class Listener:
         await self._maybe_end(turn)
 
     def _start_turn_audio(self, turn: UserTurn, pcm: bytes) -> None:
-        turn.origin = self._fed - len(pcm) // 2
+        turn.origin = self._fed - len(pcm) // BYTES_PER_SAMPLE
         self._add(turn, pcm)
 
     def _add(self, turn: UserTurn, pcm: bytes) -> None:
@@ -283,7 +236,7 @@ class Listener:
     def _remember(self, turn: UserTurn, pcm: bytes) -> None:
         if self._model_decides():
             turn.recent += pcm
-            del turn.recent[: max(0, len(turn.recent) - int(MODEL_AUDIO_S * INPUT_BYTES_PER_SECOND) // 2 * 2)]
+            del turn.recent[: max(0, len(turn.recent) - MODEL_AUDIO_BYTES)]
 
     def hold_end(self, turn: UserTurn) -> None:
         """``turn`` may not end until ``release_end``: whether its words go on the turn before is being judged."""

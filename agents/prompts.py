@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 NARRATOR_MARKER = "@"
-VOICE_TONES = ("neutral", "warm", "excited", "sad")
 
 _VOICE_TONE_DESCRIPTION = """<voice tone> tells the voice generator how to say <character response text>. It is strictly one of:
   - "neutral": a normal conversation, like with a new acquaintance or in business

@@ -24,7 +24,7 @@ class SessionTools:
         self.server = server
         self.client = client
         self.choice = choice
-        self.answered = False  # a step of client calls was answered and no reply has gone on from it yet
+        self._answered = False  # a step of client calls was answered and no reply has gone on from it yet
 
     def set_client(self, tools: tuple[m.ClientTool, ...], choice: str | None) -> None:
         self.client, self.choice = tools, choice
@@ -52,8 +52,14 @@ class SessionTools:
         if step is None:
             raise UnknownCall(f"tool_result names no open tool call of this session ({result.call_id[:40]!r})")
         step.results[result.call_id] = result.output
-        self.answered = step.answered and is_latest
-        return self.answered
+        self._answered = step.answered and is_latest
+        return self._answered
+
+    def take_answered(self) -> bool:
+        """Whether a step of client calls was answered since the last reply was asked for (a reply asked for
+        now goes on from it); asked once per reply."""
+        answered, self._answered = self._answered, False
+        return answered
 
 
 def _open_step(history: History, call_id: str) -> tuple[ToolStep | None, bool]:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.history import History
-from agents.listener import UserTurn
 from agents.replies import Reply
 from agents.services import Emit
 from agents.tool_round import TurnTools
+from agents.user_turn import UserTurn
 from common.clock import Clock, first_of
 from protocol import events as ev
 

@@ -8,7 +8,7 @@ conversations.
 
 Everything here runs on the Ingress replica's event loop: a host registered as starting must have its start task
 on that loop, or it stays "starting" forever and, counted as free slots, keeps every later host from starting
-(issue 24: Serve ran the Ingress's sync health check in a thread, which started hosts that way).
+(Serve runs a deployment's sync methods, such as a sync health check, in a thread: none of them may start hosts).
 """
 
 from __future__ import annotations

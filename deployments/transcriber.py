@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from common.health import HealthProbe
-from speech.audio import pcm16_to_float
+from speech.audio import INPUT_RATE, pcm16_to_float
 from speech.models_config import load_models_config, resolve_files
 from speech.probes import probe_transcriber
 from speech.stt import MAX_WINDOW_SECONDS, Transcript, load_stt_backend
@@ -53,7 +53,7 @@ class Transcriber:
         self.turn_model: SmartTurn | None = None
         try:
             self.turn_model = SmartTurn(threads=spec.cpu_threads or None)
-            self.turn_model.predict(np.zeros(16_000, dtype=np.float32))  # warm-up
+            self.turn_model.predict(np.zeros(INPUT_RATE, dtype=np.float32))  # warm-up
         except TurnModelMissing as exc:
             log.warning("%s", exc)
         self.health = HealthProbe("Transcriber", lambda: asyncio.to_thread(probe_transcriber, self.backend))
@@ -70,7 +70,7 @@ class Transcriber:
 
     async def transcribe(self, pcm16: bytes, prompt: str | None = None) -> Transcript:
         audio = pcm16_to_float(pcm16)
-        if len(audio) > MAX_WINDOW_SECONDS * 16_000:
+        if len(audio) > MAX_WINDOW_SECONDS * INPUT_RATE:
             result = await asyncio.to_thread(self.backend.transcribe, audio, prompt)
         else:
             result = await self._window_batch((audio, prompt))

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.listener import Listener, ListenerEvent, TranscriptUpdate, TurnEnded
+from agents.listener import Listener
 from agents.mode import SessionMode
 from agents.turns import TurnConfig
+from agents.user_turn import ListenerEvent, TranscriptUpdate, TurnEnded
 from speech.audio import pcm16_to_float
 from speech.stt import SpeechToText, Transcript
 from speech.turn_model import SmartTurn

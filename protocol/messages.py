@@ -15,11 +15,12 @@ from typing import Any, Literal
 from common.log_text import has_control_characters
 from common.safe_json import parse_json
 from protocol.framing import Frame, FrameError
+from protocol.pcm import OUTPUT_BYTES_PER_SECOND
 
 Mode = Literal["chat", "call"]
 MAX_AUDIO_FRAME_BYTES = 1 << 20  # 32 s of 16 kHz PCM in one frame is far past anything a client sends
 MAX_AGENT_NAME_CHARS = 100
-AUDIO_FRAME_BYTES = 24_000  # the server's audio frames: at most 0.5 s of 24 kHz PCM16 each
+AUDIO_FRAME_BYTES = OUTPUT_BYTES_PER_SECOND // 2  # the server's audio frames: at most 0.5 s of PCM16 each
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 from common.errors import CodedError
 from protocol.framing import FrameError
 from protocol.messages import ClientTool, parse_client_tools, parse_tool_choice
+from protocol.pcm import BYTES_PER_SAMPLE
 
 Dialect = Literal["beta", "ga"]
 AUDIO_RATE = 24_000  # the protocol's PCM16 rate, both ways
@@ -25,7 +26,7 @@ AudioFormat = Literal["pcm16", "pcmu", "pcma"]  # 24 kHz PCM16, G.711 mu-law or 
 BETA_FORMATS: dict[AudioFormat, str] = {"pcm16": "pcm16", "pcmu": "g711_ulaw", "pcma": "g711_alaw"}
 GA_FORMATS: dict[AudioFormat, dict[str, Any]] = {"pcm16": {"type": "audio/pcm", "rate": AUDIO_RATE},
                                                  "pcmu": {"type": "audio/pcmu"}, "pcma": {"type": "audio/pcma"}}
-BYTES_PER_MS: dict[AudioFormat, int] = {"pcm16": AUDIO_RATE * 2 // 1000, "pcmu": 8, "pcma": 8}
+BYTES_PER_MS: dict[AudioFormat, int] = {"pcm16": AUDIO_RATE * BYTES_PER_SAMPLE // 1000, "pcmu": 8, "pcma": 8}
 BETA_NAMES = {  # GA name -> beta name, for the server events that differ
     "response.output_audio.delta": "response.audio.delta",
     "response.output_audio.done": "response.audio.done",

@@ -197,7 +197,6 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
     from agents.services import Services
     from common.threads import iterate_in_thread
     from protocol import messages as m
-    from protocol.voi_codec import to_frame
     from speech.audio import pcm16_to_float
     from speech.models_config import load_models_config, resolve_files
     from speech.stt import load_stt_backend
@@ -228,8 +227,8 @@ async def inprocess_caller(mode: str, clips: list[bytes], turns: int) -> CallerR
 
     events: asyncio.Queue = asyncio.Queue()
 
-    async def emit(event) -> None:  # read as the Voi frames the client would get
-        events.put_nowait((time.monotonic(), to_frame(event)))
+    async def emit(event) -> None:  # the conversation's typed events, read below as a client's codec would
+        events.put_nowait((time.monotonic(), event))
 
     conv = Conversation(agent_name="stt_test", agent=agents.agents["stt_test"],
                         init=m.Init(agent_name="stt_test", mode=mode, init_greeting=False),

@@ -6,6 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
+from protocol.pcm import INPUT_RATE
 from speech.stt import Transcript
 from speech.synthesis import SpeechEngine
 
@@ -19,7 +20,7 @@ class _Transcribes(Protocol):
 
 def probe_transcriber(backend: _Transcribes) -> None:
     """Whisper transcribes half a second of silence (an answer of any words, or none, is an answer)."""
-    result = backend.transcribe(np.zeros(int(16_000 * PROBE_AUDIO_S), dtype=np.float32), None)
+    result = backend.transcribe(np.zeros(int(INPUT_RATE * PROBE_AUDIO_S), dtype=np.float32), None)
     if not isinstance(result, Transcript):
         raise TypeError(f"the STT backend answered {type(result).__name__}, not a Transcript")
 

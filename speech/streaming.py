@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
 
-from protocol.pcm import INPUT_BYTES_PER_SECOND
+from protocol.pcm import BYTES_PER_SAMPLE, INPUT_BYTES_PER_SECOND
 from speech.repetition import drop_repeats, has_loop, normalize, repeated_runs
 from speech.stt import Transcript, Word
 
@@ -230,7 +230,7 @@ class StreamingTranscriber:
     def _audio_until(self, until_s: float | None) -> bytes:
         if until_s is None:
             return bytes(self._window)
-        end = int(round((until_s - self._window_start_s) * INPUT_BYTES_PER_SECOND)) // 2 * 2
+        end = int(round((until_s - self._window_start_s) * INPUT_BYTES_PER_SECOND)) // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE
         return bytes(self._window[: max(0, end)])
 
     async def _run(self, until_s: float | None = None) -> tuple[Transcript, float, float]:
@@ -309,7 +309,7 @@ class StreamingTranscriber:
 
     def _cut(self, at_s: float) -> None:
         at_s = max(self._window_start_s, min(at_s, self._window_start_s + self.window_s))
-        drop = int((at_s - self._window_start_s) * INPUT_BYTES_PER_SECOND) // 2 * 2
+        drop = int((at_s - self._window_start_s) * INPUT_BYTES_PER_SECOND) // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE
         del self._window[:drop]
         self._window_start_s += drop / INPUT_BYTES_PER_SECOND
 

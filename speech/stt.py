@@ -10,6 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
+from protocol.pcm import INPUT_RATE
 from speech.models_config import SttModel
 
 
@@ -94,7 +95,7 @@ def contains_speech(audio: np.ndarray, threshold: float = 0.5, min_windows: int 
 
 def _warm_up_tone() -> np.ndarray:
     """One second of a quiet tone: enough to run a model once before the first user needs it."""
-    return 0.1 * np.sin(np.linspace(0, 2 * np.pi * 220, 16_000)).astype(np.float32)
+    return 0.1 * np.sin(np.linspace(0, 2 * np.pi * 220, INPUT_RATE)).astype(np.float32)
 
 
 def cuda_available() -> bool:
@@ -128,7 +129,7 @@ class FasterWhisperBackend:
             return []
         # Noise and music make Whisper invent words: windows where Silero hears no speech skip Whisper.
         speaking = [i for i, (audio, _) in enumerate(items) if contains_speech(np.asarray(audio, dtype=np.float32))]
-        transcripts = [Transcript(text="", audio_seconds=len(a) / 16_000) for a, _ in items]
+        transcripts = [Transcript(text="", audio_seconds=len(a) / INPUT_RATE) for a, _ in items]
         if speaking:
             for index, transcript in zip(speaking, self._whisper_batch([items[i] for i in speaking])):
                 transcripts[index] = transcript
@@ -170,12 +171,12 @@ class FasterWhisperBackend:
 
         model = self.model
         extractor = model.feature_extractor
-        audios = [a[: int(MAX_WINDOW_SECONDS * 16_000)] for a in audios]
+        audios = [a[: int(MAX_WINDOW_SECONDS * INPUT_RATE)] for a in audios]
         # Whisper was trained on 30 s windows, but CTranslate2 encodes shorter ones and the encoder's cost
         # grows with the window: pad to the longest audio of the batch plus a margin, at least
         # ``min_window_seconds`` (30 = always a full window, as openai-whisper does).
-        frames_per_second = 16_000 // extractor.hop_length
-        longest_s = max(len(a) for a in audios) / 16_000
+        frames_per_second = INPUT_RATE // extractor.hop_length
+        longest_s = max(len(a) for a in audios) / INPUT_RATE
         window_s = min(MAX_WINDOW_SECONDS, max(self.spec.min_window_seconds, 5.0 * np.ceil((longest_s + 1.0) / 5.0)))
         window_frames = int(window_s * frames_per_second)
         features = np.stack([pad_or_trim(extractor(a)[:, :window_frames], window_frames) for a in audios])
@@ -197,7 +198,7 @@ class FasterWhisperBackend:
         alignments = model.find_alignment(tokenizer, tokens, encoder_output, num_frames)
         transcripts = []
         for audio, result, token_ids, aligned in zip(audios, results, tokens, alignments):
-            seconds = len(audio) / 16_000
+            seconds = len(audio) / INPUT_RATE
             if result.no_speech_prob > 0.6 and (result.scores[0] / max(1, len(token_ids))) < -1.0:
                 # Whisper's own no-speech rule; Silero heard speech, so the long-form path gets a say.
                 transcripts.append(Transcript(text="", audio_seconds=seconds, doubtful=True))
@@ -236,7 +237,7 @@ class FasterWhisperBackend:
             texts.append(segment.text.strip())
             for w in segment.words or []:
                 words.append(Word(text=w.word, start=float(w.start), end=float(w.end), probability=float(w.probability)))
-        return Transcript(text=" ".join(t for t in texts if t), words=words, audio_seconds=len(audio) / 16_000)
+        return Transcript(text=" ".join(t for t in texts if t), words=words, audio_seconds=len(audio) / INPUT_RATE)
 
 
 class OpenAIWhisperBackend:
@@ -280,12 +281,12 @@ class OpenAIWhisperBackend:
             for segment in result["segments"]
             for w in segment.get("words", [])
         ]
-        return Transcript(text=str(result["text"]).strip(), words=words, audio_seconds=len(audio) / 16_000)
+        return Transcript(text=str(result["text"]).strip(), words=words, audio_seconds=len(audio) / INPUT_RATE)
 
     def transcribe_batch(self, items: list[tuple[np.ndarray, str | None]]) -> list[Transcript]:
         return [
             self.transcribe(audio, prompt) if contains_speech(np.asarray(audio, dtype=np.float32))
-            else Transcript(text="", audio_seconds=len(audio) / 16_000)
+            else Transcript(text="", audio_seconds=len(audio) / INPUT_RATE)
             for audio, prompt in items
         ]
 

@@ -15,7 +15,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-AUDIO_FORMAT = "pcm_s16le/24000/mono"
+from protocol.pcm import OUTPUT_RATE
+
+AUDIO_FORMAT = f"pcm_s16le/{OUTPUT_RATE}/mono"
 
 
 class TtsCache:

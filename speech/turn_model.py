@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import CodedError
+from protocol.pcm import INPUT_RATE
 
 PACKAGE = "pipecat-ai"
 MODEL_FILE = "smart-turn-v3.2-cpu.onnx"
-SAMPLE_RATE = 16_000
+SAMPLE_RATE = INPUT_RATE  # the model hears 16 kHz, as clients send
 WINDOW_SECONDS = 8
 WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
 

@@ -11,9 +11,11 @@ from functools import lru_cache
 
 import numpy as np
 
+from protocol.pcm import INPUT_RATE
+
 WINDOW = 512  # samples: 32 ms at 16 kHz
 CONTEXT = 64
-WINDOW_SECONDS = WINDOW / 16_000
+WINDOW_SECONDS = WINDOW / INPUT_RATE
 
 
 @lru_cache(maxsize=1)

@@ -86,12 +86,13 @@ async def test_a_broken_model_fails_the_check_naming_the_deployment():
 
 
 async def test_a_hung_model_fails_the_check_in_time_and_is_not_probed_again_while_it_hangs():
-    release = threading.Event()
+    release, finished = threading.Event(), threading.Event()
     started = []
 
     def hang() -> None:
         started.append(1)
         release.wait(5)
+        finished.set()
 
     health = HealthProbe("Synthesizer", lambda: asyncio.to_thread(hang), timeout_s=0.05)
     for _ in range(3):
@@ -99,7 +100,7 @@ async def test_a_hung_model_fails_the_check_in_time_and_is_not_probed_again_whil
             await health.check()
     assert len(started) == 1 and health.probes == 1  # the stuck probe is awaited again, not a new one started
     release.set()
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(finished.wait, 5)  # the model thread ends before the test does
 
 
 async def test_a_recent_answer_or_probe_spares_the_model_a_probe():

@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
-from agents.listener import Listener, ListenerEvent, TurnEnded
+from agents.listener import Listener
 from agents.mode import SessionMode
 from agents.turns import TurnConfig
+from agents.user_turn import ListenerEvent, TurnEnded
 from harness.speech import speech_pcm16k
 from speech.stt import Transcript, Word
 
