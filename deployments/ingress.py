@@ -50,6 +50,7 @@ from protocol import messages as m
 from protocol.admission import Gate, GateConfig
 from protocol.limits import AdmissionRefused
 from protocol.tokens import MAX_APP_CHARS, SECONDS_PER_DAY, TokenError, issue_token
+from protocol.twilio_voice import STREAM_PATH, VOICE_PATH
 from speech.models_config import load_models_config
 
 __all__ = ["INGRESS_REQUEST_HEADROOM", "Ingress", "IngressOptions"]
@@ -230,12 +231,12 @@ class Ingress:
         """The OpenAI Realtime protocol over the same conversations (deployments/realtime.py)."""
         await serve_realtime(ws, self)
 
-    @api.post("/twilio/voice")
+    @api.post(VOICE_PATH)
     async def twilio_voice(self, request: Request) -> Response:
         """Twilio's call webhook: TwiML that connects the call to /twilio/stream (deployments/twilio.py)."""
         return await twilio_webhook(request, self)
 
-    @api.websocket("/twilio/stream")
+    @api.websocket(STREAM_PATH)
     async def twilio_stream(self, ws: WebSocket) -> None:
         """Twilio Media Streams: a phone call over the same conversations."""
         await serve_twilio(ws, self)

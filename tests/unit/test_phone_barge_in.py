@@ -5,9 +5,10 @@ every alignment of the caller's frames, not only on the next word ~0.4 s later (
 
 import pytest
 
-from agents.listener import Listener, SpeechStarted
+from agents.listener import Listener
 from agents.mode import SessionMode
 from agents.turns import TurnConfig
+from agents.user_turn import SpeechStarted
 from harness.speech import speech_pcm16k
 from protocol import twilio as tw
 from speech import g711
