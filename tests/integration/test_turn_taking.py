@@ -75,10 +75,11 @@ async def test_a_paused_sentence_is_one_user_message_answered_once_on_the_whole(
 async def test_backchannels_do_not_interrupt_but_a_real_interruption_does(connect):
     client = await connect()
     await start_session(client, mode="call")
-    story = ("On Saturday morning we walked along the river to the old market and the baker sold us warm bread "
-             "and a big bag of apples for the way home.")
-    await client.send_audio(speech_pcm16k(story) + b"\x00\x00" * 16_000, realtime=True)
-    await client.until(lambda r: r.type == "audio", 30)  # the echo of a 7 s story starts playing
+    # A typed turn's echo, about 14 s of speech: it still plays when the interruption comes, 8 s or more after it
+    # began (a 7 s spoken story's echo could end first on a loaded machine, and then nothing was interrupted).
+    await client.send({"type": "text", "content": LONG_REPLY})
+    await client.send({"type": "create_response"})
+    await client.until(lambda r: r.type == "audio", 30)
     await asyncio.sleep(1.6)  # past the resume window (resume_window_s): a word in it would take the turn back
     # "Uh-huh." stands for the "mhm": Piper reads "Mhm." and "Mm-hmm." as words ("and make it"),
     # Whisper hears its "Uh-huh." as "Oh.", a backchannel.
@@ -103,8 +104,8 @@ async def test_backchannels_do_not_interrupt_but_a_real_interruption_does(connec
     said = " ".join(latest.values())
     assert wer(interruption, said) <= 0.2, [(m.header["id"], text_of(m)) for m in user_messages(items)]
     # The barge-in needs 0.15 s of loud speech (one 256 ms frame), then one Whisper pass says it is no backchannel:
-    # a generous bound here (2 shared cores), the latency itself is scripts/bench_turns.py's.
-    assert latency < 3.0, f"user_interrupt {latency:.2f} s after the interruption began"
+    # a generous bound here (2 shared cores: a pass took 2 s at times), the latency itself is scripts/bench_turns.py's.
+    assert latency < 6.0, f"user_interrupt {latency:.2f} s after the interruption began"
 
 
 # Typed, so the reply starts at once (no 15 s turn to speak first); echoed in call mode it plays for about 14 s.
