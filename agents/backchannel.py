@@ -24,8 +24,8 @@ DEFAULT_BACKCHANNELS = ("mhm", "mm", "mmm", "hmm", "mm-hmm", "uh-huh", "uh huh",
 # are no words either. Speech over the agent, or in the resume window, that says only these is taken for noise.
 DEFAULT_NOISE_PHRASES = ("thank you", "thank you very much", "thank you so much", "thanks", "thanks for watching",
                          "thank you for watching", "you", "bye", "bye bye", "so", "ha", "haha", "ha ha", "hahaha",
-                         "ha ha ha", "heh", "hehe", "uh", "um", "er", "ahem", "hm", "hmm", "hmmm", "m", "mm", "mmm", "mmmm", "e",
-                         "eh", "ehh")
+                         "ha ha ha", "heh", "hehe", "ah", "ahh", "uh", "um", "er", "ahem", "hm", "hmm", "hmmm", "m", "mm", "mmm",
+                         "mmmm", "e", "eh", "ehh")
 _ANNOTATION = re.compile(r"\([^)]*\)|\[[^\]]*\]|\*[^*]*\*|\u266a[^\u266a]*\u266a?")
 
 

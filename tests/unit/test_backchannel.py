@@ -36,8 +36,9 @@ def test_the_list_is_configurable():
 def test_whisper_s_words_for_noise_are_no_words():
     phrases = noise_phrases(DEFAULT_NOISE_PHRASES)
     for heard in ("Thank you.", "you", "Bye.", "Thank you. Thank you.", "Ha ha ha!", "(coughs)", "[Music]", "*laughs*",
-                  "...", "You you you", "Eeeeeeee...", "Ehhhhhh.", "Mmmmmm.", "Hmmmmmm?"):
+                  "...", "You you you", "Eeeeeeee...", "Ehhhhhh.", "Mmmmmm.", "Hmmmmmm?",
+                  "Ah, ah, ah, ah, ah, ah,"):  # (the laugh of harness/noises.py, judged alone on the graph)
         assert is_noise(heard, phrases), heard
-    for said in ("Wait, stop.", "Thank you, but stop.", "Bye, I have to go now.", "You are wrong.", ""):
+    for said in ("Wait, stop.", "Thank you, but stop.", "Bye, I have to go now.", "You are wrong.", "Ah, wait.", ""):
         assert not is_noise(said, phrases), said
     assert words_of("Uh-huh, (laughs) okay") == ["uh", "huh", "okay"]

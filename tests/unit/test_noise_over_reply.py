@@ -93,7 +93,7 @@ def test_the_noises_are_loud_made_the_same_each_time_and_short():
 
 # What Whisper writes for each (harness/noises.py's findings), and its hallucinations on any sound.
 HEARD = {"cough": ["", "(coughs)"], "knock": ["", "[knocking]"], "hum": ["Mm.", "hmm", "Mmm..."],
-         "laugh": ["", "Ha ha ha.", "*laughs*"]}
+         "laugh": ["", "Ha ha ha.", "*laughs*", "Ah, ah, ah, ah, ah, ah,"]}
 HALLUCINATIONS = ["Thank you.", "you", "Bye."]
 
 
