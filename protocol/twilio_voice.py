@@ -35,7 +35,7 @@ class PhoneOptions:
     dtmf_template: str = "The caller pressed {digits} on the phone keypad."  # what the agent is told of keys pressed
     dtmf_wait_s: float = 1.5  # keys pressed within this of each other are one entry ("#" ends one at once)
     call_token_s: float = 60.0  # the media stream must start this soon after the webhook answered
-    max_handovers: int = 5  # a call whose stream our side closed this many times is hung up (a loop guard)
+    max_handovers: int = 5  # a call is handed to another stream at most this many times, then hung up (a loop guard)
 
 
 @dataclass(frozen=True)
