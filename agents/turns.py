@@ -89,11 +89,9 @@ PHONE_PROFILE: dict[str, Any] = {
     # The caller hears the reply later and is heard later (the phone network's jitter buffers and transcoding add
     # a few hundred ms each way): the same forgiveness needs a window longer by that round trip on our clock.
     "resume_window_s": 2.0,
-    # Silero is less sure of narrowband speech after the caller has spoken once: a short "Stop," over the reply
-    # scored 0.45-0.72 for five or six windows, and at 0.15 s half of its alignments never started a barge-in
-    # (the next word did, ~0.4 s later). At 0.1 s 11 of 12 did. Only a word still interrupts (the judge's
-    # Whisper pass); the agent's echo is kept out by barge_in_min_dbfs, not by this length.
-    "barge_in_min_speech_s": 0.1,
+    # Not barge_in_min_speech_s: 0.1 s started the judging on a short "Stop," at 11 of 12 alignments (0.15 s: about
+    # half, the next word ~0.4 s later), but on the graph a noise judged that early was heard as words ("I'm going
+    # to see you.") and cleared the reply: a noise must never stop it (docs/listening.md).
 }
 
 

@@ -9,6 +9,8 @@ import websockets
 
 from agents.recording_files import Conversation, load_conversation
 from harness.server import ROOT
+from harness.speech import speech_pcm16k, transcribe_pcm16k
+from harness.twilio_caller import TwilioCaller, to_16k
 from protocol.client import Received, VoiClient
 
 if TYPE_CHECKING:
@@ -124,3 +126,13 @@ async def ended(conversation_id: str, timeout: float = 20.0) -> Conversation:
                 return c
         await asyncio.sleep(0.2)
     raise AssertionError(f"recording {conversation_id} did not end")
+
+
+async def phone_turn(caller: TwilioCaller, text: str, timeout: float = 60) -> tuple[float, float, str]:
+    """The caller says ``text`` (Piper) and hears the reply out: (when its speech ended, when the reply's first
+    audio came, the reply as the caller heard it, transcribed)."""
+    heard_from = len(caller.heard)
+    ended = await caller.say(speech_pcm16k(text))  # the line goes on with silence
+    first = await caller.wait_media_after(ended, timeout)
+    await caller.wait_played_out(quiet_s=1.5, timeout=timeout)
+    return ended, first, transcribe_pcm16k(to_16k(caller.heard_since(heard_from)))

@@ -9,9 +9,18 @@ import pytest
 import websockets
 
 from harness.server import TEST_TWILIO_AUTH_TOKEN
-from harness.speech import speech_pcm16k, transcribe_pcm16k, wer
-from harness.twilio_caller import TwilioCaller, dial, follow_action, to_16k
-from tests.integration.helpers import ends_response, expect_refused, final_user_text, hosts, named_actors, start_session, text_of
+from harness.speech import speech_pcm16k, wer
+from harness.twilio_caller import TwilioCaller, dial, follow_action
+from tests.integration.helpers import (
+    ends_response,
+    expect_refused,
+    final_user_text,
+    hosts,
+    named_actors,
+    phone_turn,
+    start_session,
+    text_of,
+)
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
@@ -110,11 +119,8 @@ async def test_a_phone_call_whose_host_died_goes_on_through_twilios_action(ray_c
     assert handed is not None and handed.parameters.get("handover") == "1", handed
     again = await TwilioCaller.connect(handed)
     try:
-        ended = await again.say(speech_pcm16k(line))
-        await again.wait_media_after(ended, 60)
+        ended, _, reply = await phone_turn(again, line)
         assert again.log.media_at[0][0] >= ended - 0.5, "greeted again"  # its first audio is the answer
-        await again.wait_played_out(quiet_s=1.5, timeout=60)
-        reply = transcribe_pcm16k(to_16k(bytes(again.heard)))
         assert wer(line, reply) <= 0.3, reply
     finally:
         await again.hang_up()

@@ -20,7 +20,15 @@ from harness.scripted_llm import LONG_STORY
 from harness.server import TEST_API_KEY, TEST_TWILIO_AUTH_TOKEN, Server
 from harness.speech import speech_pcm16k, transcribe_pcm16k, wer
 from harness.twilio_caller import CallSetup, TwilioCaller, dial, to_16k
-from tests.integration.helpers import PHONE_RECORDED, PHONE_SCRIPTED, RAY_PROXY_DISCONNECT, RECORDINGS, ended, logged_since
+from tests.integration.helpers import (
+    PHONE_RECORDED,
+    PHONE_SCRIPTED,
+    RAY_PROXY_DISCONNECT,
+    RECORDINGS,
+    ended,
+    logged_since,
+    phone_turn,
+)
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
@@ -70,11 +78,7 @@ async def test_a_call_greets_answers_and_ends_with_stop(server: Server):
         assert caller.log.marks_echoed and all(re.fullmatch(r"\d+:\d+\.\d{3}", n) for n in caller.log.marks_echoed)
         assert (await sessions(server))["open_sessions"] == before + 1
 
-        heard_before = len(caller.heard)
-        ended = await caller.say(speech_pcm16k(QUESTION))  # the line goes on with silence
-        first = await caller.wait_media_after(ended, 60)
-        await caller.wait_played_out(quiet_s=1.5, timeout=60)
-        reply = transcribe_pcm16k(to_16k(caller.heard_since(heard_before)))
+        ended, first, reply = await phone_turn(caller, QUESTION)
         assert wer(QUESTION, reply) <= 0.2, reply
         assert first - ended < 30, f"the reply began {first - ended:.1f} s after the caller stopped speaking"
     finally:
@@ -232,11 +236,7 @@ async def test_hostile_media_streams_end_cleanly_and_other_calls_go_on(server: S
         for _ in range(3_000):  # 60 s of audio at once
             await hostile[2].send(flood)
         await good.wait_played_out(quiet_s=1.0, timeout=60)
-        heard_before = len(good.heard)
-        ended = await good.say(speech_pcm16k(OTHER_QUESTION))
-        await good.wait_media_after(ended, 60)
-        await good.wait_played_out(quiet_s=1.5, timeout=60)
-        reply = transcribe_pcm16k(to_16k(good.heard_since(heard_before)))
+        _, _, reply = await phone_turn(good, OTHER_QUESTION)
         assert wer(OTHER_QUESTION, reply) <= 0.2, reply
         for caller in hostile:  # each goes on (still open) or was closed with a code, never 1011
             assert caller.close_code in (None, 1000, 1002, 1008), caller.close_code

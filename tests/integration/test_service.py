@@ -22,12 +22,21 @@ import websockets
 
 from deployments.session import FAULT_HANG_TEXT, FAULT_HOST_START_ENV, FAULT_INJECTION_ENV
 from harness.server import ROOT, TEST_API_KEY, TEST_SECRET, Server, start_server
-from harness.speech import speech_pcm16k, transcribe_pcm16k, wer
-from harness.twilio_caller import TwilioCaller, dial, follow_action, to_16k
+from harness.speech import wer
+from harness.twilio_caller import TwilioCaller, dial, follow_action
 from protocol.client import VoiClient
 from protocol.tokens import issue_token
 from tests.integration.conftest import TEST_MODELS
-from tests.integration.helpers import ECHO_AGENTS, echo_turn, ends_response, expect_refused, named_actors, start_session, text_of
+from tests.integration.helpers import (
+    ECHO_AGENTS,
+    echo_turn,
+    ends_response,
+    expect_refused,
+    named_actors,
+    phone_turn,
+    start_session,
+    text_of,
+)
 
 pytestmark = pytest.mark.slow  # starts a graph (pytest.ini: markers)
 
@@ -258,11 +267,7 @@ async def test_a_rolling_update_tells_the_live_call_which_goes_on_then_closes(se
         handed = await follow_action(phone.setup)
         assert handed is not None and handed.parameters.get("handover") == "1", handed
         phone = await TwilioCaller.connect(handed)
-        heard_from = len(phone.heard)
-        ended = await phone.say(speech_pcm16k(PHONE_LINE))
-        await phone.wait_media_after(ended, 60)
-        await phone.wait_played_out(quiet_s=1.5, timeout=60)
-        reply = transcribe_pcm16k(to_16k(phone.heard_since(heard_from)))
+        _, _, reply = await phone_turn(phone, PHONE_LINE)
         assert wer(PHONE_LINE, reply) <= 0.3, reply
         deadline = time.monotonic() + 30  # the new replica's log reaches the driver's a little later
         while "handed over (1): it goes on here" not in server.log_path.read_text(errors="replace"):
