@@ -209,10 +209,10 @@ class TwilioEncoder:
             return self._audio(event.speech_id, event.pcm)
         if isinstance(event, ev.SpeechDone):
             self._unfinished.discard(event.speech_id)
-        if isinstance(event, ev.UserInterrupt) or (isinstance(event, ev.SpeechDone) and event.interrupted):
-            return self._clear()
-        if isinstance(event, ev.SpeechDone):
             self._converters.pop(event.speech_id, None)
+            return self._clear() if event.interrupted else []
+        if isinstance(event, ev.UserInterrupt):
+            return self._clear()
         return []
 
     def _audio(self, speech_id: str, pcm: bytes) -> list[dict[str, Any]]:
