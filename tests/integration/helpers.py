@@ -132,7 +132,7 @@ async def phone_turn(caller: TwilioCaller, text: str, timeout: float = 60) -> tu
     """The caller says ``text`` (Piper) and hears the reply out: (when its speech ended, when the reply's first
     audio came, the reply as the caller heard it, transcribed)."""
     heard_from = len(caller.heard)
-    ended = await caller.say(speech_pcm16k(text))  # the line goes on with silence
-    first = await caller.wait_media_after(ended, timeout)
+    said_at = await caller.say(speech_pcm16k(text))  # the line goes on with silence
+    first = await caller.wait_media_after(said_at, timeout)
     await caller.wait_played_out(quiet_s=1.5, timeout=timeout)
-    return ended, first, transcribe_pcm16k(to_16k(caller.heard_since(heard_from)))
+    return said_at, first, transcribe_pcm16k(to_16k(caller.heard_since(heard_from)))
